@@ -1,0 +1,18 @@
+"""Django app configuration for appsync_events."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class AppSyncEventsConfig(AppConfig):
+    """Registers the system checks and autodiscovers handler modules."""
+
+    name = "appsync_events"
+    verbose_name = "AppSync Events"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks
+
+        checks.register()

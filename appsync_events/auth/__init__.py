@@ -1,0 +1,213 @@
+"""Auth backends and the helpers that build authorization header objects.
+
+Which mode an operation uses: the connect uses the alias's ``CONNECTION_AUTH_MODE``;
+a subscribe or publish uses the first mode its namespace allows for which the alias
+holds credentials (see :meth:`appsync_events.conf.APIConfig.auth_mode_for`), unless the
+caller passes ``mode=`` explicitly.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+from ..conf import APIConfig, Operation
+from ..exceptions import ConfigurationError, ProtocolError
+from ..paths import parse_channel
+from ..protocol import HEADER_SUBPROTOCOL_PREFIX, signing_body
+from .base import AuthBackend, AuthRequest, Transport
+
+__all__ = [
+    "BUILTIN_BACKENDS",
+    "AuthBackend",
+    "AuthRequest",
+    "Transport",
+    "aconnect_headers",
+    "ahttp_headers",
+    "aoperation_headers",
+    "connect_headers",
+    "decode_header_subprotocol",
+    "encode_header_subprotocol",
+    "get_auth_backend",
+    "http_headers",
+    "operation_headers",
+]
+
+#: The backend class used for each mode when settings name none.
+BUILTIN_BACKENDS: Final = {
+    "API_KEY": "appsync_events.auth.api_key.APIKeyAuth",
+    "AWS_IAM": "appsync_events.auth.iam.IAMAuth",
+    "AMAZON_COGNITO_USER_POOLS": "appsync_events.auth.token.CognitoAuth",
+    "OPENID_CONNECT": "appsync_events.auth.token.OIDCAuth",
+    "AWS_LAMBDA": "appsync_events.auth.token.LambdaAuth",
+}
+
+_CONNECT_BODY: Final = b"{}"
+
+_lock = threading.Lock()
+_backends: dict[tuple[int, str], AuthBackend] = {}
+
+
+@receiver(setting_changed)
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    if setting == "APPSYNC_EVENTS":
+        with _lock:
+            _backends.clear()
+
+
+def get_auth_backend(api: APIConfig, mode: str) -> AuthBackend:
+    """Return the (cached) auth backend of ``api`` for ``mode``.
+
+    Raises:
+        ConfigurationError: when the alias holds no credentials for ``mode``, or its
+            backend cannot be imported or refuses its options.
+    """
+    key = (id(api), mode)
+    backend = _backends.get(key)
+    if backend is not None and backend.api is api:
+        return backend
+    config = api.auth.get(mode)
+    if config is None:
+        raise ConfigurationError(
+            f"APPSYNC_EVENTS[{api.alias!r}]['AUTH'] holds no credentials for {mode}; "
+            f"it holds {', '.join(api.auth) or 'nothing'}.",
+            api=api.alias,
+            key="AUTH",
+            check_id="appsync_events.E005",
+        )
+    path = config.backend or BUILTIN_BACKENDS[mode]
+    try:
+        cls = import_string(path)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"APPSYNC_EVENTS[{api.alias!r}]['AUTH'][{mode!r}]['BACKEND'] = {path!r} "
+            f"cannot be imported: {exc}",
+            api=api.alias,
+            key="AUTH",
+            check_id="appsync_events.E008",
+        ) from exc
+    if not (isinstance(cls, type) and issubclass(cls, AuthBackend)):
+        raise ConfigurationError(
+            f"APPSYNC_EVENTS[{api.alias!r}]['AUTH'][{mode!r}]['BACKEND'] = {path!r} "
+            "is not an appsync_events.auth.AuthBackend subclass.",
+            api=api.alias,
+            key="AUTH",
+            check_id="appsync_events.E008",
+        )
+    backend = cls(api, **dict(config.options))
+    with _lock:
+        _backends[key] = backend
+    return backend
+
+
+def encode_header_subprotocol(headers: Mapping[str, str]) -> str:
+    """Return the ``header-<base64url(JSON)>`` subprotocol (no padding) for ``headers``."""
+    raw = json.dumps(dict(headers), separators=(",", ":")).encode()
+    return HEADER_SUBPROTOCOL_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_header_subprotocol(value: str) -> dict[str, str]:
+    """Decode a ``header-…`` subprotocol back into its header object.
+
+    Raises:
+        ProtocolError: when the value is not base64url JSON of an object of strings.
+    """
+    if not value.startswith(HEADER_SUBPROTOCOL_PREFIX):
+        raise ProtocolError("not a header- subprotocol")
+    data = value[len(HEADER_SUBPROTOCOL_PREFIX) :]
+    try:
+        raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+        obj = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise ProtocolError("the header- subprotocol is not base64url-encoded JSON") from None
+    if not isinstance(obj, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in obj.items()
+    ):
+        raise ProtocolError("the header- subprotocol does not hold an object of strings")
+    return obj
+
+
+def _mode(api: APIConfig, operation: Operation, channel: str | None, mode: str | None) -> str:
+    if mode is not None:
+        return mode
+    namespace = parse_channel(channel, allow_wildcard=True).namespace if channel else None
+    return api.auth_mode_for(operation, namespace)
+
+
+def _ws_request(
+    operation: Operation, channel: str | None, events: Sequence[str] | None
+) -> AuthRequest:
+    if operation == "connect":
+        return AuthRequest("connect", "websocket", _CONNECT_BODY)
+    if channel is None:
+        raise ValueError(f"a channel is needed to authorize a {operation}")
+    body = signing_body(channel, events if operation == "publish" else None)
+    return AuthRequest(operation, "websocket", body.encode(), channel)
+
+
+def connect_headers(api: APIConfig) -> dict[str, str]:
+    """Return the header object for opening the websocket."""
+    return get_auth_backend(api, api.connection_auth_mode).get_headers(
+        _ws_request("connect", None, None)
+    )
+
+
+async def aconnect_headers(api: APIConfig) -> dict[str, str]:
+    """Async twin of :func:`connect_headers`."""
+    return await get_auth_backend(api, api.connection_auth_mode).aget_headers(
+        _ws_request("connect", None, None)
+    )
+
+
+def operation_headers(
+    api: APIConfig,
+    operation: Operation,
+    channel: str,
+    events: Sequence[str] | None = None,
+    *,
+    mode: str | None = None,
+) -> dict[str, str]:
+    """Return the ``authorization`` object for a websocket subscribe or publish.
+
+    ``channel`` and ``events`` must be exactly what the message carries: an IAM
+    signature covers them.
+    """
+    backend = get_auth_backend(api, _mode(api, operation, channel, mode))
+    return backend.get_headers(_ws_request(operation, channel, events))
+
+
+async def aoperation_headers(
+    api: APIConfig,
+    operation: Operation,
+    channel: str,
+    events: Sequence[str] | None = None,
+    *,
+    mode: str | None = None,
+) -> dict[str, str]:
+    """Async twin of :func:`operation_headers`."""
+    backend = get_auth_backend(api, _mode(api, operation, channel, mode))
+    return await backend.aget_headers(_ws_request(operation, channel, events))
+
+
+def http_headers(
+    api: APIConfig, channel: str, body: bytes, *, mode: str | None = None
+) -> dict[str, str]:
+    """Return the auth headers for an HTTP publish of ``body`` to ``channel``."""
+    backend = get_auth_backend(api, _mode(api, "publish", channel, mode))
+    return backend.get_headers(AuthRequest("publish", "http", body, channel))
+
+
+async def ahttp_headers(
+    api: APIConfig, channel: str, body: bytes, *, mode: str | None = None
+) -> dict[str, str]:
+    """Async twin of :func:`http_headers`."""
+    backend = get_auth_backend(api, _mode(api, "publish", channel, mode))
+    return await backend.aget_headers(AuthRequest("publish", "http", body, channel))

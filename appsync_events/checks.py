@@ -1,0 +1,152 @@
+"""System checks for the ``APPSYNC_EVENTS`` setting.
+
+Ids are stable; a retired id is never reused (keep retired ones listed here).
+
+Errors
+    E001  the setting's shape: not a dict, unknown key, wrong type
+    E002  a malformed HTTP_URL or REALTIME_URL
+    E003  REGION missing (non-standard host) or malformed
+    E004  an unknown auth mode
+    E005  no credentials held for a mode the connection or a namespace requires
+    E006  an invalid channel path in SUBSCRIPTIONS
+    E007  an invalid namespace name
+    E008  incomplete or invalid auth options for a mode
+    E009  an invalid value (timeouts, sizes, backends, emulator options)
+    E010  the setting names no such alias
+    E011  an optional dependency is missing
+Warnings
+    W001  plain http:// or ws:// to a host that is not this machine
+    W002  a subscription in a namespace the API does not declare
+    W003  APPSYNC_EVENTS defines no "default" alias
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.apps import AppConfig
+from django.core import checks
+from django.core.checks import CheckMessage
+
+from . import conf
+from .exceptions import ConfigurationError
+
+__all__ = [
+    "check_default_alias",
+    "check_insecure_endpoints",
+    "check_settings",
+    "check_subscription_namespaces",
+    "register",
+]
+
+TAG = "appsync_events"
+
+
+def _configs() -> Iterable[tuple[str, conf.APIConfig | ConfigurationError]]:
+    try:
+        aliases = conf.api_aliases()
+    except ConfigurationError as exc:
+        yield "*", exc
+        return
+    for alias in aliases:
+        try:
+            yield alias, conf.get_api_config(alias)
+        except ConfigurationError as exc:
+            yield alias, exc
+
+
+def check_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E001-E011: every alias parses and validates."""
+    errors: list[CheckMessage] = []
+    for alias, config in _configs():
+        if isinstance(config, ConfigurationError):
+            errors.append(
+                checks.Error(
+                    str(config),
+                    hint="See the configuration reference in docs/configuration.md.",
+                    obj=f"APPSYNC_EVENTS[{alias!r}]" if alias != "*" else "APPSYNC_EVENTS",
+                    id=config.check_id,
+                )
+            )
+    return errors
+
+
+def check_insecure_endpoints(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """W001: plain-text endpoints are only fine on this machine (the emulator)."""
+    warnings: list[CheckMessage] = []
+    for alias, config in _configs():
+        if isinstance(config, ConfigurationError):
+            continue
+        for key, url in (("HTTP_URL", config.http_url), ("REALTIME_URL", config.realtime_url)):
+            parts = urlsplit(url)
+            if parts.scheme in ("http", "ws") and not conf.is_loopback_host(parts.hostname or ""):
+                warnings.append(
+                    checks.Warning(
+                        f"APPSYNC_EVENTS[{alias!r}][{key!r}] is {url!r}: credentials and events "
+                        "would cross the network unencrypted.",
+                        hint="Use https:// (wss://) for any host other than this machine.",
+                        obj=f"APPSYNC_EVENTS[{alias!r}]",
+                        id="appsync_events.W001",
+                    )
+                )
+    return warnings
+
+
+def check_subscription_namespaces(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """W002: the service refuses subscriptions in namespaces the API does not declare."""
+    warnings: list[CheckMessage] = []
+    for alias, config in _configs():
+        if isinstance(config, ConfigurationError) or not config.namespaces:
+            continue
+        for channel in config.listener.subscriptions:
+            if channel.namespace not in config.namespaces:
+                warnings.append(
+                    checks.Warning(
+                        f"APPSYNC_EVENTS[{alias!r}]['SUBSCRIPTIONS'] holds {channel.path!r}, but "
+                        f"namespace {channel.namespace!r} is not in NAMESPACES "
+                        f"({', '.join(config.namespaces)}); the service will refuse it.",
+                        hint="Declare the namespace in NAMESPACES, or fix the channel path.",
+                        obj=f"APPSYNC_EVENTS[{alias!r}]",
+                        id="appsync_events.W002",
+                    )
+                )
+    return warnings
+
+
+def check_default_alias(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """W003: every API defaults to the ``"default"`` alias, so it should exist."""
+    try:
+        aliases = conf.api_aliases()
+    except ConfigurationError:
+        return []  # reported by check_settings
+    if conf.DEFAULT_API in aliases:
+        return []
+    return [
+        checks.Warning(
+            'APPSYNC_EVENTS defines no "default" alias; every call without api=... will fail.',
+            hint="Add APPSYNC_EVENTS = {'default': {'HTTP_URL': ..., 'AUTH': {...}}}.",
+            obj="APPSYNC_EVENTS",
+            id="appsync_events.W003",
+        )
+    ]
+
+
+def register() -> None:
+    """Register every check of this module (called from ``AppConfig.ready()``)."""
+    for check in (
+        check_settings,
+        check_insecure_endpoints,
+        check_subscription_namespaces,
+        check_default_alias,
+    ):
+        checks.register(check, TAG)

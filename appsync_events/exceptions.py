@@ -1,0 +1,324 @@
+"""Exceptions raised by appsync_events.
+
+The tree::
+
+    AppSyncEventsError                       root of every operational error
+    ├── ValidationError (+ ValueError)       bad input caught before any network call
+    │   ├── InvalidChannelError              channel path breaks the grammar
+    │   ├── EventTooLargeError               one event over the per-event limit
+    │   └── EventEncodingError (+ TypeError) an event is not JSON-serialisable
+    ├── ProtocolError                        a frame we cannot decode or did not expect
+    ├── AuthError                            credentials could not be produced or were refused
+    │   └── TokenSourceError                 a token source raised or returned nothing
+    ├── ConnectionFailed                     the websocket could not be opened or was lost
+    │   ├── HandshakeTimeout                 no ``connection_ack`` in time
+    │   ├── ConnectionRejected               ``connection_error`` / 401 / 403 on connect
+    │   └── KeepAliveTimeout                 no inbound frame within ``connectionTimeoutMs``
+    ├── OperationError                       a subscribe / unsubscribe / publish failed
+    │   ├── SubscriptionError
+    │   ├── PublishError                     whole publish refused
+    │   │   └── PartialPublishError          failed part-way; says what was accepted
+    │   └── OperationTimeout
+    └── PublishCancelled                     a ``pre_publish`` receiver vetoed
+
+    ImproperlyConfigured
+    └── ConfigurationError                   deliberately *outside* the root, so a retry
+        └── ImproperlyInstalled (+ImportError) loop catching AppSyncEventsError never
+                                               hides a configuration mistake.
+
+Every error carries its context as attributes (``api``, ``channel``, ``errors``...) and
+renders it in ``str()``. No error ever renders a credential.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+__all__ = [
+    "AppSyncEventsError",
+    "AuthError",
+    "ConfigurationError",
+    "ConnectionFailed",
+    "ConnectionRejected",
+    "EventEncodingError",
+    "EventTooLargeError",
+    "HandshakeTimeout",
+    "ImproperlyInstalled",
+    "InvalidChannelError",
+    "KeepAliveTimeout",
+    "OperationError",
+    "OperationTimeout",
+    "PartialPublishError",
+    "ProtocolError",
+    "PublishCancelled",
+    "PublishError",
+    "SubscriptionError",
+    "TokenSourceError",
+    "ValidationError",
+]
+
+
+def _describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
+    parts = []
+    for error in errors:
+        kind = error.get("errorType") or error.get("code") or "Error"
+        message = error.get("message")
+        parts.append(f"{kind}: {message}" if message else str(kind))
+    return "; ".join(parts)
+
+
+class AppSyncEventsError(Exception):
+    """Root of every operational error raised by appsync_events.
+
+    Args:
+        message: what went wrong, in one sentence.
+        api: the settings alias involved, when known.
+        channel: the channel path involved, when known.
+        errors: the AWS ``errors`` entries (``errorType``, ``message``...), when any.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        api: str | None = None,
+        channel: str | None = None,
+        errors: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        self.message = message
+        self.api = api
+        self.channel = channel
+        self.errors: tuple[Mapping[str, Any], ...] = tuple(errors)
+        super().__init__(message)
+
+    @property
+    def error_types(self) -> tuple[str, ...]:
+        """The ``errorType`` of each AWS error entry, in order."""
+        return tuple(str(e.get("errorType", "")) for e in self.errors)
+
+    def __str__(self) -> str:
+        text = self.message
+        context = []
+        if self.api is not None:
+            context.append(f"api={self.api!r}")
+        if self.channel is not None:
+            context.append(f"channel={self.channel!r}")
+        if context:
+            text = f"{text} ({', '.join(context)})"
+        if self.errors:
+            text = f"{text}: {_describe_errors(self.errors)}"
+        return text
+
+
+class ValidationError(AppSyncEventsError, ValueError):
+    """Raised when input is rejected before any network call."""
+
+
+class InvalidChannelError(ValidationError):
+    """Raised when a channel path breaks the AppSync channel grammar."""
+
+
+class EventTooLargeError(ValidationError):
+    """Raised when one encoded event is larger than the per-event limit.
+
+    Attributes:
+        index: position of the event in the caller's sequence.
+        size: its encoded size in bytes.
+        limit: the limit it broke.
+    """
+
+    def __init__(self, message: str, *, index: int, size: int, limit: int, **kwargs: Any) -> None:
+        self.index = index
+        self.size = size
+        self.limit = limit
+        super().__init__(message, **kwargs)
+
+
+class EventEncodingError(ValidationError, TypeError):
+    """Raised when an event cannot be encoded as JSON.
+
+    Attributes:
+        index: position of the event in the caller's sequence.
+    """
+
+    def __init__(self, message: str, *, index: int, **kwargs: Any) -> None:
+        self.index = index
+        super().__init__(message, **kwargs)
+
+
+class ProtocolError(AppSyncEventsError):
+    """Raised when a frame cannot be decoded or breaks the protocol.
+
+    Attributes:
+        frame: a short, truncated excerpt of the offending frame (never credentials:
+            inbound frames from the service carry none).
+    """
+
+    def __init__(self, message: str, *, frame: str | bytes | None = None, **kwargs: Any) -> None:
+        if isinstance(frame, bytes):
+            frame = repr(frame[:80])
+        elif isinstance(frame, str) and len(frame) > 80:
+            frame = frame[:77] + "..."
+        self.frame = frame
+        super().__init__(message, **kwargs)
+
+
+class AuthError(AppSyncEventsError):
+    """Raised when authorization headers cannot be produced or are refused.
+
+    Attributes:
+        operation: ``"connect"``, ``"subscribe"`` or ``"publish"``, when known.
+        mode: the auth mode involved, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str | None = None,
+        mode: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.operation = operation
+        self.mode = mode
+        super().__init__(message, **kwargs)
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        extra = []
+        if self.mode:
+            extra.append(f"mode={self.mode}")
+        if self.operation:
+            extra.append(f"operation={self.operation}")
+        return f"{text} [{', '.join(extra)}]" if extra else text
+
+
+class TokenSourceError(AuthError):
+    """Raised when a token source (setting, environment variable, callable) fails."""
+
+
+class ConnectionFailed(AppSyncEventsError):
+    """Raised when the websocket connection cannot be opened or is lost."""
+
+
+class HandshakeTimeout(ConnectionFailed):
+    """Raised when no ``connection_ack`` arrives within the handshake timeout."""
+
+
+class ConnectionRejected(ConnectionFailed):
+    """Raised when the service refuses the connection (``connection_error``, 401, 403).
+
+    Attributes:
+        status: the HTTP status of a refused upgrade, when that is how it was refused.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, **kwargs: Any) -> None:
+        self.status = status
+        super().__init__(message, **kwargs)
+
+
+class KeepAliveTimeout(ConnectionFailed):
+    """Raised when no frame arrived within the ``connectionTimeoutMs`` window."""
+
+
+class OperationError(AppSyncEventsError):
+    """Raised when a subscribe, unsubscribe or publish fails.
+
+    Attributes:
+        operation_id: the protocol ``id`` of the failed operation.
+    """
+
+    def __init__(self, message: str, *, operation_id: str | None = None, **kwargs: Any) -> None:
+        self.operation_id = operation_id
+        super().__init__(message, **kwargs)
+
+
+class SubscriptionError(OperationError):
+    """Raised when the service answers ``subscribe_error`` (or refuses an unsubscribe)."""
+
+
+class PublishError(OperationError):
+    """Raised when a whole publish is refused (``publish_error``, HTTP 4xx/5xx, network)."""
+
+    def __init__(self, message: str, *, status: int | None = None, **kwargs: Any) -> None:
+        self.status = status
+        super().__init__(message, **kwargs)
+
+
+class PartialPublishError(PublishError):
+    """Raised when a multi-chunk publish fails part-way.
+
+    Attributes:
+        accepted: the caller's indices of events the service already accepted.
+        not_sent: the caller's indices of events that were never accepted.
+        result: the partial ``PublishResult`` covering the accepted chunks.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        accepted: Sequence[int],
+        not_sent: Sequence[int],
+        result: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        self.accepted = tuple(accepted)
+        self.not_sent = tuple(not_sent)
+        self.result = result
+        super().__init__(message, **kwargs)
+
+    def __str__(self) -> str:
+        return (
+            f"{super().__str__()} [accepted indices: {list(self.accepted)}; "
+            f"not sent: {list(self.not_sent)}]"
+        )
+
+
+class OperationTimeout(OperationError):
+    """Raised when the service does not answer an operation in time."""
+
+
+class PublishCancelled(AppSyncEventsError):
+    """Raise from a ``pre_publish`` receiver to veto a publish."""
+
+
+class ConfigurationError(ImproperlyConfigured):
+    """Raised for a mistake in the ``APPSYNC_EVENTS`` setting.
+
+    Deliberately not an :class:`AppSyncEventsError`: code that retries operational
+    errors must never swallow a configuration mistake.
+
+    Attributes:
+        api: the alias the mistake is in, when known.
+        key: the setting key involved, when known.
+        check_id: the system check this mistake is reported under.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        api: str | None = None,
+        key: str | None = None,
+        check_id: str = "appsync_events.E001",
+    ) -> None:
+        self.api = api
+        self.key = key
+        self.check_id = check_id
+        super().__init__(message)
+
+
+class ImproperlyInstalled(ConfigurationError, ImportError):
+    """Raised when an optional dependency is missing; says what to install."""
+
+    def __init__(self, *, missing_package: str, install_extra: str) -> None:
+        self.missing_package = missing_package
+        super().__init__(
+            f"{missing_package} is not installed. Install it with "
+            f'`pip install "django-appsync-events[{install_extra}]"`.',
+            check_id="appsync_events.E011",
+        )

@@ -1,0 +1,57 @@
+"""The signals appsync_events sends.
+
+Connect receivers as usual (``@receiver(event_received)``). Every signal is sent with
+``sender`` = the alias (a ``str``) and the keyword arguments listed for it. The
+listener sends its signals from async code with ``Signal.asend()``, so sync and async
+receivers both work; a sync receiver runs in a thread, where the ORM is safe.
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+__all__ = [
+    "connection_state_changed",
+    "event_received",
+    "pre_publish",
+    "publish_failed",
+    "published",
+    "subscription_established",
+    "subscription_failed",
+]
+
+# -- receiving (the listener) ---------------------------------------------------------
+
+#: An event arrived on a subscription, decoded once.
+#: Provides: ``event`` (:class:`appsync_events.events.ReceivedEvent`: ``api``,
+#: ``subscription`` path, ``payload``, ``raw``, ``received_at``), ``api``.
+event_received = Signal()
+
+#: The service accepted a subscription; sent again after every reconnect.
+#: Provides: ``api``, ``channel`` (the subscription path), ``subscription_id``.
+subscription_established = Signal()
+
+#: The service refused a subscription (or its retries ran out).
+#: Provides: ``api``, ``channel``, ``error`` (an
+#: :class:`~appsync_events.exceptions.AppSyncEventsError`), ``will_retry`` (bool).
+subscription_failed = Signal()
+
+#: The listener's connection changed state.
+#: Provides: ``api``, ``state`` (``"connecting"``, ``"connected"``, ``"reconnecting"``,
+#: ``"closed"``), ``reason`` (``str`` or ``None``), ``retry_in`` (seconds or ``None``).
+connection_state_changed = Signal()
+
+# -- publishing -----------------------------------------------------------------------
+
+#: About to publish; raise :class:`~appsync_events.exceptions.PublishCancelled` to veto.
+#: Provides: ``api``, ``channel``, ``events`` (the encoded JSON texts, a tuple).
+pre_publish = Signal()
+
+#: The service answered a publish.
+#: Provides: ``api``, ``channel``, ``result`` (a ``PublishResult``).
+published = Signal()
+
+#: A publish failed where no caller can see the exception (after commit, in the
+#: outbox drainer), or failed for the caller too.
+#: Provides: ``api``, ``channel``, ``events``, ``error``, ``deferred`` (bool).
+publish_failed = Signal()

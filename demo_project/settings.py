@@ -1,0 +1,120 @@
+"""Settings of the demo project: a live chat on AppSync Events.
+
+The connection comes from the environment (see README): with ``APPSYNC_EVENTS_URL``
+unset, the project talks to the embedded emulator on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-not-secret")
+DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "appsync_events",
+    "demo_project.chat",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "demo_project.urls"
+ASGI_APPLICATION = "demo_project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("DEMO_DATABASE", str(BASE_DIR / "demo.sqlite3")),
+    }
+}
+
+STATIC_URL = "static/"
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# -- channel layer: in-memory (one process) unless REDIS_URL is set ----------------
+REDIS_URL = os.environ.get("REDIS_URL")
+CHANNEL_LAYERS: dict[str, Any] = (
+    {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+    if REDIS_URL
+    else {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+)
+
+# -- AppSync Events: from the environment, else the embedded emulator ---------------
+EMULATOR_PORT = int(os.environ.get("APPSYNC_EVENTS_EMULATOR_PORT", "8765"))
+EMULATOR_API_KEY = "da2-demo0000000000000000000000"
+APPSYNC_EVENTS_URL = os.environ.get("APPSYNC_EVENTS_URL")
+USE_EMULATOR = not APPSYNC_EVENTS_URL
+_mode = os.environ.get("APPSYNC_EVENTS_AUTH", "API_KEY")
+_auth: dict[str, Any]
+if USE_EMULATOR:
+    _auth = {"API_KEY": EMULATOR_API_KEY}
+elif _mode == "API_KEY":
+    _auth = {"API_KEY": os.environ.get("APPSYNC_EVENTS_API_KEY", "")}
+elif _mode == "AWS_IAM":
+    _auth = {"AWS_IAM": {}}
+else:
+    _auth = {_mode: {"token_env": "APPSYNC_EVENTS_TOKEN"}}
+
+_default: dict[str, Any] = {
+    "HTTP_URL": APPSYNC_EVENTS_URL or f"http://127.0.0.1:{EMULATOR_PORT}/event",
+    "AUTH": _auth,
+    "NAMESPACES": {"chat": {}},
+    "SUBSCRIPTIONS": ["/chat/*"],
+    "EMULATOR": {"HOST": "127.0.0.1", "PORT": EMULATOR_PORT},
+}
+if os.environ.get("APPSYNC_EVENTS_REALTIME_URL"):
+    _default["REALTIME_URL"] = os.environ["APPSYNC_EVENTS_REALTIME_URL"]
+if USE_EMULATOR:
+    _default["REGION"] = "us-east-1"
+elif os.environ.get("AWS_REGION"):
+    _default["REGION"] = os.environ["AWS_REGION"]
+
+APPSYNC_EVENTS = {"default": _default}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"appsync_events": {"handlers": ["console"], "level": "INFO"}},
+}
