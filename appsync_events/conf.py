@@ -23,6 +23,7 @@ alias and the key, with the system check id it is reported under (``check_id``).
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -72,10 +73,11 @@ Operation: TypeAlias = Literal["connect", "subscribe", "publish"]
 
 _STANDARD_HOST_RE: Final = re.compile(
     r"^(?P<prefix>[A-Za-z0-9]+)\.appsync-(?:api|realtime-api)\.(?P<region>[a-z0-9-]+)"
-    r"\.amazonaws\.com(?P<cn>\.cn)?$"
+    r"\.amazonaws\.com(?P<cn>\.cn)?\Z"
 )
-_REGION_RE: Final = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d+$")
-_NAMESPACE_RE: Final = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,48}[A-Za-z0-9])?$")
+# ``\Z``, not ``$``, in every pattern: ``$`` also matches before a trailing newline.
+_REGION_RE: Final = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d+\Z")
+_NAMESPACE_RE: Final = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,48}[A-Za-z0-9])?\Z")
 _TOKEN_MODES: Final = ("AMAZON_COGNITO_USER_POOLS", "OPENID_CONNECT", "AWS_LAMBDA")
 
 #: Short names of the built-in publishing backends.
@@ -88,6 +90,11 @@ PUBLISH_BACKENDS: Final = MappingProxyType(
         "dummy": "appsync_events.backends.dummy.DummyBackend",
     }
 )
+
+
+def _empty() -> Mapping[str, Any]:
+    """Return an empty read-only mapping: config objects are frozen all the way down."""
+    return MappingProxyType({})
 
 
 # -- typed config objects ------------------------------------------------------------
@@ -135,7 +142,7 @@ class PublishConfig:
     """How publishing behaves for the alias."""
 
     backend: str = PUBLISH_BACKENDS["appsync"]
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=_empty)
     on_commit: bool = True
     durable: bool = False
     encoder: str = "django.core.serializers.json.DjangoJSONEncoder"
@@ -189,11 +196,11 @@ class EmulatorConfig:
     host: str = "127.0.0.1"
     port: int = 8765
     api_keys: tuple[str, ...] = ()
-    iam_credentials: Mapping[str, str] = field(default_factory=dict)
+    iam_credentials: Mapping[str, str] = field(default_factory=_empty)
     ka_interval: float = 60.0
     connection_timeout_ms: int = 300_000
     max_lifetime: float = 24 * 3600.0
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=_empty)
 
     def __repr__(self) -> str:  # keys and secrets inside
         return (
@@ -306,10 +313,15 @@ class _Parser:
     def error(
         self, key: str, message: str, check_id: str = "appsync_events.E001"
     ) -> ConfigurationError:
+        # Nested keys arrive spelled ``"TIMEOUTS']['CONNECT"`` (with or without quotes at
+        # the joins); split them so the message reads as the literal setting to fix:
+        # ``APPSYNC_EVENTS['default']['TIMEOUTS']['CONNECT']``.
+        parts = [part.strip("'") for part in key.split("][")]
+        where = "".join(f"[{part!r}]" for part in parts)
         return ConfigurationError(
-            f"APPSYNC_EVENTS[{self.alias!r}][{key!r}]: {message}",
+            f"APPSYNC_EVENTS[{self.alias!r}]{where}: {message}",
             api=self.alias,
-            key=key,
+            key=parts[0] + "".join(f"[{part!r}]" for part in parts[1:]),
             check_id=check_id,
         )
 
@@ -326,18 +338,36 @@ class _Parser:
     ) -> None:
         for name in value:
             if name not in allowed:
-                raise self.error(
-                    key,
-                    f"unknown key {name!r}; valid keys are {', '.join(sorted(allowed))}.",
-                )
+                text = f"unknown key {name!r}; valid keys are {', '.join(sorted(allowed))}."
+                if key == "*":  # the alias's own keys: name the alias and the key alone
+                    raise ConfigurationError(
+                        f"APPSYNC_EVENTS[{self.alias!r}]: {text}", api=self.alias, key=str(name)
+                    )
+                raise self.error(key, text)
 
-    def number(self, key: str, value: Any, *, integer: bool = False, minimum: float = 0.0) -> Any:
+    def number(
+        self,
+        key: str,
+        value: Any,
+        *,
+        integer: bool = False,
+        minimum: float = 0.0,
+        zero_ok: bool = False,
+    ) -> Any:
         ok_type = int if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, ok_type) or value <= minimum:
-            kind = "an integer" if integer else "a number"
+        valid = (
+            not isinstance(value, bool)
+            and isinstance(value, ok_type)
+            # NaN compares False with everything and infinity overflows timers.
+            and not (isinstance(value, float) and not math.isfinite(value))
+            and (value >= minimum if zero_ok else value > minimum)
+        )
+        if not valid:
+            kind = "an integer" if integer else "a finite number"
+            bound = "at least" if zero_ok else "greater than"
             raise self.error(
                 key,
-                f"must be {kind} greater than {minimum:g}, not {value!r}.",
+                f"must be {kind} {bound} {minimum:g}, not {value!r}.",
                 "appsync_events.E009",
             )
         return value
@@ -427,6 +457,14 @@ class _Parser:
                     f"{region!r} is not an AWS region name like 'eu-west-1'.",
                     "appsync_events.E003",
                 )
+            if match and region != match.group("region"):
+                # A signature for the wrong region is refused by the service.
+                raise self.error(
+                    "REGION",
+                    f"is {region!r} but HTTP_URL's host {hostname!r} is in "
+                    f"{match.group('region')!r}; remove REGION or correct it.",
+                    "appsync_events.E003",
+                )
         elif match:
             region = match.group("region")
         else:
@@ -467,6 +505,13 @@ class _Parser:
             raise self.error(
                 "HTTP_URL", f"{value!r} has an invalid port.", "appsync_events.E002"
             ) from None
+        if ".appsync-realtime-api." in parts.hostname and _STANDARD_HOST_RE.match(parts.hostname):
+            raise self.error(
+                "HTTP_URL",
+                f"{value!r} is the real-time (websocket) host; HTTP_URL takes the HTTP "
+                "endpoint, whose host has 'appsync-api' in place of 'appsync-realtime-api'.",
+                "appsync_events.E002",
+            )
         path = parts.path.rstrip("/")
         if path == "":
             path = "/event"
@@ -476,7 +521,8 @@ class _Parser:
                 f"{value!r} must end in '/event' (the Event API's HTTP path), or have no path.",
                 "appsync_events.E002",
             )
-        return f"{parts.scheme}://{parts.netloc}{path}"
+        # Host names are case-insensitive; lowercase them so derivation and signing agree.
+        return f"{parts.scheme}://{parts.netloc.lower()}{path}"
 
     def realtime_url(self, value: Any) -> str:
         if not isinstance(value, str):
@@ -493,13 +539,19 @@ class _Parser:
                 "'wss://abc.appsync-realtime-api.eu-west-1.amazonaws.com/event/realtime'.",
                 "appsync_events.E002",
             )
-        if parts.query or parts.fragment:
+        if parts.query or parts.fragment or parts.username or parts.password:
             raise self.error(
                 "REALTIME_URL",
-                f"{value!r} must not carry a query or fragment.",
+                f"{value!r} must not carry a query, fragment or user info.",
                 "appsync_events.E002",
             )
-        return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            raise self.error(
+                "REALTIME_URL", f"{value!r} has an invalid port.", "appsync_events.E002"
+            ) from None
+        return f"{parts.scheme}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
 
     # -- auth --------------------------------------------------------------------
 
@@ -520,16 +572,16 @@ class _Parser:
         key = f"AUTH'][{mode!r}"
         if isinstance(value, str):
             if mode == "API_KEY":
-                return AuthModeConfig(mode, None, {"api_key": value})
+                return AuthModeConfig(mode, None, MappingProxyType({"api_key": value}))
             if mode in _TOKEN_MODES:
-                return AuthModeConfig(mode, None, {"token": value})
+                return AuthModeConfig(mode, None, MappingProxyType({"token": value}))
             raise self.error(
                 key,
                 "must be a dict of options (e.g. {} for the default AWS credential chain).",
                 "appsync_events.E008",
             )
         if value is True and mode == "AWS_IAM":
-            return AuthModeConfig(mode, None, {})
+            return AuthModeConfig(mode, None, MappingProxyType({}))
         value = self.mapping(key, value)
         backend = value.get("BACKEND")
         if backend is not None and not isinstance(backend, str):
@@ -544,6 +596,13 @@ class _Parser:
         else:
             # Shorthand: the options themselves, with lowercase or uppercase names.
             options = value
+        for name in options:
+            if not isinstance(name, str):
+                raise self.error(
+                    key,
+                    f"option names must be strings, not {name!r}.",
+                    "appsync_events.E008",
+                )
         return AuthModeConfig(
             mode, backend, MappingProxyType({k.lower(): v for k, v in options.items()})
         )
@@ -579,11 +638,11 @@ class _Parser:
         held = tuple(auth)
         default_pub = self.modes(
             "DEFAULT_PUBLISH_AUTH_MODES",
-            self.raw.get("DEFAULT_PUBLISH_AUTH_MODES", held or (conn_mode,)),
+            self.raw.get("DEFAULT_PUBLISH_AUTH_MODES", held),
         )
         default_sub = self.modes(
             "DEFAULT_SUBSCRIBE_AUTH_MODES",
-            self.raw.get("DEFAULT_SUBSCRIBE_AUTH_MODES", held or (conn_mode,)),
+            self.raw.get("DEFAULT_SUBSCRIBE_AUTH_MODES", held),
         )
         namespaces = self.namespaces(default_pub, default_sub, auth)
         timeouts = Timeouts(
@@ -741,8 +800,9 @@ class _Parser:
         for name in ("channel_layer", "message_type", "control_channel"):
             if name in fields:
                 self.string(f"FORWARDING'][{name.upper()!r}", fields[name])
-        if "group_prefix" in fields and not re.match(
-            r"^[A-Za-z0-9._-]{1,40}$", str(fields["group_prefix"])
+        if "group_prefix" in fields and not (
+            isinstance(fields["group_prefix"], str)
+            and re.match(r"^[A-Za-z0-9._-]{1,40}\Z", fields["group_prefix"])
         ):
             raise self.error(
                 "FORWARDING']['GROUP_PREFIX",
@@ -754,7 +814,7 @@ class _Parser:
                 "FORWARDING']['SUBSCRIPTIONS", fields["subscriptions"]
             )
         if "unfollow_grace" in fields:
-            self.number("FORWARDING']['UNFOLLOW_GRACE", fields["unfollow_grace"], minimum=-1e-9)
+            self.number("FORWARDING']['UNFOLLOW_GRACE", fields["unfollow_grace"], zero_ok=True)
         return ForwardingConfig(**fields)
 
     def outbox(self) -> OutboxConfig:

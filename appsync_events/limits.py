@@ -53,4 +53,4 @@ KEEP_ALIVE_INTERVAL: Final = 60.0
 MAX_CONNECTION_LIFETIME: Final = 24 * 60 * 60.0
 
 #: Grammar of a subscription or operation ``id``.
-OPERATION_ID_RE: Final = re.compile(r"^[A-Za-z0-9_+-]{1,128}$")
+OPERATION_ID_RE: Final = re.compile(r"^[A-Za-z0-9_+-]{1,128}\Z")

@@ -40,8 +40,9 @@ __all__ = [
 ]
 
 WILDCARD: Final = "*"
-_SEGMENT_RE: Final = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,48}[A-Za-z0-9])?$")
-_GROUP_PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
+# ``\Z``, not ``$``: ``$`` also matches before a trailing newline.
+_SEGMENT_RE: Final = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,48}[A-Za-z0-9])?\Z")
+_GROUP_PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,40}\Z")
 #: Channels rejects group names of 100 characters or more.
 _MAX_GROUP_NAME: Final = 99
 _DIGEST_HEX: Final = 40
