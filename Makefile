@@ -1,0 +1,143 @@
+# django-appsync-events: developer commands.
+#
+# The two that matter:   make demo   and   make test
+# Both create .venv when it is missing and install the project into it (editable, with the
+# "dev" dependency group), so a fresh machine needs only python3 (3.11+), make and the package
+# registries. See docs/development.md for the rest.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+# -- knobs (override on the command line: make test PYTEST_ARGS="-k paths -x") --------------
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+DEMO_ARGS ?=
+
+# The second interpreter leg: Python 3.12 with Django 6.x in its own venv.
+PY312_CMD ?= env PYENV_VERSION=3.12.1 python
+VENV312 ?= .venv-py312
+PY312 := $(VENV312)/bin/python
+STAMP312 := $(VENV312)/.installed-stamp
+DJANGO6 ?= django>=6,<7
+PY312_PYTEST_ARGS ?= -m "not slow"
+
+# Node harness driving the official AWS JS client in the interop tests.
+JS_DIR := tests/interop/js
+
+# -- virtualenvs ------------------------------------------------------------------------------
+
+# Created only when missing: an existing .venv (perhaps shared) is never recreated.
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	  || { echo "error: $(PYTHON) is older than Python 3.11; run: make PYTHON=python3.11 ..." >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# `pip install --group` needs pip 25.1 or newer; a new venv may ship an older pip.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet "pip>=25.1"
+	$(PY) -m pip install --quiet -e . --group dev
+	@touch $@
+
+$(PY312):
+	@$(PY312_CMD) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' \
+	  || { echo "error: '$(PY312_CMD)' is not Python 3.12; run: make test-py312 PY312_CMD=python3.12" >&2; exit 1; }
+	$(PY312_CMD) -m venv $(VENV312)
+
+$(STAMP312): pyproject.toml | $(PY312)
+	$(PY312) -m pip install --quiet "pip>=25.1"
+	$(PY312) -m pip install --quiet -e . --group dev "$(DJANGO6)"
+	@touch $@
+
+.PHONY: install node-deps
+install: $(STAMP) node-deps ## create .venv when missing and install the project with its dev tools
+
+# Interop tests skip (or fail under CI=true) without these; npm is optional on a dev machine.
+node-deps:
+	@if [ -d $(JS_DIR)/node_modules ]; then :; \
+	elif command -v npm >/dev/null 2>&1; then \
+	  echo "npm ci --prefix $(JS_DIR)"; npm ci --prefix $(JS_DIR) --no-audit --no-fund --loglevel=error; \
+	else echo "note: npm not found; the Node interop tests will be skipped"; fi
+
+# -- the two commands -------------------------------------------------------------------------
+
+.PHONY: demo test
+demo: install ## run the demo (migrates first); until it is built, run the checks and say what is missing
+	$(PY) manage.py migrate --no-input
+	@commands="$$($(PY) manage.py help --commands)"; \
+	if grep -qx appsync_demo <<<"$$commands"; then \
+	  exec $(PY) manage.py appsync_demo $(DEMO_ARGS); \
+	fi; \
+	$(PY) manage.py check; \
+	echo; echo "The demo is not built yet; this is what exists and what is missing:"; \
+	for pair in "appsync_emulator:the local AppSync Events emulator" \
+	            "appsync_listen:the listener" \
+	            "appsync_demo:the demo runner (emulator + listener + chat page)"; do \
+	  name="$${pair%%:*}"; what="$${pair#*:}"; \
+	  if grep -qx "$$name" <<<"$$commands"; then state="built  "; else state="missing"; fi; \
+	  printf '  %s  manage.py %-17s %s\n' "$$state" "$$name" "$$what"; \
+	done; \
+	echo "Meanwhile: 'make test' runs the test suite."
+
+test: install ## run the whole test suite with branch coverage (fails under the floor in pyproject)
+	@rm -f .coverage .coverage.*
+	@$(PY) -m coverage run --parallel-mode -m pytest $(PYTEST_ARGS) \
+	  || { rc=$$?; if [ $$rc -eq 5 ]; then echo "error: pytest ran no tests" >&2; fi; exit $$rc; }
+	@$(PY) -m coverage combine --quiet
+	$(PY) -m coverage report
+
+# -- the other checks CI runs (.ci/run) -------------------------------------------------------
+
+.PHONY: lint format typecheck migrations-check test-postgres test-py312 wheel-check check
+lint: $(STAMP) ## ruff lint and format check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP) ## apply ruff's formatting and safe fixes (your own files only when sharing a tree)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+typecheck: $(STAMP) ## mypy --strict on the package
+	$(PY) -m mypy appsync_events
+
+migrations-check: $(STAMP) ## fail when a model change has no migration
+	$(PY) manage.py makemigrations --check --dry-run
+
+# The tests that use the database (auto-marked "database") and the "postgres" ones, on PostgreSQL.
+test-postgres: install ## the database tests again, on the PostgreSQL server
+	APPSYNC_EVENTS_TEST_DB=postgres $(PY) -m pytest -m "database or postgres" $(PYTEST_ARGS)
+
+test-py312: $(STAMP312) node-deps ## the suite on Python 3.12 with Django 6.x (own venv, .venv-py312)
+	@$(PY312) -c 'import django, sys; print(f"Python {sys.version.split()[0]}, Django {django.__version__}")'
+	$(PY312) -m pytest $(PY312_PYTEST_ARGS) $(PYTEST_ARGS)
+
+wheel-check: $(STAMP) ## build the wheel, install it in a clean venv, check its contents
+	@tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
+	$(PY) -m build --wheel --outdir "$$tmp/dist" . >"$$tmp/build.log" 2>&1 \
+	  || { cat "$$tmp/build.log" >&2; exit 1; }; \
+	wheel="$$(ls "$$tmp"/dist/*.whl)"; echo "built $${wheel##*/}"; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/python" -m pip install --quiet "$$wheel"; \
+	cd "$$tmp" && "$$tmp/venv/bin/python" "$(CURDIR)/.ci/check_wheel.py"
+
+check: lint typecheck migrations-check test ## the quick local subset of CI
+
+# -- housekeeping -----------------------------------------------------------------------------
+
+.PHONY: clean distclean help
+clean: ## remove build and test artefacts (keeps the venvs, node_modules and the demo database)
+	rm -rf build dist htmlcov .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache \
+	  test-artifacts *.egg-info
+	find . -path ./$(VENV) -prune -o -path ./$(VENV312) -prune -o -path ./$(JS_DIR)/node_modules -prune \
+	  -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean ## also remove the venvs, node_modules and the demo database
+	rm -rf $(VENV) $(VENV312) $(JS_DIR)/node_modules demo.sqlite3
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) \
+	  | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-17s %s\n", $$1, $$2}'
