@@ -61,6 +61,14 @@ __all__ = [
 ]
 
 
+def _restore(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """Rebuild a pickled error without calling ``__init__`` (see ``__reduce__``)."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 def _describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
     parts = []
     for error in errors:
@@ -93,6 +101,12 @@ class AppSyncEventsError(Exception):
         self.channel = channel
         self.errors: tuple[Mapping[str, Any], ...] = tuple(errors)
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default pickles only ``args`` and calls ``cls(*args)`` on load, which fails
+        # for subclasses with required keyword-only context (Django's parallel test
+        # runner and multiprocessing pickle exceptions); restore the state directly.
+        return (_restore, (type(self), self.args, self.__dict__))
 
     @property
     def error_types(self) -> tuple[str, ...]:
@@ -158,8 +172,8 @@ class ProtocolError(AppSyncEventsError):
     """
 
     def __init__(self, message: str, *, frame: str | bytes | None = None, **kwargs: Any) -> None:
-        if isinstance(frame, bytes):
-            frame = repr(frame[:80])
+        if isinstance(frame, bytes | bytearray | memoryview):
+            frame = repr(bytes(frame[:80]))
         elif isinstance(frame, str) and len(frame) > 80:
             frame = frame[:77] + "..."
         self.frame = frame
@@ -310,6 +324,10 @@ class ConfigurationError(ImproperlyConfigured):
         self.key = key
         self.check_id = check_id
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # As AppSyncEventsError.__reduce__: ImproperlyInstalled has keyword-only arguments.
+        return (_restore, (type(self), self.args, self.__dict__))
 
 
 class ImproperlyInstalled(ConfigurationError, ImportError):

@@ -579,7 +579,10 @@ def decode(frame: str | bytes, *, accept: frozenset[str] | None = None) -> Messa
     message_id = raw_id if isinstance(raw_id, str) else None
     if not isinstance(type_, str):
         raise DecodeError(
-            "frame has no string 'type'", reason="missing_field", frame=frame, message_id=message_id
+            "frame has no 'type'" if type_ is None else "frame has a non-string 'type'",
+            reason="missing_field" if type_ is None else "wrong_type",
+            frame=frame,
+            message_id=message_id,
         )
     decoder = _DECODERS.get(type_)
     if decoder is None or (accept is not None and type_ not in accept):
