@@ -175,6 +175,16 @@ class ForwardingConfig:
     message_type: str = "appsync.event"
     control_channel: str = "appsync-events-control"
     unfollow_grace: float = 5.0
+    #: Run the listener inside the ASGI process (started from the ASGI lifespan, see
+    #: :mod:`appsync_events.asgi`); required with ``InMemoryChannelLayer``.
+    in_process: bool = False
+    #: Seconds a browser follow lives without renewal (consumers renew at a third of it).
+    follow_lease: float = 60.0
+    #: Seconds a consumer waits for the listener to confirm a follow.
+    follow_timeout: float = 10.0
+    #: Dynamic follows one listener holds at most (the service allows 200 subscriptions
+    #: per connection, static ones included).
+    max_follows: int = 150
 
 
 @dataclass(frozen=True, slots=True)
@@ -793,13 +803,42 @@ class _Parser:
             "MESSAGE_TYPE": "message_type",
             "CONTROL_CHANNEL": "control_channel",
             "UNFOLLOW_GRACE": "unfollow_grace",
+            "IN_PROCESS": "in_process",
+            "FOLLOW_LEASE": "follow_lease",
+            "FOLLOW_TIMEOUT": "follow_timeout",
+            "MAX_FOLLOWS": "max_follows",
         }
         fields = self.section("FORWARDING", ForwardingConfig, names)
-        if "enabled" in fields:
-            self.boolean("FORWARDING']['ENABLED", fields["enabled"])
+        for name in ("enabled", "in_process"):
+            if name in fields:
+                self.boolean(f"FORWARDING'][{name.upper()!r}", fields[name])
+        for name in ("follow_lease", "follow_timeout"):
+            if name in fields:
+                self.number(f"FORWARDING'][{name.upper()!r}", fields[name])
+        if "max_follows" in fields:
+            self.number("FORWARDING']['MAX_FOLLOWS", fields["max_follows"], integer=True)
         for name in ("channel_layer", "message_type", "control_channel"):
             if name in fields:
                 self.string(f"FORWARDING'][{name.upper()!r}", fields[name])
+        # Channels' own grammar for a (non process-local) channel name and a message type.
+        if "control_channel" in fields and not re.match(
+            r"^[A-Za-z0-9._-]{1,99}\Z", fields["control_channel"]
+        ):
+            raise self.error(
+                "FORWARDING']['CONTROL_CHANNEL",
+                "must be a Channels channel name: 1-99 letters, digits, '.', '_' and '-'.",
+                "appsync_events.E009",
+            )
+        if "message_type" in fields and not re.match(
+            r"^[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*\Z", fields["message_type"]
+        ):
+            raise self.error(
+                "FORWARDING']['MESSAGE_TYPE",
+                "must be a Channels message type such as 'appsync.event' (letters, digits, "
+                "'_', dot-separated); consumers handle it in a method named like it with "
+                "'.' replaced by '_'.",
+                "appsync_events.E009",
+            )
         if "group_prefix" in fields and not (
             isinstance(fields["group_prefix"], str)
             and re.match(r"^[A-Za-z0-9._-]{1,40}\Z", fields["group_prefix"])
