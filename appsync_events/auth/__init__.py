@@ -4,6 +4,11 @@ Which mode an operation uses: the connect uses the alias's ``CONNECTION_AUTH_MOD
 a subscribe or publish uses the first mode its namespace allows for which the alias
 holds credentials (see :meth:`appsync_events.conf.APIConfig.auth_mode_for`), unless the
 caller passes ``mode=`` explicitly.
+
+The service is known to reject websocket publishes signed with IAM when an event holds
+``<`` or ``>`` ("signature mismatch"; the same publish over HTTP works). Transports ask
+:func:`websocket_publish_safe` before an IAM websocket publish and send such events over
+HTTP instead.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from .base import AuthBackend, AuthRequest, Transport
 
 __all__ = [
     "BUILTIN_BACKENDS",
+    "IAM_WEBSOCKET_UNSAFE_CHARACTERS",
     "AuthBackend",
     "AuthRequest",
     "Transport",
@@ -39,6 +45,7 @@ __all__ = [
     "get_auth_backend",
     "http_headers",
     "operation_headers",
+    "websocket_publish_safe",
 ]
 
 #: The backend class used for each mode when settings name none.
@@ -51,6 +58,11 @@ BUILTIN_BACKENDS: Final = {
 }
 
 _CONNECT_BODY: Final = b"{}"
+
+#: Characters that make the service reject an IAM-signed websocket publish. ``<`` and
+#: ``>`` are observed (the service seems to HTML-escape them before checking the
+#: signature); ``&`` is escaped by the same HTML-safe JSON encoders, so it is avoided too.
+IAM_WEBSOCKET_UNSAFE_CHARACTERS: Final = frozenset("<>&")
 
 _lock = threading.Lock()
 _backends: dict[tuple[int, str], AuthBackend] = {}
@@ -153,18 +165,20 @@ def _ws_request(
     return AuthRequest(operation, "websocket", body.encode(), channel)
 
 
-def connect_headers(api: APIConfig) -> dict[str, str]:
-    """Return the header object for opening the websocket."""
-    return get_auth_backend(api, api.connection_auth_mode).get_headers(
-        _ws_request("connect", None, None)
-    )
+def connect_headers(api: APIConfig, *, mode: str | None = None) -> dict[str, str]:
+    """Return the header object for opening the websocket.
+
+    Encode it with :func:`encode_header_subprotocol` for the ``header-`` subprotocol.
+    ``mode`` overrides the alias's ``CONNECTION_AUTH_MODE``.
+    """
+    backend = get_auth_backend(api, mode or api.connection_auth_mode)
+    return backend.get_headers(_ws_request("connect", None, None))
 
 
-async def aconnect_headers(api: APIConfig) -> dict[str, str]:
+async def aconnect_headers(api: APIConfig, *, mode: str | None = None) -> dict[str, str]:
     """Async twin of :func:`connect_headers`."""
-    return await get_auth_backend(api, api.connection_auth_mode).aget_headers(
-        _ws_request("connect", None, None)
-    )
+    backend = get_auth_backend(api, mode or api.connection_auth_mode)
+    return await backend.aget_headers(_ws_request("connect", None, None))
 
 
 def operation_headers(
@@ -211,3 +225,25 @@ async def ahttp_headers(
     """Async twin of :func:`http_headers`."""
     backend = get_auth_backend(api, _mode(api, "publish", channel, mode))
     return await backend.aget_headers(AuthRequest("publish", "http", body, channel))
+
+
+def websocket_publish_safe(
+    api: APIConfig, channel: str, events: Sequence[str], *, mode: str | None = None
+) -> bool:
+    """Return whether ``events`` can be published to ``channel`` over the websocket.
+
+    ``False`` only when the publish would be IAM-signed (``mode``, else the mode the
+    namespace picks) and an event contains one of
+    :data:`IAM_WEBSOCKET_UNSAFE_CHARACTERS`: the service rejects such websocket publishes
+    with "signature mismatch" although the same publish over HTTP succeeds. Callers then
+    publish over HTTP. Every other mode is always safe.
+
+    Args:
+        api: the alias's configuration.
+        channel: the channel, as it will be sent.
+        events: the encoded event strings, as they will be sent.
+        mode: the auth mode the publish will use, when the caller overrides it.
+    """
+    if _mode(api, "publish", channel, mode) != "AWS_IAM":
+        return True
+    return not any(not IAM_WEBSOCKET_UNSAFE_CHARACTERS.isdisjoint(event) for event in events)

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..conf import APIConfig
 from ..exceptions import ConfigurationError
+from ..redaction import register_secret
 from .base import AuthBackend, AuthRequest
 
 __all__ = ["APIKeyAuth"]
@@ -33,6 +34,8 @@ class APIKeyAuth(AuthBackend):
                 check_id="appsync_events.E008",
             )
         self._api_key = key
+        register_secret(key)
 
     def get_headers(self, request: AuthRequest) -> dict[str, str]:
+        """Return ``{"host": http_host, "x-api-key": key}`` (the same for every operation)."""
         return {"host": self.api.http_host, "x-api-key": self._api_key}
