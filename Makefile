@@ -29,6 +29,10 @@ PY312_PYTEST_ARGS ?= -m "not slow"
 # Node harness driving the official AWS JS client in the interop tests.
 JS_DIR := tests/interop/js
 
+# pip, quietly; this machine's pip config names extra index folders that may not exist, and pip
+# warns about each of them for every package: drop those lines, keep every other message.
+PIP_QUIET := 2>&1 | { grep -v 'is neither a file nor a directory' || true; }
+
 # -- virtualenvs ------------------------------------------------------------------------------
 
 # Created only when missing: an existing .venv (perhaps shared) is never recreated.
@@ -39,8 +43,8 @@ $(PY):
 
 # `pip install --group` needs pip 25.1 or newer; a new venv may ship an older pip.
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet "pip>=25.1"
-	$(PY) -m pip install --quiet -e . --group dev
+	$(PY) -m pip install --quiet "pip>=25.1" $(PIP_QUIET)
+	$(PY) -m pip install --quiet -e . --group dev $(PIP_QUIET)
 	@touch $@
 
 $(PY312):
@@ -49,8 +53,8 @@ $(PY312):
 	$(PY312_CMD) -m venv $(VENV312)
 
 $(STAMP312): pyproject.toml | $(PY312)
-	$(PY312) -m pip install --quiet "pip>=25.1"
-	$(PY312) -m pip install --quiet -e . --group dev "$(DJANGO6)"
+	$(PY312) -m pip install --quiet "pip>=25.1" $(PIP_QUIET)
+	$(PY312) -m pip install --quiet -e . --group dev "$(DJANGO6)" $(PIP_QUIET)
 	@touch $@
 
 .PHONY: install node-deps
@@ -121,7 +125,7 @@ wheel-check: $(STAMP) ## build the wheel, install it in a clean venv, check its 
 	  || { cat "$$tmp/build.log" >&2; exit 1; }; \
 	wheel="$$(ls "$$tmp"/dist/*.whl)"; echo "built $${wheel##*/}"; \
 	$(PYTHON) -m venv "$$tmp/venv"; \
-	"$$tmp/venv/bin/python" -m pip install --quiet "$$wheel"; \
+	"$$tmp/venv/bin/python" -m pip install --quiet "$$wheel" $(PIP_QUIET); \
 	cd "$$tmp" && "$$tmp/venv/bin/python" "$(CURDIR)/.ci/check_wheel.py"
 
 check: lint typecheck migrations-check test ## the quick local subset of CI
