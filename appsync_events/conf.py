@@ -197,6 +197,9 @@ class OutboxConfig:
     backoff_max: float = 300.0
     retention: float = 7 * 24 * 3600.0
     poll_interval: float = 1.0
+    #: Seconds a drainer owns the rows it claimed; a killed drainer's rows are claimed
+    #: again after this. Must exceed the time to send one batch.
+    lease: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -730,7 +733,7 @@ class _Parser:
                         key,
                         f"allows {operation} with {', '.join(modes)} "
                         "but AUTH holds credentials for "
-                        f"none of them (it holds {', '.join(auth) or 'nothing'}); add one to AUTH.",
+                        f"none of them (it holds {', '.join(auth)}); add one to AUTH.",
                         "appsync_events.E005",
                     )
             out[name] = NamespaceConfig(name, pub, sub)
@@ -864,6 +867,7 @@ class _Parser:
             "BACKOFF_MAX": "backoff_max",
             "RETENTION": "retention",
             "POLL_INTERVAL": "poll_interval",
+            "LEASE": "lease",
         }
         fields = self.section("OUTBOX", OutboxConfig, names)
         for name, value in fields.items():
@@ -909,8 +913,12 @@ class _Parser:
                     "appsync_events.E009",
                 )
             fields["api_keys"] = tuple(keys)
-        elif "API_KEY" in self.raw.get("AUTH", {}) and isinstance(self.raw["AUTH"]["API_KEY"], str):
-            fields["api_keys"] = (self.raw["AUTH"]["API_KEY"],)
+        else:
+            # Accept the alias's own API key, however AUTH spells it.
+            api_key = self.auth().get("API_KEY")
+            key = api_key.options.get("api_key") if api_key else None
+            if isinstance(key, str) and key:
+                fields["api_keys"] = (key,)
         if "iam_credentials" in fields:
             creds = self.mapping("EMULATOR']['IAM_CREDENTIALS", fields["iam_credentials"])
             if not all(
