@@ -1,0 +1,598 @@
+"""The browser consumer: :class:`AppSyncEventsConsumer`.
+
+Browsers never talk to AppSync (and never hold AWS credentials): they open a websocket
+to your Django ASGI server, and this consumer subscribes them to channel-layer groups
+that the listener forwards events into (:mod:`appsync_events.forwarding`).
+
+Messages from the browser (JSON text frames; ``id`` is optional and echoed back)::
+
+    {"action": "subscribe",   "channel": "/chat/rooms/7", "id": "s1"}
+    {"action": "unsubscribe", "channel": "/chat/rooms/7"}
+    {"action": "publish",     "channel": "/chat/rooms/7", "events": [{"text": "hi"}]}
+
+Messages to the browser::
+
+    {"type": "subscribed",   "channel": "/chat/rooms/7", "id": "s1"}
+    {"type": "unsubscribed", "channel": "/chat/rooms/7"}
+    {"type": "event",        "channel": "/chat/rooms/7", "payload": {...}}
+    {"type": "published",    "channel": "/chat/rooms/7",
+                             "successful": [{"index": 0, "identifier": "..."}],
+                             "failed": [{"index": 1, "code": "...", "message": "..."}]}
+    {"type": "error", "code": "forbidden", "message": "...", "channel": "...", "id": "..."}
+
+In an ``event``, ``channel`` is the *subscription* path the browser subscribed to (for a
+wildcard, ``/chat/*``): AppSync does not say which concrete channel an event was
+published to (see :mod:`appsync_events.events`).
+
+Error codes (the socket stays open after every one of them):
+
+=========================  ==========================================================
+``malformed``              not a JSON object, a binary frame, or a bad ``id``
+``too_large``              the frame is over ``max_message_size`` characters
+``rate_limited``           more than ``rate_limit`` messages in ``rate_period`` seconds
+``unknown_action``         ``action`` is missing or not one of the three above
+``invalid_channel``        the channel breaks the grammar, or its namespace is unknown
+``forbidden``              ``can_subscribe`` / ``can_publish`` said no
+``too_many_subscriptions`` the socket already holds ``max_subscriptions``
+``not_subscribed``         ``unsubscribe`` of a channel the socket does not hold
+``listener_unavailable``   the listener did not confirm a follow in time, or its
+                           control channel is full or unreachable
+``subscribe_failed``       the listener could not subscribe (the service refused, or
+                           it holds ``FORWARDING['MAX_FOLLOWS']`` follows already)
+``invalid_event``          a published event is not JSON-encodable or too large
+``publish_failed``         the service refused the publish or could not be reached
+=========================  ==========================================================
+
+Subscribing to a channel the listener holds statically (``SUBSCRIPTIONS``) is confirmed
+at once; any other channel is *followed*: the consumer asks the listener over the
+control channel (:mod:`appsync_events.follows`) and confirms when the listener does.
+
+Authorization: override :meth:`AppSyncEventsConsumer.can_subscribe` and
+:meth:`AppSyncEventsConsumer.can_publish` (async; wrap ORM work in
+``channels.db.database_sync_to_async``), or set the class options through ``as_asgi``::
+
+    AppSyncEventsConsumer.as_asgi(allow_wildcards=True, allow_publish=True)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+from channels.exceptions import ChannelFull
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from . import conf
+from .exceptions import (
+    AppSyncEventsError,
+    ConfigurationError,
+    InvalidChannelError,
+    PublishCancelled,
+    ValidationError,
+)
+from .follows import FOLLOW_RESULT, follow_message, unfollow_message
+from .limits import EVENTS_PER_PUBLISH
+from .paths import group_name, parse_channel
+
+__all__ = ["AppSyncEventsConsumer"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_ID_LENGTH: Final = 64
+_ACTIONS: Final = ("subscribe", "unsubscribe", "publish")
+
+
+@dataclass(slots=True)
+class _Subscription:
+    """One channel this socket subscribed to."""
+
+    path: str
+    group: str
+    followed: bool  # held through a dynamic follow (not a static subscription)
+    confirmed: bool = False
+    request_id: str | int | None = None
+    timeout: asyncio.TimerHandle | None = None
+
+
+class _Reject(Exception):
+    """A client request refused with an ``error`` reply (never leaves the consumer)."""
+
+    def __init__(self, code: str, message: str, channel: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.channel = channel
+
+
+def _is_authenticated(user: Any) -> bool:
+    return bool(getattr(user, "is_authenticated", False))
+
+
+class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    """Relay AppSync Events to browsers over a Channels websocket.
+
+    The protocol, the replies and the error codes are in the module docstring. One
+    socket holds at most ``max_subscriptions`` channels and may send ``rate_limit``
+    messages per ``rate_period`` seconds (a token bucket: short bursts are fine). Bad
+    messages are answered with an ``error`` message; the socket stays open.
+
+    Every option below is a class attribute: set it in a subclass, or pass it to
+    ``as_asgi(...)`` (unknown names raise ``TypeError``).
+
+    Attributes:
+        api: the ``APPSYNC_EVENTS`` alias whose events are relayed.
+        allow_anonymous: let anonymous users subscribe (and publish, when allowed).
+        allow_wildcards: let users subscribe to wildcard patterns such as ``/chat/*``.
+        allow_publish: let users publish from the browser through :func:`apublish`.
+        max_subscriptions: channels one socket may hold.
+        max_message_size: the largest accepted text frame, in characters.
+        rate_limit: messages one socket may send per ``rate_period`` seconds.
+        rate_period: the window of ``rate_limit``, in seconds.
+        follow_timeout: seconds to wait for the listener to confirm a follow
+            (``None``: ``FORWARDING['FOLLOW_TIMEOUT']``).
+    """
+
+    api: ClassVar[str] = conf.DEFAULT_API
+    allow_anonymous: ClassVar[bool] = False
+    allow_wildcards: ClassVar[bool] = False
+    allow_publish: ClassVar[bool] = False
+    max_subscriptions: ClassVar[int] = 20
+    max_message_size: ClassVar[int] = 64 * 1024
+    rate_limit: ClassVar[int] = 20
+    rate_period: ClassVar[float] = 1.0
+    follow_timeout: ClassVar[float | None] = None
+
+    #: The names ``as_asgi(...)`` accepts.
+    options: ClassVar[frozenset[str]] = frozenset(
+        {
+            "api",
+            "allow_anonymous",
+            "allow_wildcards",
+            "allow_publish",
+            "max_subscriptions",
+            "max_message_size",
+            "rate_limit",
+            "rate_period",
+            "follow_timeout",
+        }
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        unknown = sorted(set(kwargs) - self.options)
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}.as_asgi() got unknown option(s) {', '.join(unknown)}; "
+                f"valid options are {', '.join(sorted(self.options))}."
+            )
+        for name, value in kwargs.items():
+            setattr(self, name, value)
+        super().__init__(*args)
+        self.config: conf.APIConfig | None = None
+        self.subscriptions: dict[str, _Subscription] = {}
+        self._tokens = float(self.rate_limit)
+        self._refilled_at = 0.0
+        self._rate_limited = False
+        self._renewer: asyncio.Task[None] | None = None
+        try:
+            self.config = conf.get_api_config(self.api)
+        except ConfigurationError:
+            # Reported (with the socket closed) in connect(), where a log line belongs.
+            self.config = None
+        else:
+            self.channel_layer_alias = self.config.forwarding.channel_layer
+
+    @property
+    def _config(self) -> conf.APIConfig:
+        if self.config is None:  # only before connect() succeeded
+            raise RuntimeError("the consumer has no configuration before connect()")
+        return self.config
+
+    # -- authorization hooks ---------------------------------------------------------
+
+    async def can_subscribe(self, user: Any, channel: str) -> bool:
+        """Return whether ``user`` may receive the events of ``channel``.
+
+        ``channel`` is the normalised path the browser asked for, which may be a
+        wildcard pattern (``/chat/*``): it is never expanded, so allowing it allows
+        everything below it. The default allows authenticated users (and anonymous
+        ones with ``allow_anonymous``) exact channels, and wildcards only with
+        ``allow_wildcards``.
+        """
+        if not (self.allow_anonymous or _is_authenticated(user)):
+            return False
+        return self.allow_wildcards or not channel.endswith("/*")
+
+    async def can_publish(self, user: Any, channel: str) -> bool:
+        """Return whether ``user`` may publish to ``channel`` (a concrete path).
+
+        The default allows it only with ``allow_publish``, and then only to
+        authenticated users (anonymous ones too with ``allow_anonymous``).
+        """
+        return self.allow_publish and (self.allow_anonymous or _is_authenticated(user))
+
+    async def event_message(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Turn a forwarded channel-layer message into the browser's ``event`` message.
+
+        Override to reshape or filter events per user; return ``None`` to drop one.
+        """
+        return {"type": "event", "channel": message["subscription"], "payload": message["payload"]}
+
+    # -- connection lifecycle -----------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Accept the socket; refuse it when the alias's forwarding is unusable."""
+        try:
+            config = self.config or conf.get_api_config(self.api)
+            if not config.forwarding.enabled:
+                raise ConfigurationError(
+                    f"APPSYNC_EVENTS[{self.api!r}]['FORWARDING']['ENABLED'] is False, so no "
+                    "events reach browsers; enable it or remove the consumer's route.",
+                    api=self.api,
+                )
+            if self.channel_layer is None:
+                raise ConfigurationError(
+                    f"CHANNEL_LAYERS has no layer {self.channel_layer_alias!r} for "
+                    f"APPSYNC_EVENTS[{self.api!r}]['FORWARDING']['CHANNEL_LAYER'].",
+                    api=self.api,
+                )
+            if config.forwarding.in_process:
+                from .asgi import ensure_in_process_listener
+
+                await ensure_in_process_listener(self.api)
+        except ConfigurationError as exc:
+            logger.error("refusing a browser websocket: %s", exc)
+            await self.close()
+            return
+        self.config = config
+        self._refilled_at = asyncio.get_running_loop().time()
+        await self.accept()
+        self._renewer = asyncio.create_task(self._renew_follows())
+
+    async def disconnect(self, code: int) -> None:
+        """Leave every group and tell the listener this socket no longer follows."""
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+            self._renewer = None
+        for sub in list(self.subscriptions.values()):
+            await self._drop(sub)
+
+    # -- inbound ------------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Validate and rate-limit one client frame, then act on it."""
+        request_id: str | int | None = None
+        try:
+            if not self._take_token():
+                if self._rate_limited:
+                    return  # told once already; say it again after a message gets through
+                self._rate_limited = True
+                raise _Reject(
+                    "rate_limited",
+                    f"more than {self.rate_limit} messages in {self.rate_period:g} s; "
+                    "messages are dropped until the rate falls",
+                )
+            self._rate_limited = False
+            if text_data is None:
+                raise _Reject("malformed", "send JSON text frames, not binary ones")
+            if len(text_data) > self.max_message_size:
+                raise _Reject(
+                    "too_large",
+                    f"the message has {len(text_data)} characters; "
+                    f"at most {self.max_message_size} are accepted",
+                )
+            try:
+                content = json.loads(text_data)
+            except ValueError:
+                raise _Reject("malformed", "the message is not valid JSON") from None
+            if not isinstance(content, dict):
+                raise _Reject("malformed", "the message must be a JSON object")
+            request_id = content.get("id")
+            if request_id is not None and not (
+                (isinstance(request_id, str) and len(request_id) <= _MAX_ID_LENGTH)
+                or (isinstance(request_id, int) and not isinstance(request_id, bool))
+            ):
+                request_id = None
+                raise _Reject("malformed", f"'id' must be a string of at most {_MAX_ID_LENGTH}")
+            await self.receive_json(content)
+        except _Reject as reject:
+            await self._error(reject.code, reject.message, reject.channel, request_id)
+
+    async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
+        """Act on one decoded client message (see the module docstring)."""
+        action = content.get("action")
+        if action not in _ACTIONS:
+            raise _Reject(
+                "unknown_action",
+                f"'action' must be one of {', '.join(_ACTIONS)}, not {action!r}",
+            )
+        raw_channel = content.get("channel")
+        if not isinstance(raw_channel, str):
+            raise _Reject("invalid_channel", "'channel' must be a string such as '/chat/rooms/7'")
+        if action == "subscribe":
+            await self.subscribe(raw_channel, content.get("id"))
+        elif action == "unsubscribe":
+            await self.unsubscribe(raw_channel, content.get("id"))
+        else:
+            await self.publish(raw_channel, content, content.get("id"))
+
+    def _take_token(self) -> bool:
+        now = asyncio.get_running_loop().time()
+        rate = self.rate_limit / self.rate_period
+        self._tokens = min(float(self.rate_limit), self._tokens + (now - self._refilled_at) * rate)
+        self._refilled_at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+    def _path(self, raw: str, *, allow_wildcard: bool) -> str:
+        try:
+            channel = parse_channel(raw, allow_wildcard=allow_wildcard)
+        except InvalidChannelError as exc:
+            raise _Reject("invalid_channel", exc.message, raw[:300]) from None
+        namespaces = self._config.namespaces
+        if namespaces and channel.namespace not in namespaces:
+            raise _Reject(
+                "invalid_channel",
+                f"namespace {channel.namespace!r} does not exist",
+                channel.path,
+            )
+        return channel.path
+
+    # -- subscribe / unsubscribe ---------------------------------------------------
+
+    async def subscribe(self, raw_channel: str, request_id: str | int | None = None) -> None:
+        """Subscribe this socket to ``raw_channel`` (checked with :meth:`can_subscribe`)."""
+        config = self._config
+        path = self._path(raw_channel, allow_wildcard=True)
+        existing = self.subscriptions.get(path)
+        if existing is not None:
+            if existing.confirmed:
+                await self._reply("subscribed", path, request_id)
+            else:
+                existing.request_id = request_id  # the listener's answer is on its way
+            return
+        if len(self.subscriptions) >= self.max_subscriptions:
+            raise _Reject(
+                "too_many_subscriptions",
+                f"this connection already holds {self.max_subscriptions} subscriptions",
+                path,
+            )
+        if not await self.can_subscribe(self.scope.get("user"), path):
+            raise _Reject("forbidden", "you may not subscribe to this channel", path)
+        static = self._held_statically(config, path)
+        sub = _Subscription(
+            path,
+            group_name(path, prefix=config.forwarding.group_prefix),
+            followed=not static,
+            request_id=request_id,
+        )
+        self.subscriptions[path] = sub
+        await self.channel_layer.group_add(sub.group, self.channel_name)
+        if static:
+            sub.confirmed = True
+            await self._reply("subscribed", path, request_id)
+            return
+        try:
+            await self.channel_layer.send(
+                config.forwarding.control_channel,
+                follow_message(self.api, path, self.channel_name, ack=True),
+            )
+        except ChannelFull:
+            await self._forget(sub)
+            logger.warning(
+                "control channel %s is full: is the listener of %r running?",
+                config.forwarding.control_channel,
+                self.api,
+            )
+            raise _Reject(
+                "listener_unavailable", "the event listener is not keeping up; retry later", path
+            ) from None
+        except Exception:
+            await self._forget(sub)
+            logger.exception("sending a follow of %s to the control channel failed", path)
+            raise _Reject(
+                "listener_unavailable", "the event listener cannot be reached", path
+            ) from None
+        timeout = self.follow_timeout
+        if timeout is None:
+            timeout = config.forwarding.follow_timeout
+        sub.timeout = asyncio.get_running_loop().call_later(
+            timeout, lambda: asyncio.ensure_future(self._follow_timed_out(sub, timeout))
+        )
+
+    def _held_statically(self, config: conf.APIConfig, path: str) -> bool:
+        forwarded = config.forwarding.subscriptions
+        return any(
+            s.path == path and (forwarded is None or any(f.path == path for f in forwarded))
+            for s in config.listener.subscriptions
+        )
+
+    async def _follow_timed_out(self, sub: _Subscription, waited: float) -> None:
+        if self.subscriptions.get(sub.path) is not sub or sub.confirmed:
+            return
+        await self._drop(sub)
+        logger.warning(
+            "the listener of %r did not confirm a follow of %s within %g s",
+            self.api,
+            sub.path,
+            waited,
+        )
+        await self._error(
+            "listener_unavailable",
+            f"the event listener did not confirm the subscription within {waited:g} s",
+            sub.path,
+            sub.request_id,
+        )
+
+    async def follow_result(self, message: dict[str, Any]) -> None:
+        """Handle the listener's answer to a follow (``appsync.follow.result``)."""
+        path = message.get("channel")
+        sub = self.subscriptions.get(path) if isinstance(path, str) else None
+        if sub is None or sub.confirmed or not sub.followed:
+            return  # an answer for a subscription this socket gave up meanwhile
+        if sub.timeout is not None:
+            sub.timeout.cancel()
+            sub.timeout = None
+        if message.get("ok"):
+            sub.confirmed = True
+            await self._reply("subscribed", sub.path, sub.request_id)
+            return
+        await self._forget(sub)
+        await self._error(
+            "subscribe_failed",
+            str(message.get("message") or "the listener could not subscribe"),
+            sub.path,
+            sub.request_id,
+        )
+
+    async def unsubscribe(self, raw_channel: str, request_id: str | int | None = None) -> None:
+        """Unsubscribe this socket from ``raw_channel``."""
+        path = self._path(raw_channel, allow_wildcard=True)
+        sub = self.subscriptions.get(path)
+        if sub is None:
+            raise _Reject("not_subscribed", "this connection is not subscribed to it", path)
+        await self._drop(sub)
+        await self._reply("unsubscribed", path, request_id)
+
+    async def _forget(self, sub: _Subscription) -> None:
+        """Leave the group of ``sub`` (the listener was never told to follow it)."""
+        if sub.timeout is not None:
+            sub.timeout.cancel()
+            sub.timeout = None
+        if self.subscriptions.get(sub.path) is sub:
+            del self.subscriptions[sub.path]
+        try:
+            await self.channel_layer.group_discard(sub.group, self.channel_name)
+        except Exception:
+            logger.exception("leaving group %s failed", sub.group)
+
+    async def _drop(self, sub: _Subscription) -> None:
+        """Leave the group of ``sub`` and tell the listener when it was followed."""
+        await self._forget(sub)
+        if not sub.followed:
+            return
+        try:
+            await self.channel_layer.send(
+                self._config.forwarding.control_channel,
+                unfollow_message(self.api, sub.path, self.channel_name),
+            )
+        except Exception:
+            # The follow lease runs out by itself: the listener drops it after
+            # FORWARDING['FOLLOW_LEASE'] seconds without a renewal.
+            logger.warning("could not send the unfollow of %s", sub.path, exc_info=True)
+
+    async def _renew_follows(self) -> None:
+        forwarding = self._config.forwarding
+        interval = forwarding.follow_lease / 3
+        while True:
+            await asyncio.sleep(interval)
+            for sub in list(self.subscriptions.values()):
+                if not sub.followed:
+                    continue
+                try:
+                    await self.channel_layer.send(
+                        forwarding.control_channel,
+                        follow_message(self.api, sub.path, self.channel_name, ack=False),
+                    )
+                except Exception:
+                    logger.warning("could not renew the follow of %s", sub.path, exc_info=True)
+
+    # -- publish ------------------------------------------------------------------------
+
+    async def publish(
+        self, raw_channel: str, content: dict[str, Any], request_id: str | int | None = None
+    ) -> None:
+        """Publish the message's ``events`` to ``raw_channel`` (checked with
+        :meth:`can_publish`) through :func:`appsync_events.publishing.apublish`."""
+        path = self._path(raw_channel, allow_wildcard=False)
+        events = content.get("events")
+        if not isinstance(events, list) or not 1 <= len(events) <= EVENTS_PER_PUBLISH:
+            raise _Reject(
+                "malformed",
+                f"'events' must be a list of 1 to {EVENTS_PER_PUBLISH} events",
+                path,
+            )
+        if not await self.can_publish(self.scope.get("user"), path):
+            raise _Reject("forbidden", "you may not publish to this channel", path)
+        from .publishing import apublish
+        from .results import PublishResult
+
+        try:
+            result = await apublish(path, *events, api=self.api)
+        except ValidationError as exc:
+            raise _Reject("invalid_event", exc.message, path) from None
+        except PublishCancelled:
+            raise _Reject("forbidden", "the publish was refused", path) from None
+        except AppSyncEventsError as exc:
+            logger.warning("a browser publish to %s failed: %s", path, exc)
+            raise _Reject("publish_failed", "the event service refused the publish", path) from None
+        except ConfigurationError:
+            logger.exception("a browser publish to %s failed", path)
+            raise _Reject("publish_failed", "publishing is not configured", path) from None
+        reply: dict[str, Any] = {"type": "published", "channel": path}
+        if isinstance(result, PublishResult):
+            reply["successful"] = [
+                {"index": e.index, "identifier": e.identifier} for e in result.successful
+            ]
+            reply["failed"] = [
+                {"index": e.index, "code": e.code, "message": e.message} for e in result.failed
+            ]
+        else:  # queued in the durable outbox
+            reply["queued"] = True
+        if request_id is not None:
+            reply["id"] = request_id
+        await self.send_json(reply)
+
+    # -- outbound -----------------------------------------------------------------------
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Route forwarded events and follow answers; everything else as Channels does.
+
+        Forwarded events are matched on ``FORWARDING['MESSAGE_TYPE']`` whatever its
+        value, and skip Channels' per-message ``close_old_connections`` thread hop: no
+        database is touched to relay an event.
+        """
+        kind = message.get("type")
+        if self.config is not None and kind == self.config.forwarding.message_type:
+            await self.relay_event(message)
+        elif kind == FOLLOW_RESULT:
+            await self.follow_result(message)
+        else:
+            await super().dispatch(message)
+
+    async def relay_event(self, message: dict[str, Any]) -> None:
+        """Send one forwarded event to the browser, if this socket still holds it."""
+        if message.get("subscription") not in self.subscriptions:
+            return  # left the group meanwhile
+        if message.get("api", self.api) != self.api:
+            return  # another alias forwarding into the same group prefix
+        out = await self.event_message(message)
+        if out is not None:
+            await self.send_json(out)
+
+    async def _reply(self, kind: str, channel: str, request_id: str | int | None) -> None:
+        reply: dict[str, Any] = {"type": kind, "channel": channel}
+        if request_id is not None:
+            reply["id"] = request_id
+        await self.send_json(reply)
+
+    async def _error(
+        self,
+        code: str,
+        message: str,
+        channel: str | None = None,
+        request_id: str | int | None = None,
+    ) -> None:
+        reply: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        if channel is not None:
+            reply["channel"] = channel
+        if request_id is not None:
+            reply["id"] = request_id
+        await self.send_json(reply)
