@@ -526,7 +526,7 @@ def test_setting_absent() -> None:
     with override_settings():
         from django.conf import settings
 
-        del settings.APPSYNC_EVENTS
+        delattr(settings, "APPSYNC_EVENTS")
         assert api_aliases() == ()
         with pytest.raises(ConfigurationError, match=r"configured: none") as info:
             get_api_config()

@@ -461,3 +461,10 @@ def test_decode_error_for_frames_never_echoes_whole_frame() -> None:
     assert info.value.frame is not None
     assert len(info.value.frame) == 80
     assert info.value.frame.endswith("...")
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
+def test_encode_writes_to_json(message: Message) -> None:
+    """encode() is the compact JSON text of to_json(), with the message's type."""
+    assert json.loads(encode(message)) == message.to_json()
+    assert message.to_json()["type"] == message.type
