@@ -43,8 +43,10 @@ $(PY):
 
 # `pip install --group` needs pip 25.1 or newer; a new venv may ship an older pip.
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet "pip>=25.1" $(PIP_QUIET)
-	$(PY) -m pip install --quiet -e . --group dev $(PIP_QUIET)
+	@echo '$(PY) -m pip install "pip>=25.1"'
+	@$(PY) -m pip install --quiet "pip>=25.1" $(PIP_QUIET)
+	@echo '$(PY) -m pip install -e . --group dev'
+	@$(PY) -m pip install --quiet -e . --group dev $(PIP_QUIET)
 	@touch $@
 
 $(PY312):
@@ -53,8 +55,10 @@ $(PY312):
 	$(PY312_CMD) -m venv $(VENV312)
 
 $(STAMP312): pyproject.toml | $(PY312)
-	$(PY312) -m pip install --quiet "pip>=25.1" $(PIP_QUIET)
-	$(PY312) -m pip install --quiet -e . --group dev "$(DJANGO6)" $(PIP_QUIET)
+	@echo '$(PY312) -m pip install "pip>=25.1"'
+	@$(PY312) -m pip install --quiet "pip>=25.1" $(PIP_QUIET)
+	@echo '$(PY312) -m pip install -e . --group dev "$(DJANGO6)"'
+	@$(PY312) -m pip install --quiet -e . --group dev "$(DJANGO6)" $(PIP_QUIET)
 	@touch $@
 
 .PHONY: install node-deps
