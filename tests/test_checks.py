@@ -295,8 +295,6 @@ def test_run_checks_through_django() -> None:
     """Django's run_checks picks up our messages for the app's tag."""
     with override_settings(APPSYNC_EVENTS={"eu": {**LOCAL, "HTTP_URL": "http://h.example/event"}}):
         found = django_checks.run_checks(tags=[checks.TAG])
-    assert sorted(ids(found)) == [
-        "appsync_events.W001",
-        "appsync_events.W001",
-        "appsync_events.W003",
-    ]
+    # Other modules may register checks under the same tag; ours must be among them.
+    assert ids(found).count("appsync_events.W001") == 2
+    assert ids(found).count("appsync_events.W003") == 1
