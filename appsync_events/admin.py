@@ -1,0 +1,80 @@
+"""Admin for the durable outbox: state, attempts, last error, and a retry action."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.text import Truncator
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from .models import OutboxEvent
+
+__all__ = ["OutboxEventAdmin"]
+
+# ModelAdmin is generic for the type checker only (django-stubs); not at runtime.
+if TYPE_CHECKING:
+    _ModelAdmin = admin.ModelAdmin[OutboxEvent]
+else:
+    _ModelAdmin = admin.ModelAdmin
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(_ModelAdmin):
+    """Failures stay visible here; "Retry" puts rows back in the drainer's queue."""
+
+    list_display = (
+        "id",
+        "api",
+        "channel",
+        "state",
+        "attempts",
+        "created_at",
+        "next_attempt_at",
+        "sent_at",
+        "short_error",
+    )
+    list_filter = ("state", "api")
+    search_fields = ("channel", "identifier", "last_error")
+    date_hierarchy = "created_at"
+    ordering = ("-id",)
+    actions = ("retry",)
+    readonly_fields = tuple(f.name for f in OutboxEvent._meta.get_fields())
+
+    @admin.display(description=_("last error"))
+    def short_error(self, obj: OutboxEvent) -> str:
+        """The last error, cut to one line of the change list."""
+        return Truncator(obj.last_error).chars(80)
+
+    @admin.action(description=_("Retry selected events now"))
+    def retry(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
+        """Make the selected unsent rows due now, with a fresh attempt budget."""
+        count = queryset.exclude(state=OutboxEvent.State.SENT).update(
+            state=OutboxEvent.State.PENDING,
+            attempts=0,
+            next_attempt_at=timezone.now(),
+            locked_by="",
+            locked_until=None,
+        )
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d event queued for retry.",
+                "%(count)d events queued for retry.",
+                count,
+            )
+            % {"count": count},
+            messages.SUCCESS,
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """Rows come from ``publish(durable=True)`` only."""
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Rows are read-only; use the retry action."""
+        return False

@@ -1,0 +1,112 @@
+"""``manage.py appsync_publish CHANNEL EVENT_JSON… [--api ALIAS] [--via http|ws]``.
+
+Prints the result as JSON (``{"successful": [...], "failed": [...]}``, indices are the
+positions of the EVENT_JSON arguments). Exit status: 0 all published; 1 some or all
+failed; 2 bad input (invalid channel, invalid JSON, too large) or configuration, with a
+one-line reason.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ...conf import get_api_config
+from ...exceptions import (
+    AppSyncEventsError,
+    ConfigurationError,
+    PartialPublishError,
+    ValidationError,
+)
+from ...protocol import dumps
+from ...publishing import publish_encoded
+from ...results import PublishResult
+
+_VIA = {"http": "appsync", "ws": "websocket"}
+
+
+class Command(BaseCommand):
+    """Publish events from the command line (scripts, smoke tests)."""
+
+    help = "Publish JSON events to an AppSync Events channel and print the result as JSON."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        """Declare the arguments of the command contract."""
+        parser.add_argument("channel", help="A concrete channel, e.g. /default/test.")
+        parser.add_argument("events", nargs="+", metavar="EVENT_JSON", help="One JSON value each.")
+        parser.add_argument("--api", default="default", help="The APPSYNC_EVENTS alias.")
+        parser.add_argument(
+            "--via",
+            choices=sorted(_VIA),
+            default=None,
+            help="Publish over HTTP or a websocket (default: the alias's backend).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        """Validate, publish now (never deferred nor durable) and print the result."""
+        from ...batching import encode_event, load_encoder
+        from ...publishing import _channel, _send_now
+
+        api = options["api"]
+        try:
+            config = get_api_config(api)
+            channel = _channel(options["channel"])
+            values = []
+            for index, text in enumerate(options["events"]):
+                try:
+                    values.append(json.loads(text))
+                except json.JSONDecodeError as exc:
+                    raise ValidationError(
+                        f"EVENT_JSON {index} is not valid JSON ({exc.msg} at column "
+                        f"{exc.pos + 1}): {text[:60]!r}"
+                    ) from None
+            encoder = load_encoder(config.publish.encoder)
+            encoded = tuple(
+                encode_event(value, index=index, encoder=encoder)
+                for index, value in enumerate(values)
+            )
+        except (ValidationError, ConfigurationError) as exc:
+            raise CommandError(str(exc).splitlines()[0], returncode=2) from exc
+
+        backend = _VIA[options["via"]] if options["via"] else None
+        try:
+            if backend is None:
+                outcome = publish_encoded(api, channel, encoded, on_commit=False, durable=False)
+                assert isinstance(outcome, PublishResult)  # noqa: S101 - never deferred here
+                result = outcome
+            else:
+                from ...signals import pre_publish
+
+                pre_publish.send(sender=api, api=api, channel=channel, events=encoded)
+                result = _send_now(api, channel, encoded, deferred=False, backend=backend)
+        except ConfigurationError as exc:
+            raise CommandError(str(exc).splitlines()[0], returncode=2) from exc
+        except PartialPublishError as exc:
+            partial = exc.result if isinstance(exc.result, PublishResult) else None
+            self._print(partial, failed_rest=exc.not_sent, error=exc)
+            raise CommandError(str(exc), returncode=1) from exc
+        except AppSyncEventsError as exc:
+            self._print(None, failed_rest=range(len(encoded)), error=exc)
+            raise CommandError(str(exc), returncode=1) from exc
+        self._print(result)
+        if result.failed:
+            raise CommandError(
+                f"{len(result.failed)} of {len(encoded)} events were refused.", returncode=1
+            )
+
+    def _print(
+        self,
+        result: PublishResult | None,
+        *,
+        failed_rest: Any = (),
+        error: AppSyncEventsError | None = None,
+    ) -> None:
+        successful = [e.to_json() for e in result.successful] if result else []
+        failed = [e.to_json() for e in result.failed] if result else []
+        code = (error.error_types[0] if error and error.errors else type(error).__name__) or ""
+        for index in failed_rest:
+            failed.append({"index": index, "code": code, "message": error.message if error else ""})
+        failed.sort(key=lambda e: e["index"])
+        self.stdout.write(dumps({"successful": successful, "failed": failed}))

@@ -1,0 +1,377 @@
+"""The outbox drainer: claim due rows under a lease, send them, record the outcome.
+
+Several drainers may run at once (processes, threads, hosts) without sending a row twice:
+
+* On databases with ``SELECT … FOR UPDATE SKIP LOCKED`` (PostgreSQL, Oracle, MySQL 8)
+  a drainer selects due rows with ``skip_locked`` inside a short transaction and stamps
+  them with its lease (``locked_by``, ``locked_until``): concurrent drainers skip the
+  locked rows and, after the commit, see the lease.
+* Elsewhere (SQLite) it stamps rows with **one** ``UPDATE … WHERE id IN (SELECT … LIMIT n)
+  AND <still claimable>``: a single statement is atomic and SQLite serialises writers,
+  so two drainers can never stamp the same row; a ``database is locked`` answer is
+  retried.
+
+A drainer then reads back only the rows carrying its own token, sends them (grouped by
+alias and channel, in insertion order, chunked by the backend), and marks them ``sent``
+or schedules a retry. It stops sending before its lease could run out and releases what
+is left, so a row is never owned by two live drainers. A drainer killed mid-batch leaves
+its rows leased; they become claimable when the lease expires and are sent again
+(events the service had already accepted are then delivered twice: at-least-once).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transaction
+from django.db.models import Q, Subquery
+from django.utils import timezone
+
+from ..backends import get_backend
+from ..conf import DEFAULT_API, OutboxConfig, get_api_config
+from ..exceptions import PartialPublishError
+from ..models import OutboxEvent
+from ..results import PublishResult
+from ..signals import publish_failed, published
+
+__all__ = ["DrainReport", "OutboxDrainer"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_MAX_ERROR = 2000
+# Seconds kept in reserve before the lease ends, on top of one HTTP timeout.
+_LEASE_MARGIN = 5.0
+
+
+@dataclass(slots=True)
+class DrainReport:
+    """What one batch (or one ``drain()``) did.
+
+    Attributes:
+        claimed: rows this drainer claimed.
+        sent: rows marked sent.
+        retried: rows scheduled for another attempt.
+        failed: rows that ran out of attempts (state ``failed``).
+        released: rows given back unsent because the lease was running out.
+    """
+
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    released: int = 0
+
+    def add(self, other: DrainReport) -> None:
+        """Accumulate ``other`` into this report."""
+        self.claimed += other.claimed
+        self.sent += other.sent
+        self.retried += other.retried
+        self.failed += other.failed
+        self.released += other.released
+
+    def __str__(self) -> str:
+        return (
+            f"claimed {self.claimed}, sent {self.sent}, retried {self.retried}, "
+            f"failed {self.failed}, released {self.released}"
+        )
+
+
+def backoff_delay(attempts: int, config: OutboxConfig) -> float:
+    """Seconds before attempt ``attempts + 1``: exponential, capped, with ±20 % jitter."""
+    base = min(config.backoff_max, config.backoff_initial * (2.0 ** max(0, attempts - 1)))
+    return float(base * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not security
+
+
+class OutboxDrainer:
+    """Send the durable outbox's due rows.
+
+    Args:
+        api: drain only this alias's rows; ``None`` drains every alias.
+        batch_size: rows claimed at a time (default ``OUTBOX['BATCH_SIZE']``).
+        lease: seconds a claim lasts (default ``OUTBOX['LEASE']``).
+        using: the database alias holding the outbox table.
+        worker: a name for this drainer in ``locked_by`` (default: a random token).
+
+    Settings of ``api`` (or of ``"default"`` when draining every alias) give the batch
+    size and lease; each row's own alias gives its backend, attempts and backoff.
+    """
+
+    def __init__(
+        self,
+        *,
+        api: str | None = None,
+        batch_size: int | None = None,
+        lease: float | None = None,
+        using: str = DEFAULT_DB_ALIAS,
+        worker: str | None = None,
+    ) -> None:
+        config = get_api_config(api or DEFAULT_API).outbox
+        self.api = api
+        self.batch_size = batch_size or config.batch_size
+        self.lease = lease or config.lease
+        self.poll_interval = config.poll_interval
+        self.retention = config.retention
+        self.using = using
+        self.worker = (worker or uuid.uuid4().hex)[:40]
+        self._token = ""
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {self.batch_size!r}")
+
+    def __repr__(self) -> str:
+        return f"<OutboxDrainer api={self.api!r} worker={self.worker!r}>"
+
+    # -- database steps ---------------------------------------------------------------
+
+    def _retry_locked(self, func: Callable[[], _T]) -> _T:
+        """Run ``func``, retrying SQLite's ``database is locked`` for up to 30 seconds."""
+        deadline = time.monotonic() + 30.0
+        delay = 0.01
+        while True:
+            try:
+                return func()
+            except OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                logger.debug("Outbox table locked, retrying in %.2fs", delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    def _claimable(self, now: Any) -> Q:
+        q = Q(state=OutboxEvent.State.PENDING, next_attempt_at__lte=now) & (
+            Q(locked_until__isnull=True) | Q(locked_until__lt=now)
+        )
+        if self.api is not None:
+            q &= Q(api=self.api)
+        return q
+
+    def claim(self) -> list[OutboxEvent]:
+        """Claim up to ``batch_size`` due rows for this drainer and return them, oldest first."""
+        token = f"{self.worker}:{uuid.uuid4().hex[:16]}"
+        rows = OutboxEvent.objects.using(self.using)
+
+        def stamp() -> None:
+            now = timezone.now()
+            until = now + timedelta(seconds=self.lease)
+            due = self._claimable(now)
+            if connections[self.using].features.has_select_for_update_skip_locked:
+                with transaction.atomic(using=self.using):
+                    ids = list(
+                        rows.filter(due)
+                        .order_by("id")
+                        .select_for_update(skip_locked=True)
+                        .values_list("id", flat=True)[: self.batch_size]
+                    )
+                    if ids:
+                        rows.filter(id__in=ids).update(locked_by=token, locked_until=until)
+            else:
+                # The outer filter repeats the conditions so that a row stamped by another
+                # drainer between the subquery and the write is left alone.
+                subquery = rows.filter(due).order_by("id").values("id")[: self.batch_size]
+                rows.filter(due, id__in=Subquery(subquery)).update(
+                    locked_by=token, locked_until=until
+                )
+
+        self._retry_locked(stamp)
+        self._token = token
+        return list(rows.filter(locked_by=token, state=OutboxEvent.State.PENDING).order_by("id"))
+
+    def _save(self, objs: list[OutboxEvent], fields: list[str]) -> None:
+        if objs:
+            self._retry_locked(
+                lambda: OutboxEvent.objects.using(self.using).bulk_update(
+                    objs, fields, batch_size=200
+                )
+            )
+
+    def _release(self, objs: list[OutboxEvent]) -> None:
+        ids = [o.pk for o in objs]
+        self._retry_locked(
+            lambda: (
+                OutboxEvent.objects.using(self.using)
+                .filter(id__in=ids, locked_by=self._token)
+                .update(locked_by="", locked_until=None)
+            )
+        )
+
+    # -- sending ---------------------------------------------------------------------
+
+    def _mark_sent(self, objs: Iterable[OutboxEvent], identifiers: dict[int, str]) -> int:
+        now = timezone.now()
+        done = []
+        for index, obj in enumerate(objs):
+            if index in identifiers:
+                obj.state = OutboxEvent.State.SENT
+                obj.sent_at = now
+                obj.identifier = identifiers[index][:64]
+                obj.locked_by, obj.locked_until = "", None
+                obj.attempts += 1
+                done.append(obj)
+        self._save(
+            done, ["state", "sent_at", "identifier", "locked_by", "locked_until", "attempts"]
+        )
+        return len(done)
+
+    def _mark_failed(
+        self, objs: list[OutboxEvent], errors: dict[int, str], report: DrainReport
+    ) -> list[OutboxEvent]:
+        now = timezone.now()
+        gave_up = []
+        for obj in objs:
+            config = get_api_config(obj.api).outbox
+            obj.attempts += 1
+            obj.last_error = errors.get(obj.pk, "")[:_MAX_ERROR]
+            obj.locked_by, obj.locked_until = "", None
+            if obj.attempts >= config.max_attempts:
+                obj.state = OutboxEvent.State.FAILED
+                gave_up.append(obj)
+                report.failed += 1
+            else:
+                obj.next_attempt_at = now + timedelta(seconds=backoff_delay(obj.attempts, config))
+                report.retried += 1
+        self._save(
+            objs,
+            ["attempts", "last_error", "locked_by", "locked_until", "state", "next_attempt_at"],
+        )
+        return gave_up
+
+    def _send_group(
+        self, api: str, channel: str, objs: list[OutboxEvent], report: DrainReport
+    ) -> None:
+        texts = tuple(o.payload for o in objs)
+        error: BaseException | None = None
+        result: PublishResult | None = None
+        try:
+            result = get_backend(api).send(channel, texts)
+        except PartialPublishError as exc:
+            error = exc
+            result = exc.result if isinstance(exc.result, PublishResult) else None
+        except Exception as exc:
+            # Whatever went wrong (network, auth, a misconfigured alias), keep the rows: they
+            # are retried with backoff and the error stays visible in the admin.
+            error = exc
+            logger.warning(
+                "Outbox send of %d events to %s on %r failed: %s", len(objs), channel, api, exc
+            )
+        identifiers = result.identifiers if result is not None else {}
+        report.sent += self._mark_sent(objs, identifiers)
+        if result is not None and result.successful:
+            self._report_published(api, channel, result)
+        refused = {e.index: f"{e.code}: {e.message}" for e in result.failed} if result else {}
+        left = [(i, o) for i, o in enumerate(objs) if i not in identifiers]
+        if not left:
+            return
+        messages = {o.pk: refused.get(i) or f"{type(error).__name__}: {error}" for i, o in left}
+        gave_up = self._mark_failed([o for _, o in left], messages, report)
+        reason = error or RuntimeError("; ".join(sorted(set(refused.values()))))
+        for_retry = len(left) - len(gave_up)
+        for receiver, response in publish_failed.send_robust(
+            sender=api,
+            api=api,
+            channel=channel,
+            events=tuple(o.payload for _, o in left),
+            error=reason,
+            deferred=True,
+            will_retry=for_retry > 0,
+            outbox_ids=tuple(o.pk for _, o in left),
+        ):
+            if isinstance(response, Exception):
+                logger.error("publish_failed receiver %r raised: %s", receiver, response)
+        if gave_up:
+            logger.error(
+                "Outbox gave up on %d events to %s on %r after their last attempt: %s",
+                len(gave_up),
+                channel,
+                api,
+                reason,
+            )
+
+    def _report_published(self, api: str, channel: str, result: PublishResult) -> None:
+        for receiver, response in published.send_robust(
+            sender=api, api=api, channel=channel, result=result
+        ):
+            if isinstance(response, Exception):
+                logger.error("published receiver %r raised: %s", receiver, response)
+
+    def drain_batch(self) -> DrainReport:
+        """Claim one batch and send it. Returns what happened (``claimed == 0``: nothing due)."""
+        started = time.monotonic()
+        objs = self.claim()
+        report = DrainReport(claimed=len(objs))
+        groups: dict[tuple[str, str], list[OutboxEvent]] = {}
+        for obj in objs:
+            groups.setdefault((obj.api, obj.channel), []).append(obj)
+        pending = list(groups.items())
+        while pending:
+            (api, channel), group = pending.pop(0)
+            budget = get_api_config(api).timeouts.http * (len(group) // 5 + 1) + _LEASE_MARGIN
+            if time.monotonic() - started + budget > self.lease:
+                rest = group + [o for _, g in pending for o in g]
+                self._release(rest)
+                report.released += len(rest)
+                logger.info("Outbox lease running out; released %d rows unsent", len(rest))
+                break
+            self._send_group(api, channel, group, report)
+        return report
+
+    def drain(self, *, on_batch: Callable[[DrainReport], None] | None = None) -> DrainReport:
+        """Send batches until no row is due; return the total (``manage.py … --once``)."""
+        total = DrainReport()
+        while True:
+            report = self.drain_batch()
+            if not report.claimed:
+                return total
+            total.add(report)
+            if on_batch is not None:
+                on_batch(report)
+
+    def purge_sent(self) -> int:
+        """Delete rows sent longer ago than ``OUTBOX['RETENTION']``; return how many."""
+        cutoff = timezone.now() - timedelta(seconds=self.retention)
+        rows = OutboxEvent.objects.using(self.using).filter(
+            state=OutboxEvent.State.SENT, sent_at__lt=cutoff
+        )
+        if self.api is not None:
+            rows = rows.filter(api=self.api)
+        deleted, _ = self._retry_locked(rows.delete)
+        if deleted:
+            logger.info("Outbox purged %d sent rows older than %ss", deleted, self.retention)
+        return deleted
+
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        on_batch: Callable[[DrainReport], None] | None = None,
+        purge_every: float = 300.0,
+    ) -> None:
+        """Drain until ``stop`` is set: batches while rows are due, else wait ``POLL_INTERVAL``.
+
+        A database error is logged and retried after the poll interval, so a database
+        restart does not end the drainer.
+        """
+        last_purge = 0.0
+        while not stop.is_set():
+            try:
+                if time.monotonic() - last_purge >= purge_every:
+                    self.purge_sent()
+                    last_purge = time.monotonic()
+                report = self.drain_batch()
+            except Exception:
+                logger.exception("Outbox drainer %s failed; retrying", self.worker)
+                connections[self.using].close()
+                stop.wait(self.poll_interval)
+                continue
+            if report.claimed:
+                if on_batch is not None:
+                    on_batch(report)
+            else:
+                stop.wait(self.poll_interval)
