@@ -44,23 +44,9 @@ class RoomForm(forms.Form):
 
 
 class MessageForm(_MessageModelForm):
-    """Post a message: the author's name and the text."""
+    """Post a message: the author's name and the text (both stripped, both required)."""
 
     class Meta:
         model = Message
         fields = ("author", "text")
         widgets = {"text": forms.TextInput(attrs={"autocomplete": "off"})}
-
-    def clean_author(self) -> str:
-        """Strip the name and refuse a blank one."""
-        author = str(self.cleaned_data["author"]).strip()
-        if not author:
-            raise forms.ValidationError("Say who you are.")
-        return author
-
-    def clean_text(self) -> str:
-        """Strip the text and refuse a blank one."""
-        text = str(self.cleaned_data["text"]).strip()
-        if not text:
-            raise forms.ValidationError("Write something.")
-        return text

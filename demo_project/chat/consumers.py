@@ -1,0 +1,60 @@
+"""The demo's browser websocket: the library's consumer, plus the listener status panel."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+from appsync_events.consumers import AppSyncEventsConsumer
+
+from .models import ROOM_PATTERN
+from .status import STATUS_GROUP, status
+
+__all__ = ["ChatConsumer"]
+
+# What a page may follow: one room, or every room through the wildcard.
+_FOLLOWABLE = re.compile(rf"^/chat/rooms/(?:{ROOM_PATTERN}|\*)\Z")
+
+
+class ChatConsumer(AppSyncEventsConsumer):
+    """Relay chat events to the page, and the listener's status to its status panel.
+
+    The demo has no accounts, so anonymous visitors may follow rooms; they may follow
+    only ``/chat/rooms/<room>`` and the wildcard ``/chat/rooms/*``, and never publish
+    from the browser (messages are posted through the Django view, which saves them).
+    """
+
+    allow_anonymous: ClassVar[bool] = True
+    allow_wildcards: ClassVar[bool] = True
+    allow_publish: ClassVar[bool] = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._accepted = False
+
+    async def can_subscribe(self, user: Any, channel: str) -> bool:
+        """Allow the rooms and the all-rooms wildcard, nothing else."""
+        return _FOLLOWABLE.match(channel) is not None
+
+    async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
+        """Accept the socket and remember that it was accepted."""
+        await super().accept(subprotocol, headers)
+        self._accepted = True
+
+    async def connect(self) -> None:
+        """Accept the socket (the library's checks), then send the current status."""
+        await super().connect()
+        if not self._accepted:
+            return  # refused: the library logged why
+        await self.channel_layer.group_add(STATUS_GROUP, self.channel_name)
+        await self.send_json({"type": "status", "status": status.snapshot()})
+
+    async def disconnect(self, code: int) -> None:
+        """Leave the status group and every followed channel."""
+        if self._accepted:
+            await self.channel_layer.group_discard(STATUS_GROUP, self.channel_name)
+        await super().disconnect(code)
+
+    async def demo_status(self, message: dict[str, Any]) -> None:
+        """Relay a status snapshot (channel-layer type ``demo.status``) to the page."""
+        await self.send_json({"type": "status", "status": message["status"]})

@@ -1,0 +1,195 @@
+// The demo chat's browser side: plain JavaScript, no build step.
+//
+// One websocket to the Django app (never to AppSync: the browser holds no AWS credentials).
+// Over it the page follows its channel (a room, or /chat/rooms/* on the "all rooms" page),
+// receives the events the listener forwards, and receives the listener's status snapshots.
+// Posting a message is a plain form POST (fetch); the message comes back to every page,
+// including this one, through AppSync.
+"use strict";
+
+(function () {
+  const body = document.body;
+  const channel = body.dataset.channel || null;
+  const showRoom = body.dataset.page === "all-rooms";
+  const list = document.getElementById("messages");
+  const seen = new Set();
+  let socket = null;
+  let attempt = 0;
+
+  // -- rendering ---------------------------------------------------------------------------
+
+  function setState(id, state, text) {
+    const el = document.getElementById(id);
+    if (!el) return;
+    el.dataset.state = state;
+    el.textContent = text || state;
+  }
+
+  function timeOf(iso) {
+    const d = new Date(iso);
+    return isNaN(d) ? "" : d.toLocaleTimeString();
+  }
+
+  function renderMessage(m, live) {
+    if (!list || !m || m.id === undefined || seen.has(String(m.id))) return;
+    seen.add(String(m.id));
+    const li = document.createElement("li");
+    li.className = live ? "message live" : "message";
+    li.dataset.messageId = String(m.id);
+    li.dataset.room = m.room;
+    if (showRoom) {
+      const tag = document.createElement("a");
+      tag.className = "room-tag";
+      tag.href = "/rooms/" + encodeURIComponent(m.room) + "/";
+      tag.textContent = m.room;
+      li.append(tag, " ");
+    }
+    const author = document.createElement("span");
+    author.className = "author";
+    author.textContent = m.author;
+    const text = document.createElement("span");
+    text.className = "text";
+    text.textContent = m.text; // textContent: user text is never parsed as HTML
+    const time = document.createElement("time");
+    time.dateTime = m.created_at;
+    time.textContent = timeOf(m.created_at);
+    li.append(author, " ", text, " ", time);
+    list.append(li);
+    list.scrollTop = list.scrollHeight;
+  }
+
+  function renderStatus(s) {
+    setState("status-state", s.state);
+    const reason = document.getElementById("status-reason");
+    if (reason) {
+      const parts = [];
+      if (s.reason) parts.push(s.reason);
+      if (s.retry_in) parts.push("retry in " + Math.round(s.retry_in) + " s");
+      reason.textContent = parts.join(", ");
+    }
+    const last = document.getElementById("status-last-event");
+    if (last) last.textContent = s.last_event_at ? timeOf(s.last_event_at) : "none yet";
+    const count = document.getElementById("status-events");
+    if (count) count.textContent = String(s.events_received);
+    const subs = document.getElementById("status-subscriptions");
+    if (subs) {
+      subs.replaceChildren(
+        ...(s.subscriptions || []).map(function (path) {
+          const li = document.createElement("li");
+          const code = document.createElement("code");
+          code.textContent = path;
+          li.append(code);
+          return li;
+        }),
+      );
+    }
+  }
+
+  // Messages already on the page (server-rendered) are not rendered twice when they arrive.
+  document.querySelectorAll("[data-message-id]").forEach(function (el) {
+    seen.add(el.dataset.messageId);
+  });
+
+  // -- the websocket -----------------------------------------------------------------------
+
+  function wsUrl() {
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    return scheme + location.host + body.dataset.wsUrl;
+  }
+
+  function send(message) {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+  }
+
+  // The protocol of appsync_events.consumers.AppSyncEventsConsumer, plus "status" (the demo's
+  // ChatConsumer relays the listener's status snapshots).
+  function onMessage(message) {
+    switch (message.type) {
+      case "subscribed":
+        setState("page-follow", "following");
+        break;
+      case "error":
+        console.warn("chat: the server said", message.code, message.message);
+        if (message.channel === channel) {
+          setState("page-follow", "failed", "failed: " + message.message);
+        }
+        break;
+      case "event":
+        // message.channel is the subscription (maybe /chat/rooms/*); the payload carries the
+        // concrete room as the channel template's field.
+        renderMessage(message.payload, true);
+        break;
+      case "status":
+        renderStatus(message.status);
+        break;
+      default:
+        console.debug("chat: ignored message", message);
+    }
+  }
+
+  function connect() {
+    setState("page-socket", "connecting");
+    socket = new WebSocket(wsUrl());
+    socket.addEventListener("open", function () {
+      attempt = 0;
+      setState("page-socket", "open");
+      if (channel) {
+        setState("page-follow", "pending");
+        send({ action: "subscribe", channel: channel });
+      }
+    });
+    socket.addEventListener("message", function (e) {
+      try {
+        onMessage(JSON.parse(e.data));
+      } catch (err) {
+        console.error("chat: bad message", err);
+      }
+    });
+    socket.addEventListener("close", function () {
+      setState("page-socket", "closed");
+      if (channel) setState("page-follow", "pending");
+      // Reconnect with a capped backoff; the server may be restarting.
+      const delay = Math.min(10000, 500 * 2 ** attempt++);
+      setTimeout(connect, delay);
+    });
+  }
+
+  // -- posting -----------------------------------------------------------------------------
+
+  const form = document.getElementById("post-form");
+  if (form) {
+    const author = form.querySelector("[name=author]");
+    const text = form.querySelector("[name=text]");
+    const error = document.getElementById("post-error");
+    author.value = localStorage.getItem("chat-author") || author.value;
+    form.addEventListener("submit", async function (e) {
+      e.preventDefault();
+      error.textContent = "";
+      localStorage.setItem("chat-author", author.value);
+      const response = await fetch(form.action, {
+        method: "POST",
+        body: new FormData(form),
+        headers: { Accept: "application/json" },
+      });
+      const data = await response.json();
+      if (!response.ok) {
+        const errors = Object.values(data.errors || {}).flat();
+        error.textContent = errors.map((x) => x.message).join(" ") || "Could not send.";
+        return;
+      }
+      text.value = "";
+      text.focus();
+      // The message also comes back through AppSync; de-duplication keeps one copy. It is
+      // shown right away so the sender never waits on the round trip.
+      renderMessage(data, true);
+    });
+  }
+
+  // The listener's status, once, before the live updates arrive over the socket.
+  fetch(body.dataset.statusUrl, { headers: { Accept: "application/json" } })
+    .then((r) => r.json())
+    .then(renderStatus)
+    .catch((err) => console.error("chat: status", err));
+
+  connect();
+})();
