@@ -18,6 +18,8 @@ Warnings
     W001  plain http:// or ws:// to a host that is not this machine
     W002  a subscription in a namespace the API does not declare
     W003  APPSYNC_EVENTS defines no "default" alias
+    W004  auth credentials are not available right now (token_env variable unset, no
+          AWS credentials resolvable for AWS_IAM); operations in that mode would fail
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from . import conf
 from .exceptions import ConfigurationError
 
 __all__ = [
+    "check_auth",
     "check_default_alias",
     "check_insecure_endpoints",
     "check_settings",
@@ -141,6 +144,46 @@ def check_default_alias(
     ]
 
 
+def check_auth(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """E008 and W004: every auth mode an alias holds builds a backend with usable credentials.
+
+    Each backend is built (unknown options, bad ``BACKEND`` paths and incomplete options
+    are E008 errors), then asked for problems it can see now (W004 warnings: a
+    ``token_env`` variable that is unset, AWS credentials that cannot be resolved).
+    Checking IAM resolves the credential chain once, as the first signature would.
+    """
+    from .auth import get_auth_backend
+
+    messages: list[CheckMessage] = []
+    for alias, config in _configs():
+        if isinstance(config, ConfigurationError):
+            continue  # reported by check_settings
+        for mode in config.auth:
+            obj = f"APPSYNC_EVENTS[{alias!r}]['AUTH'][{mode!r}]"
+            try:
+                backend = get_auth_backend(config, mode)
+            except ConfigurationError as exc:
+                messages.append(
+                    checks.Error(
+                        str(exc),
+                        hint="See the auth options in docs/auth.md.",
+                        obj=obj,
+                        id=exc.check_id,
+                    )
+                )
+                continue
+            for problem in backend.check():
+                messages.append(
+                    checks.Warning(
+                        problem,
+                        hint="Provide the credentials before the first operation in this mode.",
+                        obj=obj,
+                        id="appsync_events.W004",
+                    )
+                )
+    return messages
+
+
 def register() -> None:
     """Register every check of this module (called from ``AppConfig.ready()``)."""
     for check in (
@@ -148,5 +191,6 @@ def register() -> None:
         check_insecure_endpoints,
         check_subscription_namespaces,
         check_default_alias,
+        check_auth,
     ):
         checks.register(check, TAG)

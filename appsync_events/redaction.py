@@ -77,9 +77,10 @@ _PATTERNS: Final = (
         ),
         rf"\g<key>\g<b>\g<v>{REDACTED}\g<v>",
     ),
-    # HTTP header lines, optionally prefixed by websockets' "> " / "< " direction marks.
+    # HTTP header lines ("> Authorization: …" from websockets) and "name: value" in prose
+    # such as exception messages: everything after the colon, to the end of the line.
     (
-        re.compile(rf"(?P<key>^[ \t<>]*(?:{_NAMES})[ \t]*[:=][ \t]*).+$", re.IGNORECASE | re.M),
+        re.compile(rf"(?P<key>(?<![\w-])(?:{_NAMES})[ \t]*:[ \t]*)(?=\S).+$", re.IGNORECASE | re.M),
         rf"\g<key>{REDACTED}",
     ),
     # Key=value renderings such as "x-amz-security-token=…" in query strings or kwargs.

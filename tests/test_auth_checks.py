@@ -1,0 +1,80 @@
+"""System checks for auth settings: E008 for invalid options, W004 for missing credentials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from appsync_events.checks import check_auth
+
+HOST = "example1234567890000.appsync-api.us-east-1.amazonaws.com"
+
+
+def run(settings: Any, auth: dict[str, Any]) -> list[tuple[str, str]]:
+    """Configure one alias with ``auth`` and return (id, message) of every check message."""
+    settings.APPSYNC_EVENTS = {"default": {"HTTP_URL": f"https://{HOST}/event", "AUTH": auth}}
+    return [(m.id or "", m.msg) for m in check_auth()]
+
+
+@pytest.mark.parametrize(
+    ("auth", "fragment"),
+    [
+        ({"API_KEY": {"api_key": ""}}, "needs the API key"),
+        ({"API_KEY": {"api_key": "da2-x", "region": "x"}}, "unknown option(s) region"),
+        ({"AMAZON_COGNITO_USER_POOLS": {}}, "exactly one token source"),
+        ({"OPENID_CONNECT": {"token": ""}}, "non-empty string"),
+        ({"AWS_LAMBDA": {"token_callable": "tests.nowhere.f"}}, "cannot be imported"),
+        ({"AWS_IAM": {"access_key_id": "AKID"}}, "go together"),
+        ({"AWS_IAM": {"role": "x"}}, "unknown option(s) role"),
+        ({"AWS_LAMBDA": {"BACKEND": "tests.nowhere.Backend"}}, "cannot be imported"),
+    ],
+)
+def test_incomplete_auth_settings_are_errors_for_every_mode(settings, auth, fragment):
+    """Each mode's incomplete or unknown options give an appsync_events.E008 error."""
+    messages = run(settings, auth)
+    assert [m[0] for m in messages] == ["appsync_events.E008"]
+    assert fragment in messages[0][1]
+
+
+def test_unset_token_env_is_a_warning(settings, monkeypatch):
+    """A token_env variable unset at check time is a W004 warning naming it."""
+    monkeypatch.delenv("APPSYNC_CHECK_TOKEN", raising=False)
+    messages = run(settings, {"OPENID_CONNECT": {"token_env": "APPSYNC_CHECK_TOKEN"}})
+    assert [m[0] for m in messages] == ["appsync_events.W004"]
+    assert "APPSYNC_CHECK_TOKEN" in messages[0][1]
+    monkeypatch.setenv("APPSYNC_CHECK_TOKEN", "now-it-is-set")
+    assert run(settings, {"OPENID_CONNECT": {"token_env": "APPSYNC_CHECK_TOKEN"}}) == []
+
+
+def test_iam_without_resolvable_credentials_is_a_warning(settings):
+    """IAM with no credentials in the (isolated) chain is a W004 warning, not an error."""
+    messages = run(settings, {"AWS_IAM": {}})
+    assert [m[0] for m in messages] == ["appsync_events.W004"]
+    assert "no AWS credentials found" in messages[0][1]
+
+
+def test_iam_with_credentials_passes(settings, monkeypatch):
+    """IAM credentials found in the environment make the check pass."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDCHECK")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "check-secret-key-xxxxxxxx")
+    assert run(settings, {"AWS_IAM": True}) == []
+
+
+def test_complete_settings_pass_and_secrets_stay_out_of_messages(settings):
+    """Valid settings for all modes produce no message; a failing one never quotes a key."""
+    assert (
+        run(
+            settings,
+            {
+                "API_KEY": "da2-checkpass000000000000000000",
+                "AMAZON_COGNITO_USER_POOLS": "cognito-token-value",
+                "OPENID_CONNECT": {"token_callable": "tests.test_auth_token.no_arguments"},
+                "AWS_LAMBDA": {"token": "lambda-token", "cache": True},
+                "AWS_IAM": {"access_key_id": "AKID", "secret_access_key": "secret-xxxxxxxx"},
+            },
+        )
+        == []
+    )
+    messages = run(settings, {"API_KEY": {"api_key": "da2-secretvalue", "colour": "x"}})
+    assert "da2-secretvalue" not in messages[0][1]
