@@ -22,18 +22,28 @@ _LAZY: dict[str, str] = {
     "normalize_channel": "appsync_events.paths",
     "channel_matches": "appsync_events.paths",
     "group_name": "appsync_events.paths",
+    "publish": "appsync_events.publishing",
+    "apublish": "appsync_events.publishing",
+    "DeferredPublish": "appsync_events.publishing",
+    "Event": "appsync_events.declarative",
+    "PublishChangesMixin": "appsync_events.declarative",
 }
 
 __all__ = [
     "AppSyncEventsError",
     "ConfigurationError",
+    "DeferredPublish",
+    "Event",
     "InvalidChannelError",
     "PublishCancelled",
+    "PublishChangesMixin",
     "__version__",
+    "apublish",
     "channel_matches",
     "get_api_config",
     "group_name",
     "normalize_channel",
+    "publish",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,7 +54,9 @@ if TYPE_CHECKING:  # pragma: no cover
         InvalidChannelError,
         PublishCancelled,
     )
+    from .declarative import Event, PublishChangesMixin
     from .paths import channel_matches, group_name, normalize_channel
+    from .publishing import DeferredPublish, apublish, publish
 
 
 def __getattr__(name: str) -> Any:

@@ -162,6 +162,13 @@ class ListenerConfig:
     rotate_after: float = 23 * 3600.0
     stats_interval: float = 60.0
     shutdown_timeout: float = 10.0
+    #: Retries (fresh credentials each) of a subscription refused for an auth reason.
+    subscribe_retries: int = 3
+    #: ``--exclusive`` lease backend: ``"auto"``, ``"postgres"`` or ``"redis"``.
+    lease: Literal["auto", "postgres", "redis"] = "auto"
+    lease_redis_url: str | None = None
+    lease_ttl: float = 15.0
+    lease_poll_interval: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -776,10 +783,38 @@ class _Parser:
             "ROTATE_AFTER": "rotate_after",
             "STATS_INTERVAL": "stats_interval",
             "SHUTDOWN_TIMEOUT": "shutdown_timeout",
+            "SUBSCRIBE_RETRIES": "subscribe_retries",
+            "LEASE": "lease",
+            "LEASE_REDIS_URL": "lease_redis_url",
+            "LEASE_TTL": "lease_ttl",
+            "LEASE_POLL_INTERVAL": "lease_poll_interval",
         }
         fields = self.section("LISTENER", ListenerConfig, names)
         for name, value in fields.items():
-            if name == "overflow":
+            if name == "lease":
+                if value not in ("auto", "postgres", "redis"):
+                    raise self.error(
+                        "LISTENER']['LEASE",
+                        f"must be 'auto', 'postgres' or 'redis', not {value!r}.",
+                        "appsync_events.E009",
+                    )
+            elif name == "lease_redis_url":
+                if not isinstance(value, str) or not value.startswith(
+                    ("redis://", "rediss://", "unix://")
+                ):
+                    raise self.error(
+                        "LISTENER']['LEASE_REDIS_URL",
+                        f"must be a redis:// URL, not {value!r}.",
+                        "appsync_events.E009",
+                    )
+            elif name == "subscribe_retries":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise self.error(
+                        "LISTENER']['SUBSCRIBE_RETRIES",
+                        f"must be an integer of 0 or more, not {value!r}.",
+                        "appsync_events.E009",
+                    )
+            elif name == "overflow":
                 if value not in ("block", "drop_newest", "drop_oldest"):
                     raise self.error(
                         "LISTENER']['OVERFLOW",

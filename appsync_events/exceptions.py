@@ -5,6 +5,7 @@ The tree::
     AppSyncEventsError                       root of every operational error
     ├── ValidationError (+ ValueError)       bad input caught before any network call
     │   ├── InvalidChannelError              channel path breaks the grammar
+    │   ├── EventValidationError             a declarative event's fields are wrong
     │   ├── EventTooLargeError               one event over the per-event limit
     │   └── EventEncodingError (+ TypeError) an event is not JSON-serialisable
     ├── ProtocolError                        a frame we cannot decode or did not expect
@@ -45,6 +46,7 @@ __all__ = [
     "ConnectionRejected",
     "EventEncodingError",
     "EventTooLargeError",
+    "EventValidationError",
     "HandshakeTimeout",
     "ImproperlyInstalled",
     "InvalidChannelError",
@@ -160,6 +162,22 @@ class EventEncodingError(ValidationError, TypeError):
 
     def __init__(self, message: str, *, index: int, **kwargs: Any) -> None:
         self.index = index
+        super().__init__(message, **kwargs)
+
+
+class EventValidationError(ValidationError):
+    """Raised when a declarative event's fields are missing, unknown or mistyped.
+
+    Attributes:
+        event_class: the name of the :class:`~appsync_events.declarative.Event` subclass.
+        problems: what is wrong, by field name.
+    """
+
+    def __init__(
+        self, message: str, *, event_class: str, problems: Mapping[str, str], **kwargs: Any
+    ) -> None:
+        self.event_class = event_class
+        self.problems = dict(problems)
         super().__init__(message, **kwargs)
 
 
