@@ -78,3 +78,11 @@ def test_complete_settings_pass_and_secrets_stay_out_of_messages(settings):
     )
     messages = run(settings, {"API_KEY": {"api_key": "da2-secretvalue", "colour": "x"}})
     assert "da2-secretvalue" not in messages[0][1]
+
+
+def test_check_auth_is_registered():
+    """The app registers check_auth with Django's check framework."""
+    from django.core.checks import registry
+
+    registered: list[object] = list(registry.registry.get_checks())
+    assert check_auth in registered

@@ -257,7 +257,8 @@ def js_sign(payload: dict[str, Any]) -> dict[str, Any]:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return json.loads(proc.stdout)
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
 
 
 @pytest.mark.node
@@ -372,8 +373,8 @@ async def test_async_refresh_runs_off_the_event_loop(settings):
 async def test_async_signs_inline_when_no_refresh_is_due(static_keys):
     """Static keys need no worker thread: the async path signs on the loop."""
     backend = get_auth_backend(static_keys, "AWS_IAM")
-    backend.get_credentials()
     assert isinstance(backend, IAMAuth)
+    backend.get_credentials()
     assert not backend._needs_io()
     assert signature_of(await aconnect_headers(static_keys)) == DOC_VECTORS[0][1]
 

@@ -23,6 +23,7 @@ import pytest
 import uvicorn
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.typing import Subprotocol
 
 from appsync_events.auth import (
     aconnect_headers,
@@ -227,7 +228,7 @@ async def service(request: pytest.FixtureRequest) -> AsyncIterator[Service]:
         lambda ws: handle(ws, checker),
         "127.0.0.1",
         0,
-        subprotocols=[SUBPROTOCOL],
+        subprotocols=[Subprotocol(SUBPROTOCOL)],
         logger=redacting_logger("websockets.server"),
     )
     ws_port = ws_server.sockets[0].getsockname()[1]
@@ -263,7 +264,7 @@ async def lambda_token(**context: Any) -> str:
 
 def configure(settings: Any, monkeypatch: pytest.MonkeyPatch, mode: str, port: int) -> None:
     """Point the default alias at the stand-in service with credentials for ``mode``."""
-    auth: dict[str, Any] = {
+    modes: dict[str, dict[str, Any]] = {
         "API_KEY": {"API_KEY": API_KEY},
         # IAM through the standard chain, so botocore's own credential lookup logs too.
         "AWS_IAM": {"AWS_IAM": {}},
@@ -272,7 +273,8 @@ def configure(settings: Any, monkeypatch: pytest.MonkeyPatch, mode: str, port: i
         "AWS_LAMBDA": {
             "AWS_LAMBDA": {"token_callable": "tests.test_auth_logging.lambda_token", "cache": 60}
         },
-    }[mode]
+    }
+    auth = modes[mode]
     monkeypatch.setenv("APPSYNC_LOGGING_TEST_TOKEN", OIDC_TOKEN)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
@@ -310,7 +312,7 @@ async def test_no_secret_reaches_any_log_record(service, settings, monkeypatch, 
     events = ['{"text":"hello"}', '{"n":2}']
     async with connect(
         f"ws://127.0.0.1:{service.ws_port}/event/realtime",
-        subprotocols=[SUBPROTOCOL, header],  # type: ignore[list-item]
+        subprotocols=[Subprotocol(SUBPROTOCOL), Subprotocol(header)],
         logger=redacting_logger("websockets.client"),
     ) as ws:
         assert isinstance(await exchange(ws, ConnectionInit()), ConnectionAck)
@@ -362,7 +364,7 @@ async def test_plain_websockets_logger_would_leak(service, settings, monkeypatch
     header = encode_header_subprotocol(await aconnect_headers(get_api_config()))
     async with connect(
         f"ws://127.0.0.1:{service.ws_port}/event/realtime",
-        subprotocols=[SUBPROTOCOL, header],  # type: ignore[list-item]
+        subprotocols=[Subprotocol(SUBPROTOCOL), Subprotocol(header)],
     ) as ws:
         assert isinstance(await exchange(ws, ConnectionInit()), ConnectionAck)
     assert any(header in line for line in capture.lines)
