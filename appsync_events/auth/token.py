@@ -209,7 +209,7 @@ class TokenAuth(AuthBackend):
 
     def _error(self, request: AuthRequest, message: str) -> TokenSourceError:
         return TokenSourceError(
-            f"cannot get a {self.mode} token for the {request.operation}: {message}",
+            f"cannot get the {self.mode} token for the {request.operation}: {message}",
             api=self.api.alias,
             channel=request.channel,
             operation=request.operation,
