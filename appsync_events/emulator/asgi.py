@@ -1,0 +1,345 @@
+"""The emulator's wire layer: one ASGI application for HTTP publish and the websocket.
+
+Routes (the custom-domain layout of protocol notes §1.3, so real clients pointed at a
+custom endpoint work unchanged):
+
+* ``POST /event`` — HTTP publish (``OPTIONS`` answers CORS preflights, as browsers
+  send them);
+* ``/event/realtime`` — the websocket (subprotocol ``aws-appsync-event-ws``);
+* ``GET /.well-known/jwks.json`` — the key the emulator signs test JWTs with.
+
+All decisions live in :class:`~appsync_events.emulator.state.EmulatorState`; this
+module moves frames. Each websocket gets one writer task draining a queue, so frames go
+out in the order the state produced them, and fan-out never awaits a slow client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Final
+from urllib.parse import parse_qs
+
+from ..auth import decode_header_subprotocol
+from ..exceptions import ProtocolError
+from ..protocol import HEADER_SUBPROTOCOL_PREFIX, SUBPROTOCOL, KeepAlive, encode
+from .state import Connection, EmulatorState
+
+__all__ = ["EmulatorApp"]
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+_KA: Final = encode(KeepAlive())
+_JSON_HEADERS: Final = [
+    (b"content-type", b"application/json"),
+    (b"access-control-allow-origin", b"*"),
+]
+# Upgrade headers that are transport, not authorization.
+_NOT_AUTH_HEADERS: Final = frozenset(
+    {
+        "connection",
+        "upgrade",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "content-length",
+    }
+)
+
+
+class _Close:
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
+class EmulatorApp:
+    """The ASGI application serving one :class:`EmulatorState`.
+
+    Args:
+        state: the emulated service.
+        jwks: a callable returning the JWKS document served at
+            ``/.well-known/jwks.json``.
+    """
+
+    def __init__(
+        self, state: EmulatorState, *, jwks: Callable[[], dict[str, Any]] | None = None
+    ) -> None:
+        self.state = state
+        self._jwks = jwks
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection."""
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    @staticmethod
+    async def _lifespan(receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- HTTP --------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"].rstrip("/") or "/"
+        method = scope["method"]
+        headers = _headers(scope)
+        if path == "/event" and method == "POST":
+            limit = self.state.settings.max_request_bytes
+            body = await _read_body(receive, limit + 1)
+            status, payload = await self.state.http_publish(
+                headers,
+                body,
+                request_host=headers.get("host"),
+                remote=_remote(scope),
+            )
+            await _respond(send, status, payload)
+        elif path == "/event" and method == "OPTIONS":
+            requested = headers.get("access-control-request-headers", "*")
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 204,
+                    "headers": [
+                        (b"access-control-allow-origin", b"*"),
+                        (b"access-control-allow-methods", b"POST, OPTIONS"),
+                        (b"access-control-allow-headers", requested.encode("latin-1")),
+                        (b"access-control-max-age", b"600"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+        elif path == "/.well-known/jwks.json" and method == "GET" and self._jwks is not None:
+            await _respond(send, 200, self._jwks())
+        elif path == "/event":
+            await _respond(
+                send,
+                405,
+                {"errors": [{"errorType": "MethodNotAllowed", "message": "Use POST /event."}]},
+            )
+        else:
+            await _respond(
+                send,
+                404,
+                {
+                    "errors": [
+                        {
+                            "errorType": "NotFoundException",
+                            "message": "This emulator serves POST /event and the websocket "
+                            "at /event/realtime.",
+                        }
+                    ]
+                },
+            )
+
+    # -- websocket ---------------------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        first = await receive()
+        if first["type"] != "websocket.connect":  # pragma: no cover - ASGI guarantees it
+            return
+        settings = self.state.settings
+        path = scope["path"].rstrip("/")
+        offered: list[str] = list(scope.get("subprotocols") or [])
+        if path != "/event/realtime" or (
+            settings.require_subprotocol and SUBPROTOCOL not in offered
+        ):
+            # Refused before the upgrade: the ASGI server answers 403.
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        request_headers = _headers(scope)
+        auth_headers = _connect_auth(offered, request_headers, scope, settings.accept_query_auth)
+        queue: asyncio.Queue[str | bytes | _Close] = asyncio.Queue()
+        connection = Connection(
+            send=queue.put_nowait,
+            close=lambda code, reason: queue.put_nowait(_Close(code, reason)),
+            headers=auth_headers,
+            request_host=request_headers.get("host"),
+            remote=_remote(scope),
+        )
+        tasks: list[asyncio.Task[None]] = []
+
+        def start_keepalive() -> None:
+            tasks.append(asyncio.create_task(self._keepalive(connection)))
+
+        connection.on_ack = start_keepalive
+        await self.state.open_connection(connection)
+        await send(
+            {
+                "type": "websocket.accept",
+                "subprotocol": SUBPROTOCOL if SUBPROTOCOL in offered else None,
+            }
+        )
+        faults = self.state.faults
+        tasks.append(
+            asyncio.create_task(
+                self._writer(
+                    connection, queue, send, faults.close_after_messages, faults.close_code
+                )
+            )
+        )
+        tasks.append(
+            asyncio.create_task(self._close_later(connection, settings.max_lifetime, 1000))
+        )
+        if faults.close_after_seconds is not None:
+            tasks.append(
+                asyncio.create_task(
+                    self._close_later(connection, faults.close_after_seconds, faults.close_code)
+                )
+            )
+        if connection.connect_error is not None and settings.connect_auth_at == "open":
+            self.state.refuse_connection(connection)
+        try:
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.disconnect":
+                    break
+                if kind != "websocket.receive" or connection.closed:
+                    continue
+                text = message.get("text")
+                await self.state.handle_frame(
+                    connection, text if text is not None else message.get("bytes") or b""
+                )
+        finally:
+            self.state.close_connection(connection)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _writer(
+        self,
+        connection: Connection,
+        queue: asyncio.Queue[str | bytes | _Close],
+        send: Send,
+        close_after: int | None,
+        close_code: int,
+    ) -> None:
+        sent = 0
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, _Close):
+                    connection.closed = True
+                    await send(
+                        {"type": "websocket.close", "code": item.code, "reason": item.reason}
+                    )
+                    return
+                if isinstance(item, str):
+                    await send({"type": "websocket.send", "text": item})
+                else:
+                    await send({"type": "websocket.send", "bytes": item})
+                sent += 1
+                if close_after is not None and sent >= close_after:
+                    connection.closed = True
+                    await send({"type": "websocket.close", "code": close_code, "reason": ""})
+                    return
+        except OSError:
+            # The client went away mid-send (uvicorn raises ClientDisconnected, an OSError);
+            # the reader sees the disconnect and cleans up.
+            logger.debug("Emulator connection %s gone while sending", connection.id)
+
+    async def _keepalive(self, connection: Connection) -> None:
+        interval = self.state.settings.ka_interval
+        faults = self.state.faults
+        if self.state.settings.ka_after_ack and not faults.keepalive_stopped:
+            connection.send(_KA)
+        while not connection.closed:
+            await asyncio.sleep(interval)
+            if not faults.keepalive_stopped and not connection.closed:
+                connection.send(_KA)
+
+    @staticmethod
+    async def _close_later(connection: Connection, seconds: float, code: int) -> None:
+        await asyncio.sleep(seconds)
+        if not connection.closed:
+            logger.info("Emulator closing connection %s after %.3g s", connection.id, seconds)
+            connection.close(code, "")
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """Lowercased request headers; repeated headers joined with ``,``."""
+    out: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers") or ():
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        out[name] = f"{out[name]},{value}" if name in out else value
+    return out
+
+
+def _remote(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+def _connect_auth(
+    offered: list[str], headers: dict[str, str], scope: Scope, accept_query: bool
+) -> dict[str, str]:
+    """The connect's header object: ``header-`` subprotocol, else upgrade headers, else query."""
+    for proto in offered:
+        if proto.startswith(HEADER_SUBPROTOCOL_PREFIX):
+            try:
+                return {k.lower(): v for k, v in decode_header_subprotocol(proto).items()}
+            except ProtocolError:
+                logger.info("Emulator got an undecodable header- subprotocol; treating as no auth")
+                return {}
+    if accept_query:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        values = query.get("header")
+        if values:
+            try:
+                decoded = decode_header_subprotocol(HEADER_SUBPROTOCOL_PREFIX + values[0])
+            except ProtocolError:
+                logger.info("Emulator got an undecodable ?header= value; treating as no auth")
+                return {}
+            return {k.lower(): v for k, v in decoded.items()}
+    return {k: v for k, v in headers.items() if k not in _NOT_AUTH_HEADERS}
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """Read the request body, keeping at most ``limit`` bytes (enough to see it is too big)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        if size < limit:
+            chunks.append(chunk[: limit - size])
+        size += len(chunk)
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+async def _respond(send: Send, status: int, payload: Any) -> None:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
