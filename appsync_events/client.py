@@ -1027,6 +1027,11 @@ class AppSyncEventsClient:
         return self._state_value
 
     @property
+    def fatal_error(self) -> BaseException | None:
+        """The error that stopped the client, if one did."""
+        return self._fatal_error
+
+    @property
     def reconnects(self) -> int:
         """How many times a connection was re-established after being lost."""
         return self._reconnect_count

@@ -1,0 +1,589 @@
+"""The listener: hold an alias's subscriptions and dispatch every event received.
+
+:class:`Listener` is what ``manage.py appsync_listen`` runs (and what you can run
+inside an ASGI process). It owns an :class:`~appsync_events.client.AppSyncEventsClient`
+(reconnects, resubscribes, rotation) and, per event, decoded once:
+
+1. sends :data:`~appsync_events.signals.event_received`;
+2. runs every matching handler (:mod:`appsync_events.dispatch`);
+3. hands the event to every **sink**: objects with ``async def dispatch(event)`` plus
+   ``async def start(listener)`` / ``async def stop()`` (see :class:`Sink`). The
+   Channels forwarder (:class:`appsync_events.forwarding.ChannelLayerForwarder`) is
+   one, added by default when ``FORWARDING['ENABLED']`` and ``CHANNEL_LAYERS`` is set.
+
+Between the socket reader and dispatch sits a bounded queue (``LISTENER['QUEUE_SIZE']``).
+With the default ``OVERFLOW = "block"``, a full queue pauses the reader (backpressure:
+the service's frames wait in the socket buffers; the keep-alive watchdog does not count
+that pause). ``"drop_newest"`` / ``"drop_oldest"`` drop instead; every dropped event is
+counted, sent as :data:`~appsync_events.signals.event_dropped` and logged (one line per
+second at most, with the count).
+
+Subscriptions can be added and removed at run time with :meth:`Listener.follow` /
+:meth:`Listener.unfollow` (reference-counted; the configured ones are never dropped).
+
+Shutdown (SIGINT/SIGTERM, :meth:`Listener.request_stop`, ``max_events``, ``max_idle``):
+stop accepting events, let queued and in-flight handlers finish within
+``LISTENER['SHUTDOWN_TIMEOUT']``, unsubscribe, close the websocket with code 1000.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+
+from . import signals
+from .client import AppSyncEventsClient, StateChange, Subscription
+from .conf import APIConfig, get_api_config
+from .dispatch import Dispatcher, Router
+from .events import ReceivedEvent
+from .exceptions import AppSyncEventsError
+from .lease import Lease, get_lease
+from .paths import normalize_channel
+
+__all__ = ["JSONLinesSink", "Listener", "ListenerStats", "Sink"]
+
+logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Where the listener hands every event after signals and handlers.
+
+    ``start`` is called once the listener runs (with the listener, which offers
+    :meth:`Listener.follow` / :meth:`Listener.unfollow`), ``stop`` during shutdown.
+    ``dispatch`` should not raise; if it does, the error is logged and counted as a
+    handler error and the listener goes on.
+    """
+
+    async def start(self, listener: Any) -> None:
+        """Start (called once, before the first event)."""
+
+    async def dispatch(self, event: ReceivedEvent) -> None:
+        """Take one event."""
+
+    async def stop(self) -> None:
+        """Stop (called once, during shutdown)."""
+
+
+class _TextStream(Protocol):
+    def write(self, text: str, /) -> Any: ...
+    def flush(self) -> Any: ...
+
+
+class JSONLinesSink:
+    """Write one JSON line per event: ``{"channel": <subscription>, "event": <payload>}``.
+
+    What ``appsync_listen --print`` uses; ``stream`` is flushed after each line.
+    """
+
+    def __init__(self, stream: _TextStream) -> None:
+        self.stream = stream
+
+    async def start(self, listener: Any) -> None:
+        """Nothing to start."""
+
+    async def dispatch(self, event: ReceivedEvent) -> None:
+        """Write the event's line."""
+        line = json.dumps(
+            {"channel": event.subscription, "event": event.payload},
+            cls=DjangoJSONEncoder,
+            ensure_ascii=False,
+        )
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+    async def stop(self) -> None:
+        """Nothing to stop."""
+
+
+@dataclass
+class ListenerStats:
+    """Counters of a listener, readable at any time (``listener.stats``).
+
+    Attributes:
+        received: events read from the socket.
+        dispatched: events that went through signals, handlers and sinks.
+        handler_errors: handler, receiver and sink exceptions (each logged).
+        reconnects: connections re-established after a loss.
+        dropped: events dropped by an ``OVERFLOW`` drop policy.
+        discarded: events received after shutdown began (not dispatched).
+        queued: events waiting for dispatch right now.
+    """
+
+    received: int = 0
+    dispatched: int = 0
+    handler_errors: int = 0
+    reconnects: int = 0
+    dropped: int = 0
+    discarded: int = 0
+    queued: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """Return the counters as a dict."""
+        return asdict(self)
+
+
+class Listener:
+    """Receive an alias's events and dispatch them; the service behind ``appsync_listen``.
+
+    Args:
+        api: the settings alias.
+        channels: subscribe to these paths instead of ``SUBSCRIPTIONS``.
+        router: the handler router (default: the default router).
+        sinks: extra sinks; ``None`` adds the Channels forwarder when forwarding is on.
+        send_signals: send ``event_received`` (the other signals are always sent).
+        exclusive: hold the alias's lease (:mod:`appsync_events.lease`) while
+            dispatching; standbys wait for it.
+        lease: the lease to use with ``exclusive`` (default: :func:`get_lease`).
+        max_events: stop after dispatching this many events.
+        max_idle: stop after this many seconds without an event.
+        health_file: touch this file on inbound frames (at most once a second).
+        status: a callable receiving one-line state reports (the command prints them
+            to stderr).
+        in_process: the listener runs inside the ASGI process (for the forwarder).
+        client_options: extra keyword arguments for
+            :class:`~appsync_events.client.AppSyncEventsClient`.
+    """
+
+    def __init__(
+        self,
+        api: str = "default",
+        *,
+        channels: Sequence[str] | None = None,
+        router: Router | None = None,
+        sinks: Iterable[Any] | None = None,
+        send_signals: bool = True,
+        exclusive: bool = False,
+        lease: Lease | None = None,
+        max_events: int | None = None,
+        max_idle: float | None = None,
+        health_file: str | os.PathLike[str] | None = None,
+        status: Callable[[str], None] | None = None,
+        in_process: bool = False,
+        client_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.config: APIConfig = get_api_config(api)
+        self.alias = self.config.alias
+        lc = self.config.listener
+        if channels:
+            self.channels = tuple(
+                dict.fromkeys(normalize_channel(c, allow_wildcard=True) for c in channels)
+            )
+        else:
+            self.channels = tuple(c.path for c in lc.subscriptions)
+        self.dispatcher = Dispatcher(router, send_signal=send_signals)
+        self.sinks: list[Any] = list(sinks) if sinks is not None else []
+        if sinks is None:
+            self.sinks.extend(self._default_sinks(in_process))
+        self.exclusive = exclusive
+        self.lease = lease
+        if exclusive and lease is None:
+            self.lease = get_lease(self.config)
+        self.max_events = max_events
+        self.max_idle = max_idle
+        self.health_file = Path(health_file) if health_file is not None else None
+        self._status = status
+        self.client_options = dict(client_options or {})
+        self.stats = ListenerStats()
+        self.client: AppSyncEventsClient | None = None
+        self._queue: asyncio.Queue[ReceivedEvent] = asyncio.Queue(lc.queue_size)
+        self._stop = asyncio.Event()
+        self._accepting = False
+        self._follows: dict[str, tuple[int, Subscription | None]] = {}
+        self._last_drop_log = 0.0
+        self._drops_since_log = 0
+        self._last_touch = 0.0
+        self._last_event = 0.0
+        self._exit_reason = ""
+        self._stopped_sinks: list[Any] = []
+
+    def _default_sinks(self, in_process: bool) -> list[Any]:
+        if not self.config.forwarding.enabled or not getattr(settings, "CHANNEL_LAYERS", None):
+            return []
+        from .forwarding import ChannelLayerForwarder
+
+        return [ChannelLayerForwarder.from_settings(self.alias, in_process=in_process)]
+
+    # -- reporting --------------------------------------------------------------------
+
+    def _say(self, line: str) -> None:
+        logger.info("%s (api=%s)", line, self.alias)
+        if self._status is not None:
+            self._status(line)
+
+    # -- running ----------------------------------------------------------------------
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Ask a running listener to shut down cleanly (thread-safe from the loop only)."""
+        if not self._stop.is_set():
+            self._exit_reason = reason
+            self._stop.set()
+
+    async def run(self, *, install_signal_handlers: bool = True) -> int:
+        """Run until stopped; return the exit status (0 after a clean shutdown).
+
+        Raises:
+            ConfigurationError: a configuration mistake (the command exits 2).
+        """
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        if install_signal_handlers and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, self.request_stop, f"received {sig.name}")
+                    installed.append(sig)
+        try:
+            if self.exclusive and self.lease is not None:
+                acquired = await self._acquire_lease(self.lease)
+                if not acquired:
+                    return 0
+            return await self._serve()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            if self.lease is not None and self.lease.held:
+                await self.lease.release()
+
+    async def _acquire_lease(self, lease: Lease) -> bool:
+        self._say(f"waiting for lease {lease.name}")
+        acquire = asyncio.ensure_future(lease.acquire())
+        stop = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({acquire, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not acquire.done():
+            acquire.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await acquire
+            await lease.release()
+            return False
+        acquire.result()
+        self._say(f"lease {lease.name} acquired; this listener dispatches")
+        return True
+
+    async def _serve(self) -> int:
+        lc = self.config.listener
+        options: dict[str, Any] = {
+            "on_event": self._on_event,
+            "on_state": self._on_state,
+            "on_subscribed": self._on_subscribed,
+            "on_subscription_failed": self._on_subscription_failed,
+            "on_frame": self._on_frame if self.health_file is not None else None,
+            "subscribe_retries": lc.subscribe_retries,
+        }
+        options.update(self.client_options)
+        self.client = client = AppSyncEventsClient(self.config, **options)
+        self._accepting = True
+        self._last_event = time.monotonic()
+        if self.health_file is not None:
+            self.health_file.touch()
+        for sink in self.sinks:
+            await sink.start(self)
+        self._stopped_sinks = []
+        dispatcher = asyncio.create_task(self._dispatch_loop(), name="appsync-dispatch")
+        stats = asyncio.create_task(self._stats_loop(), name="appsync-stats")
+        watchers = [
+            asyncio.create_task(self._idle_loop(), name="appsync-idle"),
+            asyncio.create_task(self._client_watch(), name="appsync-client-watch"),
+        ]
+        if self.exclusive and self.lease is not None:
+            watchers.append(
+                asyncio.create_task(self._lease_watch(self.lease), name="appsync-lease")
+            )
+        self._say(f"connecting to {client.url}")
+        await client.connect(wait=False)
+        for path in self.channels:
+            await client.subscribe(path, wait=False)
+        try:
+            await self._stop.wait()
+        finally:
+            failed = await self._shutdown(client, dispatcher, stats, watchers)
+        return 1 if failed else 0
+
+    async def _shutdown(
+        self,
+        client: AppSyncEventsClient,
+        dispatcher: asyncio.Task[None],
+        stats: asyncio.Task[None],
+        watchers: list[asyncio.Task[None]],
+    ) -> bool:
+        self._say(f"stopping: {self._exit_reason or 'stop requested'}")
+        # 1. Stop reading: events from now on are counted and not dispatched.
+        self._accepting = False
+        for task in watchers:
+            task.cancel()
+        # 2. Let queued and in-flight handlers finish, within the shutdown timeout.
+        timeout = self.config.listener.shutdown_timeout
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except TimeoutError:
+            logger.warning(
+                "Shutdown timeout (%.1f s): %d queued events were not dispatched (api=%s)",
+                timeout,
+                self._queue.qsize(),
+                self.alias,
+            )
+        dispatcher.cancel()
+        stats.cancel()
+        await asyncio.gather(dispatcher, stats, *watchers, return_exceptions=True)
+        # 3. Unsubscribe and close with 1000.
+        fatal = client.fatal_error
+        await client.aclose()
+        for sink in self.sinks:
+            try:
+                await sink.stop()
+            except Exception:
+                logger.exception("Sink %r failed to stop (api=%s)", sink, self.alias)
+        self._log_stats()
+        if self.stats.discarded:
+            self._say(f"{self.stats.discarded} events arrived during shutdown, not dispatched")
+        self._say("closed")
+        if fatal is not None:
+            self._say(f"stopped by an error: {fatal}")
+            if not isinstance(fatal, AppSyncEventsError):
+                raise fatal
+            return True
+        return False
+
+    # -- receiving --------------------------------------------------------------------
+
+    async def _on_event(self, event: ReceivedEvent) -> None:
+        self.stats.received += 1
+        if not self._accepting:
+            self.stats.discarded += 1
+            return
+        queue = self._queue
+        policy = self.config.listener.overflow
+        if policy == "block" or not queue.full():
+            await queue.put(event)
+            return
+        dropped = event
+        if policy == "drop_oldest":
+            dropped = queue.get_nowait()
+            queue.task_done()
+            queue.put_nowait(event)
+        await self._dropped(dropped, policy)
+
+    async def _dropped(self, event: ReceivedEvent, policy: str) -> None:
+        self.stats.dropped += 1
+        self._drops_since_log += 1
+        now = time.monotonic()
+        if now - self._last_drop_log >= 1.0:
+            logger.warning(
+                "Queue full (%d): dropped %d event(s) with OVERFLOW=%r in the last second, "
+                "%d in total (latest on %s; api=%s)",
+                self.config.listener.queue_size,
+                self._drops_since_log,
+                policy,
+                self.stats.dropped,
+                event.subscription,
+                self.alias,
+            )
+            self._last_drop_log = now
+            self._drops_since_log = 0
+        if signals.event_dropped.receivers:
+            await self._send(
+                signals.event_dropped,
+                event=event,
+                policy=policy,
+                dropped=self.stats.dropped,
+            )
+
+    async def _dispatch_loop(self) -> None:
+        queue = self._queue
+        dispatcher = self.dispatcher
+        sinks = self.sinks
+        while True:
+            event = await queue.get()
+            try:
+                report = await dispatcher.dispatch(event)
+                self.stats.handler_errors += len(report.errors)
+                for sink in sinks:
+                    try:
+                        await sink.dispatch(event)
+                    except Exception:
+                        self.stats.handler_errors += 1
+                        logger.exception(
+                            "Sink %r failed for an event on %s (api=%s)",
+                            sink,
+                            event.subscription,
+                            self.alias,
+                        )
+                self.stats.dispatched += 1
+                self._last_event = time.monotonic()
+            finally:
+                queue.task_done()
+            if self.max_events is not None and self.stats.dispatched >= self.max_events:
+                self.request_stop(f"dispatched {self.stats.dispatched} events (--max-events)")
+
+    def _on_frame(self) -> None:
+        now = time.monotonic()
+        if self.health_file is not None and now - self._last_touch >= 1.0:
+            self._last_touch = now
+            try:
+                os.utime(self.health_file)
+            except FileNotFoundError:
+                self.health_file.touch()
+            except OSError:
+                logger.warning("Cannot touch the health file %s", self.health_file, exc_info=True)
+
+    # -- lifecycle reports --------------------------------------------------------------
+
+    async def _send(self, sig: Any, **kwargs: Any) -> None:
+        if not sig.receivers:
+            return
+        for receiver, result in await sig.asend_robust(sender=self.alias, api=self.alias, **kwargs):
+            if isinstance(result, BaseException):
+                self.stats.handler_errors += 1
+                logger.error(
+                    "A receiver of %s failed (api=%s): %r",
+                    getattr(receiver, "__qualname__", receiver),
+                    self.alias,
+                    result,
+                    exc_info=(type(result), result, result.__traceback__),
+                )
+
+    async def _on_state(self, change: StateChange) -> None:
+        label = f"connection {change.connection}: " if change.connection else ""
+        if change.state == "connected":
+            self._say(f"{label}connected" + (" (rotated)" if change.reason == "rotated" else ""))
+        elif change.state == "reconnecting":
+            why = "REJECTED by the service: " if change.rejected else ""
+            self._say(f"{label}reconnecting in {change.retry_in or 0:.1f}s: {why}{change.reason}")
+        elif change.state == "connecting":
+            pass  # reported once by _serve; per-attempt lines would be noise
+        if self.client is not None:
+            self.stats.reconnects = self.client.reconnects
+        await self._send(
+            signals.connection_state_changed,
+            state=change.state,
+            reason=change.reason,
+            retry_in=change.retry_in,
+        )
+
+    async def _on_subscribed(self, sub: Subscription) -> None:
+        client = self.client
+        active = sum(1 for s in client.subscriptions if s.state == "active") if client else 0
+        self._say(f"subscribed {sub.channel} ({active} active)")
+        await self._send(
+            signals.subscription_established, channel=sub.channel, subscription_id=sub.id
+        )
+
+    async def _on_subscription_failed(
+        self, sub: Subscription, error: AppSyncEventsError, will_retry: bool
+    ) -> None:
+        self._say(
+            f"subscription to {sub.channel} failed: {error}"
+            + ("; retrying with fresh credentials" if will_retry else "")
+        )
+        await self._send(
+            signals.subscription_failed, channel=sub.channel, error=error, will_retry=will_retry
+        )
+
+    # -- watchers ----------------------------------------------------------------------
+
+    async def _idle_loop(self) -> None:
+        if self.max_idle is None:
+            return
+        while True:
+            idle = time.monotonic() - self._last_event
+            if idle >= self.max_idle:
+                self.request_stop(f"no event for {self.max_idle:g} s (--max-idle)")
+                return
+            await asyncio.sleep(self.max_idle - idle)
+
+    async def _client_watch(self) -> None:
+        if self.client is None:
+            return
+        with contextlib.suppress(Exception):
+            await self.client.wait_closed()
+        self.request_stop("the client stopped")
+
+    async def _lease_watch(self, lease: Lease) -> None:
+        await lease.wait_lost()
+        self.request_stop("the lease was lost")
+
+    async def _stats_loop(self) -> None:
+        interval = self.config.listener.stats_interval
+        while True:
+            await asyncio.sleep(interval)
+            self._log_stats()
+
+    def _log_stats(self) -> None:
+        self.stats.queued = self._queue.qsize()
+        if self.client is not None:
+            self.stats.reconnects = self.client.reconnects
+        s = self.stats
+        logger.info(
+            "Listener stats (api=%s): received=%d dispatched=%d handler_errors=%d "
+            "reconnects=%d dropped=%d queued=%d",
+            self.alias,
+            s.received,
+            s.dispatched,
+            s.handler_errors,
+            s.reconnects,
+            s.dropped,
+            s.queued,
+        )
+
+    # -- runtime subscriptions -----------------------------------------------------------
+
+    async def follow(self, path: str) -> None:
+        """Hold a subscription to ``path`` (reference-counted) while the listener runs.
+
+        Raises:
+            InvalidChannelError: the path breaks the grammar.
+            SubscriptionError: the service refused it.
+            ConnectionFailed: the listener is not running.
+        """
+        channel = normalize_channel(path, allow_wildcard=True)
+        count, sub = self._follows.get(channel, (0, None))
+        if count:
+            self._follows[channel] = (count + 1, sub)
+            return
+        if channel in self.channels:
+            self._follows[channel] = (1, None)  # held anyway
+            return
+        if self.client is None:
+            from .exceptions import ConnectionFailed
+
+            raise ConnectionFailed("the listener is not running", api=self.alias, channel=channel)
+        self._follows[channel] = (1, None)
+        try:
+            sub = await self.client.subscribe(channel)
+        except BaseException:
+            self._follows.pop(channel, None)
+            raise
+        count, _ = self._follows.get(channel, (0, None))
+        if count == 0:  # unfollowed while subscribing
+            await sub.aclose()
+            return
+        self._follows[channel] = (count, sub)
+
+    async def unfollow(self, path: str) -> None:
+        """Release one :meth:`follow` of ``path``; unsubscribe after the last one."""
+        channel = normalize_channel(path, allow_wildcard=True)
+        count, sub = self._follows.get(channel, (0, None))
+        if count <= 1:
+            self._follows.pop(channel, None)
+            if sub is not None:
+                await sub.aclose()
+        else:
+            self._follows[channel] = (count - 1, sub)
+
+    @property
+    def followed(self) -> dict[str, int]:
+        """The paths held by :meth:`follow`, with their reference counts."""
+        return {path: count for path, (count, _) in self._follows.items()}
