@@ -12,6 +12,7 @@ from django.dispatch import Signal
 
 __all__ = [
     "connection_state_changed",
+    "event_dropped",
     "event_received",
     "pre_publish",
     "publish_failed",
@@ -40,6 +41,13 @@ subscription_failed = Signal()
 #: Provides: ``api``, ``state`` (``"connecting"``, ``"connected"``, ``"reconnecting"``,
 #: ``"closed"``), ``reason`` (``str`` or ``None``), ``retry_in`` (seconds or ``None``).
 connection_state_changed = Signal()
+
+#: The listener dropped an event because its queue was full and ``LISTENER['OVERFLOW']``
+#: is ``"drop_newest"`` or ``"drop_oldest"`` (never with the default ``"block"``).
+#: Provides: ``api``, ``event`` (the dropped
+#: :class:`~appsync_events.events.ReceivedEvent`), ``policy`` (the overflow policy),
+#: ``dropped`` (the listener's running count of dropped events).
+event_dropped = Signal()
 
 # -- publishing -----------------------------------------------------------------------
 
