@@ -301,6 +301,13 @@ class Authorizer:
             if present:
                 raise EmulatorError("mode_not_allowed")
             raise EmulatorError("unauthorized")
+        if "AWS_IAM" not in present and "API_KEY" not in present:
+            # A JWT naming the issuer of an allowed JWT mode belongs to that mode alone:
+            # its verdict (expired, bad signature...) is final, never retried as a
+            # Lambda token.
+            issuer_mode = self._jwt_mode_by_issuer(self._token(headers))
+            if issuer_mode in usable:
+                usable = [issuer_mode]
         failures: list[EmulatorError] = []
         for mode in usable:
             try:
@@ -309,6 +316,16 @@ class Authorizer:
                 # A token may fit several token modes: keep trying, report the first failure.
                 failures.append(exc)
         raise failures[0]
+
+    def _jwt_mode_by_issuer(self, token: str) -> str | None:
+        try:
+            issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except jwt.PyJWTError:
+            return None
+        for mode, spec in self._issuers.items():
+            if issuer == spec.issuer:
+                return mode
+        return None
 
     @staticmethod
     def _modes_present(headers: Mapping[str, str]) -> set[str]:
