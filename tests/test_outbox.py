@@ -296,3 +296,17 @@ def test_outbox_command_bad_input():
         call_command("appsync_outbox", "--once", "--api", "nope")
     assert info.value.returncode == 2
     assert "no alias 'nope'" in str(info.value)
+
+
+def test_drain_once_ends_while_the_service_is_down(settings):
+    """drain() sends what was due when it started; rows it retries wait for a later pass."""
+    configure(
+        settings,
+        BACKEND="appsync",
+        OPTIONS={"RETRIES": 0},
+        OUTBOX={"BACKOFF_INITIAL": 0.001, "BACKOFF_MAX": 0.001},
+    )
+    publish("/chat/a", *range(30), durable=True)
+    report = OutboxDrainer(batch_size=10).drain()
+    assert (report.claimed, report.retried, report.sent) == (30, 30, 0)
+    assert set(OutboxEvent.objects.values_list("attempts", flat=True)) == {1}
