@@ -111,8 +111,7 @@ async def test_oversize_frame_breaks_a_limited_client(emu):
     await ws.recv()
     await asyncio.to_thread(emu.send_raw, "y" * 1_500_000)
     with pytest.raises(websockets.ConnectionClosedError):
-        while True:
-            await asyncio.wait_for(ws.recv(), TIMEOUT)
+        await _read_until_closed(ws)
     assert ws.protocol.close_sent is not None
     assert ws.protocol.close_sent.code == 1009
 
@@ -208,7 +207,7 @@ def test_port_in_use_is_reported():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match="in use"):
             AppSyncEventsEmulator("127.0.0.1", port).start()
 
 
@@ -234,3 +233,8 @@ def _header(emu: AppSyncEventsEmulator) -> str:
     from appsync_events.auth import encode_header_subprotocol
 
     return encode_header_subprotocol(api_key_auth(emu))
+
+
+async def _read_until_closed(ws) -> None:
+    while True:
+        await asyncio.wait_for(ws.recv(), TIMEOUT)
