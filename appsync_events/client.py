@@ -689,6 +689,9 @@ class _Slot:
         self.index = index
         self.label = f", connection={index}"
         self.subscriptions: dict[int, Subscription] = {}
+        #: Lowered when the service refuses a subscription with
+        #: ``MaxSubscriptionsReachedError`` (its quota is lower than configured).
+        self.capacity = client.max_subscriptions
         self.connection: Connection | None = None
         self.connected = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -751,10 +754,8 @@ class _Slot:
                 for sub in self.subscriptions.values():
                     if sub.state == "active":
                         sub.state = "pending"  # resubscribed once reconnected
-            if self.stopping.is_set():
+            if reason is None or self.stopping.is_set():
                 break
-            if reason is None:  # rotated: the new connection is in place
-                continue
             if client.loop.time() - connection.opened_at >= client.stable_after:
                 delays = client._delays()  # it was stable: start the backoff afresh
             fatal = client._process_exception(reason)
@@ -767,7 +768,8 @@ class _Slot:
                 break
 
     async def _hold(self, connection: Connection) -> BaseException | None:
-        """Keep ``connection`` until it fails (return why) or is rotated (``None``)."""
+        """Hold the slot's connection, rotating it when due, until it fails (return why)
+        or the slot stops (return ``None``)."""
         client = self.client
         while True:
             rotate_at = connection.opened_at + client.rotate_after
@@ -789,8 +791,7 @@ class _Slot:
                 return None
             replacement = await self._rotate(connection)
             if replacement is not None:
-                connection = replacement
-                return None
+                connection = replacement  # hold the new one from now on
 
     async def _rotate(self, old: Connection) -> Connection | None:
         """Open a new connection, subscribe it, then retire ``old`` (make-before-break)."""
@@ -1116,7 +1117,7 @@ class AppSyncEventsClient:
 
     def _slot_for(self, sub: Subscription) -> _Slot:
         for slot in self._slots:
-            if len(slot.subscriptions) < self.max_subscriptions and not slot.stopping.is_set():
+            if len(slot.subscriptions) < slot.capacity and not slot.stopping.is_set():
                 break
         else:
             slot = self._add_slot()
@@ -1204,6 +1205,9 @@ class AppSyncEventsClient:
                         errors=entries,
                         operation_id=sub_id,
                     )
+            if "MaxSubscriptionsReachedError" in error.error_types and sub._slot is not None:
+                self._move_to_another_connection(sub)
+                return
             retryable = is_auth_error(error) or isinstance(error, OperationTimeout)
             will_retry = retryable and attempt < self.subscribe_retries
             if not will_retry:
@@ -1228,6 +1232,24 @@ class AppSyncEventsClient:
                 await self._on_subscription_failed(sub, error, True)
             await asyncio.sleep(retry_delay)
             retry_delay = min(retry_delay * 2, self.backoff_max)
+
+    def _move_to_another_connection(self, sub: Subscription) -> None:
+        slot = sub._slot
+        if slot is None:
+            return
+        slot.subscriptions.pop(id(sub), None)
+        slot.capacity = max(1, len(slot.subscriptions))
+        logger.warning(
+            "Connection %d reached the service's subscription quota at %d; moving %s to "
+            "another connection (api=%s)",
+            slot.index,
+            slot.capacity,
+            sub.channel,
+            self.alias,
+        )
+        target = self._slot_for(sub)
+        if target.connection is not None and target.connection.is_open:
+            self._spawn(self._establish(sub, target.connection))
 
     async def _sub_failed(self, sub: Subscription, error: AppSyncEventsError, retry: bool) -> None:
         logger.error("Subscription to %s failed (api=%s): %s", sub.channel, self.alias, error)
