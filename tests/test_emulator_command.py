@@ -1,0 +1,127 @@
+"""``manage.py appsync_emulator``: the ready line, serving, clean stop, bad flags."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from django.core.management import CommandError, call_command
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_emulator(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """Start the command in a subprocess; return it and its ready line."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "django", "appsync_emulator", "--port", "0", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    return proc, line
+
+
+def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:
+    """Send ``sig`` and return the exit status and stderr."""
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=20)
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_command_serves_and_stops_cleanly(sig):
+    """The command prints the ready line, serves HTTP publish, and exits 0 on a signal."""
+    proc, line = run_emulator("--api-key", "da2-cmd", "--namespace", "news", "--ka-interval", "5")
+    try:
+        assert line.startswith("AppSync Events emulator listening on http://127.0.0.1:")
+        url = line.rsplit(" ", 1)[1] + "/event"
+        body = {"channel": "/news/a", "events": ['{"x":1}']}
+        ok = httpx.post(url, json=body, headers={"x-api-key": "da2-cmd"}, timeout=10)
+        assert ok.status_code == 200
+        assert ok.json()["failed"] == []
+        other_ns = httpx.post(
+            url, json={**body, "channel": "/default/a"}, headers={"x-api-key": "da2-cmd"}
+        )
+        assert other_ns.status_code == 403  # --namespace replaced the settings' namespaces
+    finally:
+        code, err = stop(proc, sig)
+    assert code == 0, err
+    assert "Stopping the emulator." in err
+
+
+def test_command_defaults_come_from_settings():
+    """Without flags the alias's namespaces and API key (tests/settings.py) are used."""
+    proc, line = run_emulator()
+    try:
+        url = line.rsplit(" ", 1)[1] + "/event"
+        response = httpx.post(
+            url,
+            content=json.dumps({"channel": "/chat/a", "events": ["1"]}),
+            headers={"x-api-key": "da2-tests00000000000000000000000"},
+            timeout=10,
+        )
+        assert response.status_code == 200
+    finally:
+        code, err = stop(proc)
+    assert code == 0
+    assert "Generated test API key" not in err
+
+
+def test_command_verifies_iam_with_given_credentials():
+    """--iam credentials are used to verify signatures (a wrong secret fails)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    proc, line = run_emulator("--iam", "AKIDCMD:secret-cmd", "--namespace", "chat")
+    try:
+        url = line.rsplit(" ", 1)[1] + "/event"
+        body = json.dumps({"channel": "/chat/a", "events": ["1"]}).encode()
+        statuses = []
+        for secret in ("secret-cmd", "wrong"):
+            request = AWSRequest(method="POST", url=url, data=body)
+            SigV4Auth(Credentials("AKIDCMD", secret), "appsync", "us-east-1").add_auth(request)
+            statuses.append(
+                httpx.post(url, content=body, headers=dict(request.headers), timeout=10).status_code
+            )
+    finally:
+        stop(proc)
+    assert statuses == [200, 403]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--iam", "nocolon"], "ACCESS_KEY_ID:SECRET"),
+        (["--api", "nope"], "no alias 'nope'"),
+        (["--ka-interval", "0"], "--ka-interval must be positive"),
+        (["--connection-timeout-ms", "-5"], "--connection-timeout-ms must be positive"),
+    ],
+)
+def test_command_refuses_bad_flags(args, message):
+    """Bad flags raise CommandError with a one-line reason."""
+    with pytest.raises(CommandError, match=message):
+        call_command("appsync_emulator", *args)
+
+
+def test_command_reports_port_in_use():
+    """A port that is taken is a CommandError, not a traceback."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        with pytest.raises(CommandError, match="could not start"):
+            call_command("appsync_emulator", "--port", port)
