@@ -50,8 +50,6 @@ with transaction.atomic():
         publish(f"/default/c{c}", *[{"n": i} for i in range(c, n, channels)], durable=True)
 """
 
-pytestmark = [pytest.mark.slow]
-
 
 @dataclass
 class Database:
@@ -204,7 +202,7 @@ async def subscriber(settings) -> AsyncIterator[Callable[[int], Any]]:
         await client.aclose()
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(180)
 async def test_ten_thousand_events_two_drainers_exactly_once(database, subscriber):
     """10,000 events written while the service is down arrive exactly once via two drainers."""
     total = 10_000

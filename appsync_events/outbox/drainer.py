@@ -32,7 +32,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transaction
-from django.db.models import Q, Subquery
+from django.db.models import Case, CharField, F, Q, Subquery, Value, When
 from django.utils import timezone
 
 from ..backends import get_backend
@@ -192,14 +192,6 @@ class OutboxDrainer:
         self._token = token
         return list(rows.filter(locked_by=token, state=OutboxEvent.State.PENDING).order_by("id"))
 
-    def _save(self, objs: list[OutboxEvent], fields: list[str]) -> None:
-        if objs:
-            self._retry_locked(
-                lambda: OutboxEvent.objects.using(self.using).bulk_update(
-                    objs, fields, batch_size=200
-                )
-            )
-
     def _release(self, objs: list[OutboxEvent]) -> None:
         ids = [o.pk for o in objs]
         self._retry_locked(
@@ -212,19 +204,33 @@ class OutboxDrainer:
 
     # -- sending ---------------------------------------------------------------------
 
+    def _update(self, ids: list[int], **values: Any) -> None:
+        """One UPDATE for rows sharing their new values (cheaper than ``bulk_update``)."""
+        self._retry_locked(
+            lambda: OutboxEvent.objects.using(self.using).filter(id__in=ids).update(**values)
+        )
+
     def _mark_sent(self, objs: Iterable[OutboxEvent], identifiers: dict[int, str]) -> int:
+        done = [(obj, identifiers[i]) for i, obj in enumerate(objs) if i in identifiers]
+        if not done:
+            return 0
         now = timezone.now()
-        done = []
-        for index, obj in enumerate(objs):
-            if index in identifiers:
-                obj.state = OutboxEvent.State.SENT
-                obj.sent_at = now
-                obj.identifier = identifiers[index][:64]
-                obj.locked_by, obj.locked_until = "", None
-                obj.attempts += 1
-                done.append(obj)
-        self._save(
-            done, ["state", "sent_at", "identifier", "locked_by", "locked_until", "attempts"]
+        for obj, identifier in done:
+            obj.state, obj.sent_at, obj.identifier = OutboxEvent.State.SENT, now, identifier[:64]
+            obj.locked_by, obj.locked_until = "", None
+            obj.attempts += 1
+        self._update(
+            [obj.pk for obj, _ in done],
+            state=OutboxEvent.State.SENT,
+            sent_at=now,
+            locked_by="",
+            locked_until=None,
+            attempts=F("attempts") + 1,
+            identifier=Case(
+                *[When(pk=obj.pk, then=Value(obj.identifier)) for obj, _ in done],
+                default=Value(""),
+                output_field=CharField(),
+            ),
         )
         return len(done)
 
@@ -233,22 +239,34 @@ class OutboxDrainer:
     ) -> list[OutboxEvent]:
         now = timezone.now()
         gave_up = []
+        # Rows with the same alias, attempt count and error get one UPDATE (and one jittered
+        # delay): a failed request fails all its events alike.
+        same: dict[tuple[str, int, str], list[OutboxEvent]] = {}
         for obj in objs:
-            config = get_api_config(obj.api).outbox
             obj.attempts += 1
             obj.last_error = errors.get(obj.pk, "")[:_MAX_ERROR]
             obj.locked_by, obj.locked_until = "", None
-            if obj.attempts >= config.max_attempts:
-                obj.state = OutboxEvent.State.FAILED
-                gave_up.append(obj)
-                report.failed += 1
+            same.setdefault((obj.api, obj.attempts, obj.last_error), []).append(obj)
+        for (api, attempts, error), rows in same.items():
+            config = get_api_config(api).outbox
+            values: dict[str, Any] = {
+                "attempts": attempts,
+                "last_error": error,
+                "locked_by": "",
+                "locked_until": None,
+            }
+            if attempts >= config.max_attempts:
+                values["state"] = OutboxEvent.State.FAILED
+                gave_up.extend(rows)
+                report.failed += len(rows)
             else:
-                obj.next_attempt_at = now + timedelta(seconds=backoff_delay(obj.attempts, config))
-                report.retried += 1
-        self._save(
-            objs,
-            ["attempts", "last_error", "locked_by", "locked_until", "state", "next_attempt_at"],
-        )
+                retry_at = now + timedelta(seconds=backoff_delay(attempts, config))
+                values["next_attempt_at"] = retry_at
+                report.retried += len(rows)
+            for obj in rows:
+                obj.state = values.get("state", obj.state)
+                obj.next_attempt_at = values.get("next_attempt_at", obj.next_attempt_at)
+            self._update([obj.pk for obj in rows], **values)
         return gave_up
 
     def _send_group(
