@@ -23,20 +23,20 @@ class MixinTests(EmulatorTestMixin, SimpleTestCase):
     def test_settings_point_at_the_emulator_and_records_start_empty(self):
         """Each test sees the class's emulator, reset, with the settings pointing at it."""
         config = get_api_config()
-        self.assertEqual(config.http_url, self.emulator.http_url)
-        self.assertEqual(self.emulator.published, [])
+        assert config.http_url == self.emulator.http_url
+        assert self.emulator.published == []
         key = config.auth["API_KEY"].options["api_key"]
         response = httpx.post(
             config.http_url,
             json={"channel": "/chat/a", "events": ["1"]},
             headers={"x-api-key": key},
         )
-        self.assertEqual(response.status_code, 200)
-        self.assertEqual(self.emulator.published_to("/chat/a"), [1])
+        assert response.status_code == 200
+        assert self.emulator.published_to("/chat/a") == [1]
 
     def test_second_test_starts_clean(self):
         """Records from another test are gone."""
-        self.assertEqual(self.emulator.published, [])
+        assert self.emulator.published == []
 
 
 def test_use_emulator_starts_and_stops_its_own():
