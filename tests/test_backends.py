@@ -244,3 +244,14 @@ def test_websocket_backend_failure(ws_api, settings):
     with pytest.raises(PublishError) as info:
         publish("/nosuch/a", 1)
     assert "UnauthorizedException" in info.value.error_types
+
+
+def test_publish_command_via_ws(ws_api):
+    """manage.py appsync_publish --via ws publishes over the websocket."""
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("appsync_publish", "/chat/cmd", '{"via": "ws"}', "--via", "ws", stdout=out)
+    assert [e["index"] for e in json.loads(out.getvalue())["successful"]] == [0]
+    assert [r.transport for r in ws_api.published] == ["websocket"]
+    close_backends()
