@@ -61,5 +61,6 @@ published = Signal()
 
 #: A publish failed where no caller can see the exception (after commit, in the
 #: outbox drainer), or failed for the caller too.
-#: Provides: ``api``, ``channel``, ``events``, ``error``, ``deferred`` (bool).
+#: Provides: ``api``, ``channel``, ``events``, ``error``, ``deferred`` (bool); from the
+#: outbox drainer also ``will_retry`` (bool) and ``outbox_ids`` (the rows' keys).
 publish_failed = Signal()
