@@ -14,14 +14,12 @@ The suite's settings, with the database and the endpoint taken from the environm
 from __future__ import annotations
 
 import os
-from typing import Any
-
 from tests.settings import *  # noqa: F403
 
 _db = os.environ.get("APPSYNC_OUTBOX_DB", "sqlite::memory:")
 _kind, _, _name = _db.partition(":")
 if _kind == "postgres":
-    DATABASES: dict[str, Any] = {
+    DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": _name,

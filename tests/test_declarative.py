@@ -9,7 +9,8 @@ import uuid
 from typing import Any, Literal
 
 import pytest
-from django.db import connection, models, transaction
+from asgiref.sync import sync_to_async
+from django.db import connection, connections, models, transaction
 from django.test.utils import isolate_apps
 
 import appsync_events
@@ -124,7 +125,7 @@ def test_reserved_and_unsupported_fields():
 def test_validation_lists_every_problem():
     """Construction names every missing, unknown and mistyped field at once."""
     with pytest.raises(EventValidationError) as info:
-        ChatMessage(room_id="7", colour="red")  # type: ignore[arg-type]
+        ChatMessage(room_id="7", colour="red")
     err = info.value
     assert err.problems == {
         "colour": "unknown field",
@@ -364,7 +365,7 @@ def test_model_changes_wait_for_commit_and_rollback_publishes_nothing(note_model
     locmem.assert_published("/chat/rooms/1/notes", count=1)
     locmem.clear()
 
-    def lost():
+    def lost() -> None:
         with transaction.atomic():
             note_model.objects.create(room_id=1, text="lost")
             raise RuntimeError("rollback")
@@ -388,6 +389,8 @@ async def test_model_asave_and_adelete_publish(note_model):
     note = note_model(room_id=9, text="async")
     await note.asave()
     await note.adelete()
+    # The ORM ran in asgiref's worker thread; close its connection (the test DB is dropped).
+    await sync_to_async(connections.close_all)()
     assert [e["action"] for e in locmem.published_events("/chat/rooms/9/notes")] == [
         "created",
         "deleted",

@@ -10,7 +10,7 @@ import pytest
 
 from appsync_events import publish
 from appsync_events.backends import get_backend
-from appsync_events.conf import get_api_config
+from appsync_events.conf import APIConfig, get_api_config
 from appsync_events.exceptions import PartialPublishError, PublishError
 from appsync_events.http import AsyncHTTPPublisher, HTTPPublisher
 from appsync_events.publishing import apublish
@@ -49,6 +49,7 @@ class Service:
                     "failed": [],
                 },
             )
+        assert isinstance(step, httpx.Response)
         return step
 
     def transport(self) -> httpx.MockTransport:
@@ -118,6 +119,7 @@ def test_failed_entries_map_to_caller_indices(service):
         ),
     ]
     result = publish("/chat/a", *range(7))
+    assert isinstance(result, PublishResult)
     assert [(e.index, e.code) for e in result.failed] == [(6, "EventTooLargeException")]
     assert result.identifiers[5] == "a"
 
@@ -253,7 +255,7 @@ async def test_apublish_ok(service):
     await get_backend("default").aclose()
 
 
-def _config():
+def _config() -> APIConfig:
     from django.test import override_settings
 
     with override_settings(APPSYNC_EVENTS={"default": BASE}):

@@ -8,9 +8,10 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.contrib.admin.sites import AdminSite
 from django.core.management import CommandError, call_command
-from django.db import transaction
+from django.db import connections, transaction
 from django.test import RequestFactory
 from django.utils import timezone
 
@@ -80,7 +81,7 @@ def test_durable_publish_writes_rows_and_sends_nothing():
 def test_durable_rows_roll_back_with_the_transaction():
     """A rollback removes the outbox rows with the data they announce."""
 
-    def work():
+    def work() -> None:
         with transaction.atomic():
             publish("/chat/a", 1, durable=True)
             assert OutboxEvent.objects.count() == 1
@@ -115,6 +116,8 @@ async def test_apublish_durable():
     handle = await apublish("/chat/a", "x", durable=True)
     assert isinstance(handle, DeferredPublish)
     assert await OutboxEvent.objects.acount() == 1
+    # The ORM ran in asgiref's worker thread; close its connection (the test DB is dropped).
+    await sync_to_async(connections.close_all)()
 
 
 def test_drainer_sends_marks_and_chunks():

@@ -79,7 +79,7 @@ def database(request, tmp_path) -> Iterator[Database]:
     require_postgres()
     import psycopg
 
-    params = {
+    params: dict[str, Any] = {
         "host": os.environ.get("PGHOST", "127.0.0.1"),
         "port": int(os.environ.get("PGPORT", "5432")),
         "user": os.environ.get("PGUSER", "postgres"),
@@ -90,7 +90,7 @@ def database(request, tmp_path) -> Iterator[Database]:
 
     def query(sql: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(dbname=name, autocommit=True, **params) as conn:
-            return conn.execute(sql).fetchall()  # type: ignore[arg-type]
+            return conn.execute(sql).fetchall()
 
     try:
         yield Database(f"postgres:{name}", query)

@@ -11,7 +11,7 @@ from unittest import mock
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils.translation import gettext_lazy
 
 from appsync_events import publishing
@@ -273,7 +273,7 @@ def test_publish_in_atomic_waits_for_commit(locmem_api, receivers):
         assert handle.state == "pending"
         receivers["pre"].assert_called_once()  # the veto point is the call itself
         locmem.assert_nothing_published()
-    assert handle.state == "sent"
+    assert handle.done
     assert isinstance(handle.result, PublishResult)
     locmem.assert_published("/chat/a", {"x": 1}, count=1)
 
@@ -281,9 +281,9 @@ def test_publish_in_atomic_waits_for_commit(locmem_api, receivers):
 @pytest.mark.django_db(transaction=True)
 def test_rollback_publishes_nothing(locmem_api):
     """A rolled-back transaction publishes nothing."""
-    handles = []
+    handles: list[Any] = []
 
-    def work():
+    def work() -> None:
         with transaction.atomic():
             handles.append(publish("/chat/a", {"x": 1}))
             raise RuntimeError("boom")
@@ -318,6 +318,7 @@ def test_failure_after_commit_is_logged_and_signalled(settings, receivers, caplo
     settings.APPSYNC_EVENTS = {"default": {**BASE, "PUBLISH": {"OPTIONS": {"RETRIES": 0}}}}
     with transaction.atomic():
         handle = publish("/chat/a", {"x": 1})
+    assert isinstance(handle, DeferredPublish)
     assert handle.state == "failed"
     assert isinstance(handle.error, PublishError)
     receivers["failed"].assert_called_once()
@@ -373,6 +374,7 @@ async def test_sync_to_async_atomic_block_defers(locmem_api):
         return handle
 
     handle = await sync_to_async(work)()
+    await sync_to_async(connections.close_all)()  # the worker thread's DB connection
     assert handle.state == "sent"
     locmem.assert_published("/chat/a", "in-tx")
 

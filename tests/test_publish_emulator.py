@@ -68,6 +68,7 @@ def test_size_based_chunking_against_the_service(emulator):
     """Big events go in requests the service accepts (under 1.2 MB), fewer than five each."""
     events = ["x" * 230_000 for _ in range(7)]
     result = publish("/chat/big", *events)
+    assert isinstance(result, PublishResult)
     assert result.ok
     sizes = [len(r.events) for r in emulator.published]
     assert sum(sizes) == 7
@@ -79,6 +80,7 @@ def test_quote_heavy_events_are_split_by_size(emulator):
     """Events that double in size when escaped are split so every request fits."""
     events = ['"' * 110_000 for _ in range(5)]
     result = publish("/chat/quotes", *events)
+    assert isinstance(result, PublishResult)
     assert result.ok
     assert [len(r.events) for r in emulator.published] == [2, 2, 1]
 
@@ -99,6 +101,7 @@ def test_refused_events_by_caller_index(emulator):
     emulator.configure(handlers={"chat": NamespaceHandlers(on_publish=refuse_marked)})
     events = [{"n": i, "refuse": i in (2, 6, 10)} for i in range(12)]
     result = publish("/chat/a", *events)
+    assert isinstance(result, PublishResult)
     assert [e.index for e in result.failed] == [2, 6, 10]
     assert all(e.message == "refused by handler" for e in result.failed)
     assert len(result.successful) == 9
@@ -168,7 +171,7 @@ def test_on_commit_against_the_service(emulator):
     assert handle.state == "sent"
     assert emulator.published_to("/chat/tx") == ["committed"]
 
-    def rolled_back():
+    def rolled_back() -> None:
         with transaction.atomic():
             publish("/chat/tx", "rolled back")
             raise RuntimeError
