@@ -199,11 +199,14 @@ def publish_encoded(
     on_commit: bool | None = None,
     durable: bool | None = None,
     using: str | None = None,
+    backend: str | None = None,
 ) -> PublishResult | DeferredPublish:
     """Publish events already validated and encoded (steps 2-5 of the module docstring).
 
     For callers that built the JSON texts themselves (the declarative classes, the
-    model mixin); ``channel`` must be normalised and ``events`` within the limits.
+    model mixin, the commands); ``channel`` must be normalised and ``events`` within the
+    limits. ``backend`` (a short name or dotted path) overrides the alias's backend for
+    an immediate send.
     """
     config = get_api_config(api)
     pre_publish.send(sender=api, api=api, channel=channel, events=events)
@@ -218,7 +221,7 @@ def publish_encoded(
         handle = DeferredPublish(api, channel, events)
         transaction.on_commit(lambda: _run_deferred(handle), using=db)
         return handle
-    return _send_now(api, channel, events, deferred=False)
+    return _send_now(api, channel, events, deferred=False, backend=backend)
 
 
 @overload

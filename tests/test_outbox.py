@@ -313,3 +313,22 @@ def test_drain_once_ends_while_the_service_is_down(settings):
     report = OutboxDrainer(batch_size=10).drain()
     assert (report.claimed, report.retried, report.sent) == (30, 30, 0)
     assert set(OutboxEvent.objects.values_list("attempts", flat=True)) == {1}
+
+
+async def test_arun_drains_until_stopped():
+    """arun() drains from async code and returns once the stop event is set."""
+    import asyncio
+
+    await sync_to_async(publish)("/chat/a", *range(6), durable=True)
+    stop = asyncio.Event()
+    reports: list[DrainReport] = []
+
+    def on_batch(report: DrainReport) -> None:
+        reports.append(report)
+        stop.set()
+
+    drainer = OutboxDrainer()
+    await asyncio.wait_for(drainer.arun(stop, on_batch=on_batch), 30)
+    assert sum(r.sent for r in reports) == 6
+    assert locmem.published_events("/chat/a") == list(range(6))
+    await sync_to_async(connections.close_all)()

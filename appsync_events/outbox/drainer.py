@@ -21,6 +21,8 @@ its rows leased; they become claimable when the lease expires and are sent again
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import random
 import threading
@@ -414,3 +416,41 @@ class OutboxDrainer:
                     on_batch(report)
             else:
                 stop.wait(self.poll_interval)
+
+    async def arun(
+        self,
+        stop: asyncio.Event,
+        *,
+        on_batch: Callable[[DrainReport], None] | None = None,
+        purge_every: float = 300.0,
+    ) -> None:
+        """Async twin of :meth:`run`, for a long-running async process (the listener).
+
+        The ORM work runs in one dedicated thread (its database connection is closed when
+        this returns); the event loop is never blocked.
+        """
+        worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="appsync-outbox")
+        loop = asyncio.get_running_loop()
+        last_purge = 0.0
+        try:
+            while not stop.is_set():
+                try:
+                    if time.monotonic() - last_purge >= purge_every:
+                        await loop.run_in_executor(worker, self.purge_sent)
+                        last_purge = time.monotonic()
+                    report = await loop.run_in_executor(worker, self.drain_batch)
+                except Exception:
+                    logger.exception("Outbox drainer %s failed; retrying", self.worker)
+                    await loop.run_in_executor(worker, connections[self.using].close)
+                    report = DrainReport()
+                if report.claimed:
+                    if on_batch is not None:
+                        on_batch(report)
+                    continue
+                try:
+                    await asyncio.wait_for(stop.wait(), self.poll_interval)
+                except TimeoutError:
+                    pass
+        finally:
+            await loop.run_in_executor(worker, connections.close_all)
+            worker.shutdown(wait=False)

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from ...batching import encode_event, load_encoder
 from ...conf import get_api_config
 from ...exceptions import (
     AppSyncEventsError,
@@ -20,6 +21,7 @@ from ...exceptions import (
     PartialPublishError,
     ValidationError,
 )
+from ...paths import parse_channel
 from ...protocol import dumps
 from ...publishing import publish_encoded
 from ...results import PublishResult
@@ -46,13 +48,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Validate, publish now (never deferred nor durable) and print the result."""
-        from ...batching import encode_event, load_encoder
-        from ...publishing import _channel, _send_now
-
         api = options["api"]
         try:
             config = get_api_config(api)
-            channel = _channel(options["channel"])
+            channel = parse_channel(options["channel"]).path
             values = []
             for index, text in enumerate(options["events"]):
                 try:
@@ -72,15 +71,12 @@ class Command(BaseCommand):
 
         backend = _VIA[options["via"]] if options["via"] else None
         try:
-            if backend is None:
-                outcome = publish_encoded(api, channel, encoded, on_commit=False, durable=False)
-                assert isinstance(outcome, PublishResult)  # noqa: S101 - never deferred here
-                result = outcome
-            else:
-                from ...signals import pre_publish
-
-                pre_publish.send(sender=api, api=api, channel=channel, events=encoded)
-                result = _send_now(api, channel, encoded, deferred=False, backend=backend)
+            outcome = publish_encoded(
+                api, channel, encoded, on_commit=False, durable=False, backend=backend
+            )
+            if not isinstance(outcome, PublishResult):  # on_commit/durable are off: never
+                raise CommandError("the publish was deferred unexpectedly", returncode=1)
+            result = outcome
         except ConfigurationError as exc:
             raise CommandError(str(exc).splitlines()[0], returncode=2) from exc
         except PartialPublishError as exc:
