@@ -637,10 +637,13 @@ class PublishChangesMixin:
         """Save, then publish ``created`` or ``updated``."""
         adding = self._state.adding  # type: ignore[attr-defined]
         super().save(*args, **kwargs)  # type: ignore[misc]
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and not update_fields:
+            return  # Django saves nothing for update_fields=[]; nothing to announce
         action = "created" if adding else "updated"
         payload = self.appsync_payload(action)
-        if kwargs.get("update_fields") is not None and action == "updated":
-            payload["updated_fields"] = sorted(kwargs["update_fields"])
+        if update_fields is not None and action == "updated":
+            payload["updated_fields"] = sorted(update_fields)
         self._appsync_publish(action, self.appsync_channel_path(), payload)
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:

@@ -74,8 +74,9 @@ class DeferredPublish:
         events: the encoded JSON texts.
         durable: whether the events went to the outbox.
         state: ``"pending"`` (waiting for the commit; stays so if the transaction rolls
-            back, as nothing is then sent), ``"queued"`` (written to the outbox; the
-            drainer sends it), ``"sent"`` or ``"failed"`` (after the commit).
+            back, as nothing is then sent), ``"queued"`` (written to the outbox, in the
+            caller's transaction if any: a rollback removes the rows; the drainer sends
+            committed ones), ``"sent"`` or ``"failed"`` (after the commit).
         result: the :class:`PublishResult` once sent.
         error: the exception once failed.
         outbox_ids: the primary keys of the outbox rows (durable only).

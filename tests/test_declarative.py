@@ -418,3 +418,11 @@ def test_model_without_channel_is_an_error(note_model):
             note_model.objects.create(room_id=3, text="x")
     finally:
         del note_model.appsync_channel
+
+
+def test_empty_update_fields_publishes_nothing(note_model):
+    """save(update_fields=[]) saves nothing in Django, so it announces nothing."""
+    note = note_model.objects.create(room_id=6, text="x")
+    locmem.clear()
+    note.save(update_fields=[])
+    locmem.assert_nothing_published()

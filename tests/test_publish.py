@@ -389,3 +389,19 @@ def test_deferred_publish_repr():
 def test_module_exports():
     """The publishing module exports what the docs use."""
     assert set(publishing.__all__) >= {"publish", "apublish", "DeferredPublish"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_savepoint_rollback_discards_only_its_publishes(locmem_api):
+    """A publish inside a rolled-back savepoint is dropped; the outer commit sends the rest."""
+
+    def inner() -> None:
+        with transaction.atomic():
+            publish("/chat/a", "inner")
+            raise RuntimeError("savepoint rollback")
+
+    with transaction.atomic():
+        publish("/chat/a", "outer")
+        with pytest.raises(RuntimeError):
+            inner()
+    assert locmem.published_events("/chat/a") == ["outer"]
