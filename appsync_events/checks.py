@@ -184,6 +184,36 @@ def check_auth(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) ->
     return messages
 
 
+def check_publishing(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E009: every alias's publishing backend and JSON encoder load and accept their options.
+
+    Builds the shared backend (no connection is opened until the first publish), so a
+    typo in ``PUBLISH`` shows at startup rather than at the first event.
+    """
+    from .backends import get_backend
+    from .batching import load_encoder
+
+    errors: list[CheckMessage] = []
+    for alias, config in _configs():
+        if isinstance(config, ConfigurationError):
+            continue  # reported by check_settings
+        try:
+            load_encoder(config.publish.encoder)
+            get_backend(alias)
+        except (ConfigurationError, ValueError, TypeError) as exc:
+            errors.append(
+                checks.Error(
+                    str(exc),
+                    hint="See the backends in docs/publishing.md.",
+                    obj=f"APPSYNC_EVENTS[{alias!r}]['PUBLISH']",
+                    id="appsync_events.E009",
+                )
+            )
+    return errors
+
+
 def register() -> None:
     """Register every check of this module (called from ``AppConfig.ready()``)."""
     for check in (
@@ -192,5 +222,6 @@ def register() -> None:
         check_subscription_namespaces,
         check_default_alias,
         check_auth,
+        check_publishing,
     ):
         checks.register(check, TAG)

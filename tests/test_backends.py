@@ -255,3 +255,21 @@ def test_publish_command_via_ws(ws_api):
     assert [e["index"] for e in json.loads(out.getvalue())["successful"]] == [0]
     assert [r.transport for r in ws_api.published] == ["websocket"]
     close_backends()
+
+
+def test_system_check_reports_bad_publishing_settings(settings):
+    """check_publishing reports an unloadable backend, bad options and a bad encoder (E009)."""
+    from appsync_events.checks import check_publishing
+
+    use(settings, "dummy")
+    assert check_publishing() == []
+    use(settings, "appsync_events.backends.nope.Nope")
+    (error,) = check_publishing()
+    assert error.id == "appsync_events.E009"
+    assert "cannot be imported" in error.msg
+    use(settings, "websocket", RATE=0)
+    (error,) = check_publishing()
+    assert "rate" in error.msg
+    settings.APPSYNC_EVENTS = {"default": {**BASE, "PUBLISH": {"ENCODER": "json.JSONDecoder"}}}
+    (error,) = check_publishing()
+    assert "not a json.JSONEncoder subclass" in error.msg
