@@ -1,0 +1,386 @@
+"""The browser consumer over the in-memory channel layer, with a fake listener behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from channels.layers import get_channel_layer
+from channels.testing.websocket import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser, User
+
+from appsync_events.backends import locmem
+from appsync_events.consumers import AppSyncEventsConsumer
+from appsync_events.events import ReceivedEvent
+from appsync_events.forwarding import ChannelLayerForwarder
+from appsync_events.routing import websocket_application, websocket_urlpattern
+
+from .test_forwarding_follows import FakeListener, until
+
+PATH = "/ws/appsync/"
+
+
+def api_settings(settings: Any, **forwarding: Any) -> None:
+    forwarding.setdefault("UNFOLLOW_GRACE", 0)
+    forwarding.setdefault("FOLLOW_TIMEOUT", 3)
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.APPSYNC_EVENTS = {
+        "default": {
+            **settings.APPSYNC_EVENTS["default"],
+            "SUBSCRIPTIONS": ["/chat/static"],
+            "PUBLISH": {"BACKEND": "locmem"},
+            "FORWARDING": forwarding,
+        }
+    }
+
+
+@pytest.fixture
+async def listener(settings) -> AsyncIterator[FakeListener]:
+    """A fake listener behind a started forwarder (as the in-process listener would run it)."""
+    api_settings(settings)
+    fake = FakeListener()
+    forwarder = ChannelLayerForwarder.from_settings("default", in_process=True)
+    await forwarder.start(fake)
+    fake.forwarder = forwarder  # type: ignore[attr-defined]
+    yield fake
+    await forwarder.stop()
+
+
+def member() -> User:
+    return User(username="ada")
+
+
+async def connect(user: Any = None, **options: Any) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(AppSyncEventsConsumer.as_asgi(**options), PATH)
+    communicator.scope["user"] = member() if user is None else user
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def request(communicator: WebsocketCommunicator, **message: Any) -> dict[str, Any]:
+    await communicator.send_json_to(message)
+    return await communicator.receive_json_from(timeout=3)
+
+
+async def deliver(listener: FakeListener, subscription: str, payload: Any) -> None:
+    event = ReceivedEvent("default", subscription, payload, json.dumps(payload))
+    await listener.forwarder.dispatch(event)  # type: ignore[attr-defined]
+
+
+async def test_static_subscription_is_confirmed_at_once_and_relays_events(listener):
+    """A channel the listener holds statically needs no follow; its events arrive."""
+    ws = await connect()
+    assert await request(ws, action="subscribe", channel="chat/static", id="s1") == {
+        "type": "subscribed",
+        "channel": "/chat/static",
+        "id": "s1",
+    }
+    await deliver(listener, "/chat/static", {"text": "hi"})
+    assert await ws.receive_json_from(timeout=3) == {
+        "type": "event",
+        "channel": "/chat/static",
+        "payload": {"text": "hi"},
+    }
+    assert listener.follows == []
+    await ws.disconnect()
+
+
+async def test_follow_subscribes_the_listener_and_the_last_unfollow_ends_it(listener):
+    """Two sockets share one follow; it ends when the second one leaves."""
+    first = await connect()
+    second = await connect()
+    assert (await request(first, action="subscribe", channel="/chat/rooms/7"))[
+        "type"
+    ] == "subscribed"
+    assert (await request(second, action="subscribe", channel="/chat/rooms/7"))[
+        "type"
+    ] == "subscribed"
+    assert listener.follows == ["/chat/rooms/7"]
+    await deliver(listener, "/chat/rooms/7", {"n": 1})
+    for ws in (first, second):
+        assert (await ws.receive_json_from(timeout=3))["payload"] == {"n": 1}
+    assert await request(first, action="unsubscribe", channel="/chat/rooms/7") == {
+        "type": "unsubscribed",
+        "channel": "/chat/rooms/7",
+    }
+    await deliver(listener, "/chat/rooms/7", {"n": 2})
+    assert (await second.receive_json_from(timeout=3))["payload"] == {"n": 2}
+    assert await first.receive_nothing(timeout=0.1)
+    assert listener.unfollows == []
+    await second.disconnect()
+    await listener.wait_for(lambda: listener.unfollows == ["/chat/rooms/7"])
+    await first.disconnect()
+
+
+async def test_anonymous_and_unauthorized_subscribes_are_refused(listener):
+    """Anonymous users, and users a custom hook refuses, get 'forbidden'."""
+    anon = await connect(AnonymousUser())
+    reply = await request(anon, action="subscribe", channel="/chat/rooms/7", id=3)
+    assert reply["type"] == "error"
+    assert (reply["code"], reply["channel"], reply["id"]) == ("forbidden", "/chat/rooms/7", 3)
+
+    class RoomsOnly(AppSyncEventsConsumer):
+        async def can_subscribe(self, user: Any, channel: str) -> bool:
+            return channel.startswith("/chat/rooms/")
+
+    ws = WebsocketCommunicator(RoomsOnly.as_asgi(), PATH)
+    ws.scope["user"] = member()
+    assert (await ws.connect())[0]
+    assert (await request(ws, action="subscribe", channel="/chat/admin"))["code"] == "forbidden"
+    assert (await request(ws, action="subscribe", channel="/chat/rooms/1"))["type"] == "subscribed"
+    assert listener.follows == ["/chat/rooms/1"]
+    await ws.disconnect()
+    await anon.disconnect()
+
+
+async def test_wildcard_follows_only_when_allowed(listener):
+    """``/chat/*`` is refused by default, and followed as a pattern when allowed."""
+    ws = await connect()
+    assert (await request(ws, action="subscribe", channel="/chat/*"))["code"] == "forbidden"
+    await ws.disconnect()
+    ws = await connect(allow_wildcards=True)
+    assert (await request(ws, action="subscribe", channel="/chat/*"))["type"] == "subscribed"
+    assert listener.follows == ["/chat/*"]
+    await deliver(listener, "/chat/*", {"room": 7})
+    assert await ws.receive_json_from(timeout=3) == {
+        "type": "event",
+        "channel": "/chat/*",
+        "payload": {"room": 7},
+    }
+    await ws.disconnect()
+
+
+async def test_refused_follow_reports_subscribe_failed(listener):
+    """A subscription the service refuses comes back as 'subscribe_failed'."""
+    listener.refuse.add("/chat/secret")
+    ws = await connect()
+    reply = await request(ws, action="subscribe", channel="/chat/secret", id="x")
+    assert (reply["type"], reply["code"], reply["id"]) == ("error", "subscribe_failed", "x")
+    assert "UnauthorizedException" in reply["message"]
+    # The socket holds nothing: unsubscribing says so.
+    reply = await request(ws, action="unsubscribe", channel="/chat/secret")
+    assert reply["code"] == "not_subscribed"
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("{not json", "malformed"),
+        ("[1, 2]", "malformed"),
+        ('{"action": "dance", "channel": "/chat/a"}', "unknown_action"),
+        ('{"channel": "/chat/a"}', "unknown_action"),
+        ('{"action": "subscribe", "channel": 7}', "invalid_channel"),
+        ('{"action": "subscribe", "channel": "/chat/no spaces"}', "invalid_channel"),
+        ('{"action": "subscribe", "channel": "/nowhere/a"}', "invalid_channel"),
+        ('{"action": "subscribe", "channel": "/chat/a", "id": {"x": 1}}', "malformed"),
+        ('{"action": "publish", "channel": "/chat/*", "events": [1]}', "invalid_channel"),
+    ],
+)
+async def test_bad_messages_get_an_error_and_the_socket_stays_open(listener, frame, code):
+    """Every malformed message is answered with its error code; the socket keeps working."""
+    ws = await connect()
+    await ws.send_to(text_data=frame)
+    reply = await ws.receive_json_from(timeout=3)
+    assert (reply["type"], reply["code"]) == ("error", code)
+    assert reply["message"]
+    assert (await request(ws, action="subscribe", channel="/chat/static"))["type"] == "subscribed"
+    await ws.disconnect()
+
+
+async def test_binary_and_oversized_frames_are_refused(listener):
+    """Binary frames are 'malformed'; frames over max_message_size are 'too_large'."""
+    ws = await connect(max_message_size=100)
+    await ws.send_to(bytes_data=b"\x00\x01")
+    assert (await ws.receive_json_from(timeout=3))["code"] == "malformed"
+    big = json.dumps({"action": "subscribe", "channel": "/chat/a", "pad": "x" * 200})
+    await ws.send_to(text_data=big)
+    reply = await ws.receive_json_from(timeout=3)
+    assert reply["code"] == "too_large"
+    assert "100" in reply["message"]
+    await ws.disconnect()
+
+
+async def test_rate_limit_drops_excess_messages_and_says_so_once(listener):
+    """Past the per-socket limit messages are dropped; one 'rate_limited' error says so."""
+    ws = await connect(rate_limit=3, rate_period=60.0)
+    for name in ("a", "b", "c"):
+        reply = await request(ws, action="subscribe", channel=f"/chat/{name}")
+        assert reply["type"] == "subscribed"
+    assert (await request(ws, action="subscribe", channel="/chat/d"))["code"] == "rate_limited"
+    await ws.send_json_to({"action": "subscribe", "channel": "/chat/e"})
+    assert await ws.receive_nothing(timeout=0.1)
+    assert listener.follows == ["/chat/a", "/chat/b", "/chat/c"]
+    await ws.disconnect()
+
+
+async def test_subscription_cap_and_idempotent_subscribe(listener):
+    """A socket holds at most max_subscriptions; subscribing twice is confirmed twice."""
+    ws = await connect(max_subscriptions=1)
+    assert (await request(ws, action="subscribe", channel="/chat/a"))["type"] == "subscribed"
+    assert (await request(ws, action="subscribe", channel="chat/a/"))["type"] == "subscribed"
+    assert (await request(ws, action="subscribe", channel="/chat/b"))[
+        "code"
+    ] == "too_many_subscriptions"
+    assert listener.follows == ["/chat/a"]
+    await ws.disconnect()
+
+
+async def test_publish_is_off_by_default_and_goes_through_the_publishing_api(listener):
+    """Publishing needs allow_publish; then it reaches the publishing backend and is reported."""
+    locmem.clear()
+    ws = await connect()
+    reply = await request(ws, action="publish", channel="/chat/rooms/7", events=[{"t": 1}])
+    assert reply["code"] == "forbidden"
+    locmem.assert_nothing_published()
+    await ws.disconnect()
+
+    ws = await connect(allow_publish=True)
+    reply = await request(
+        ws, action="publish", channel="/chat/rooms/7", events=[{"t": 1}, "two"], id="p"
+    )
+    assert reply["type"] == "published"
+    assert (reply["channel"], reply["id"], reply["failed"]) == ("/chat/rooms/7", "p", [])
+    assert [e["index"] for e in reply["successful"]] == [0, 1]
+    locmem.assert_published("/chat/rooms/7", {"t": 1})
+    locmem.assert_published("/chat/rooms/7", "two")
+    assert (await request(ws, action="publish", channel="/chat/a", events=[]))[
+        "code"
+    ] == "malformed"
+    await ws.disconnect()
+
+    anon = await connect(AnonymousUser(), allow_publish=True)
+    reply = await request(anon, action="publish", channel="/chat/rooms/7", events=[1])
+    assert reply["code"] == "forbidden"
+    await anon.disconnect()
+
+
+async def test_too_large_browser_event_is_invalid_event(listener):
+    """An event over the service's size limit is refused before any network call."""
+    ws = await connect(allow_publish=True, max_message_size=400_000)
+    reply = await request(ws, action="publish", channel="/chat/a", events=["x" * 250_000])
+    assert reply["code"] == "invalid_event"
+    await ws.disconnect()
+
+
+async def test_follow_timeout_when_no_listener_answers(settings):
+    """Without a listener, a follow ends in 'listener_unavailable' after the timeout."""
+    api_settings(settings, FOLLOW_TIMEOUT=0.2)
+    ws = await connect()
+    reply = await request(ws, action="subscribe", channel="/chat/rooms/7", id="t")
+    assert (reply["code"], reply["id"]) == ("listener_unavailable", "t")
+    assert "0.2" in reply["message"]
+    await ws.disconnect()
+
+
+async def test_full_control_channel_is_reported_not_fatal(settings):
+    """``ChannelFull`` on the control channel answers 'listener_unavailable'; the socket lives."""
+    api_settings(settings)
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 1},
+        }
+    }
+    layer = get_channel_layer()
+    await layer.send("appsync-events-control", {"type": "filler"})
+    ws = await connect()
+    reply = await request(ws, action="subscribe", channel="/chat/rooms/7")
+    assert reply["code"] == "listener_unavailable"
+    assert (await request(ws, action="subscribe", channel="/chat/static"))["type"] == "subscribed"
+    await ws.disconnect()
+
+
+async def test_custom_message_type_and_event_hook(settings):
+    """A custom MESSAGE_TYPE is relayed, and event_message can reshape or drop events."""
+    api_settings(settings, MESSAGE_TYPE="site.update")
+
+    class Filtered(AppSyncEventsConsumer):
+        async def event_message(self, message: dict[str, Any]) -> dict[str, Any] | None:
+            if message["payload"].get("secret"):
+                return None
+            return {"kind": "update", "data": message["payload"]}
+
+    forwarder = ChannelLayerForwarder.from_settings(in_process=True)
+    ws = WebsocketCommunicator(Filtered.as_asgi(), PATH)
+    ws.scope["user"] = member()
+    assert (await ws.connect())[0]
+    assert (await request(ws, action="subscribe", channel="/chat/static"))["type"] == "subscribed"
+    for payload in ({"secret": True}, {"v": 1}):
+        await forwarder.dispatch(ReceivedEvent("default", "/chat/static", payload, ""))
+    assert await ws.receive_json_from(timeout=3) == {"kind": "update", "data": {"v": 1}}
+    await ws.disconnect()
+
+
+async def test_disabled_forwarding_refuses_the_socket(settings, caplog):
+    """With forwarding off the socket is closed at connect, with a log line saying why."""
+    api_settings(settings, ENABLED=False)
+    ws = WebsocketCommunicator(AppSyncEventsConsumer.as_asgi(), PATH)
+    ws.scope["user"] = member()
+    connected, _ = await ws.connect()
+    assert not connected
+    assert "ENABLED" in caplog.text
+
+
+def test_unknown_consumer_options_fail_early():
+    """A misspelt option fails when the route is built, naming the valid options."""
+    with pytest.raises(TypeError, match="allow_wildcards"):
+        websocket_urlpattern(allow_wildcard=True)
+
+
+async def test_routing_helper_validates_the_origin_and_authenticates(listener):
+    """The one-line app refuses foreign origins and gives the consumer an anonymous user."""
+    app = websocket_application()
+    evil = WebsocketCommunicator(app, PATH, headers=[(b"origin", b"https://evil.example")])
+    connected, _ = await evil.connect()
+    assert not connected
+    good = WebsocketCommunicator(app, PATH, headers=[(b"origin", b"http://testserver")])
+    connected, _ = await good.connect()
+    assert connected
+    reply = await request(good, action="subscribe", channel="/chat/static")
+    assert reply["code"] == "forbidden"  # no session: the AuthMiddlewareStack's AnonymousUser
+    await good.disconnect()
+
+
+async def test_listener_restart_relearns_follows_from_renewals(settings):
+    """Renewals re-send follows, so a listener that lost its state subscribes again."""
+    api_settings(settings, FOLLOW_LEASE=0.3)
+    fake = FakeListener()
+    forwarder = ChannelLayerForwarder.from_settings(in_process=True)
+    await forwarder.start(fake)
+    ws = await connect()
+    assert (await request(ws, action="subscribe", channel="/chat/a"))["type"] == "subscribed"
+    await forwarder.stop()  # the listener goes away and drops its follows
+    assert fake.unfollows == ["/chat/a"]
+    restarted = FakeListener()
+    await forwarder.start(restarted)
+    try:
+        await restarted.wait_for(lambda: restarted.follows == ["/chat/a"])
+    finally:
+        await ws.disconnect()
+        await forwarder.stop()
+
+
+async def test_a_closed_socket_stops_renewing(settings):
+    """After disconnect no renewal arrives, so nothing keeps the follow alive."""
+    api_settings(settings, FOLLOW_LEASE=0.3)
+    fake = FakeListener()
+    forwarder = ChannelLayerForwarder.from_settings(in_process=True)
+    await forwarder.start(fake)
+    try:
+        ws = await connect()
+        assert (await request(ws, action="subscribe", channel="/chat/a"))["type"] == "subscribed"
+        await ws.disconnect()
+        await fake.wait_for(lambda: fake.unfollows == ["/chat/a"])
+        controller = forwarder.controller
+        assert controller is not None
+        before = controller.counts["followed"]
+        await asyncio.sleep(0.4)  # longer than a renewal period: none may come
+        assert controller.counts["followed"] == before
+        await until(lambda: not forwarder.registry.is_followed("/chat/a"))
+    finally:
+        await forwarder.stop()
