@@ -112,7 +112,7 @@ def _is_authenticated(user: Any) -> bool:
     return bool(getattr(user, "is_authenticated", False))
 
 
-class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
     """Relay AppSync Events to browsers over a Channels websocket.
 
     The protocol, the replies and the error codes are in the module docstring. One
@@ -183,7 +183,8 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             # Reported (with the socket closed) in connect(), where a log line belongs.
             self.config = None
         else:
-            self.channel_layer_alias = self.config.forwarding.channel_layer
+            # Per instance: the stubs declare it a ClassVar, Channels reads it per instance.
+            setattr(self, "channel_layer_alias", self.config.forwarding.channel_layer)  # noqa: B010
 
     @property
     def _config(self) -> conf.APIConfig:
@@ -264,7 +265,9 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     # -- inbound ------------------------------------------------------------------------
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
         """Validate and rate-limit one client frame, then act on it."""
         request_id: str | int | None = None
         try:

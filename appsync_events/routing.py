@@ -62,7 +62,9 @@ def websocket_urlpattern(
             f"{cls.__name__} has no option(s) {', '.join(unknown)}; "
             f"valid options are {', '.join(sorted(cls.options))}."
         )
-    return re_path(rf"^{re.escape(path.lstrip('/'))}\Z", cls.as_asgi(**options))
+    app: Any = cls.as_asgi(**options)  # Channels routes ASGI apps through Django's re_path
+    pattern: URLPattern = re_path(rf"^{re.escape(path.lstrip('/'))}\Z", app)
+    return pattern
 
 
 def websocket_application(
@@ -85,5 +87,5 @@ def websocket_application(
     from channels.routing import URLRouter
     from channels.security.websocket import AllowedHostsOriginValidator
 
-    patterns = [*routes, websocket_urlpattern(path, consumer=consumer, **options)]
+    patterns: list[Any] = [*routes, websocket_urlpattern(path, consumer=consumer, **options)]
     return AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(patterns)))
