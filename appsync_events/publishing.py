@@ -38,7 +38,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, overload
+from typing import Any, Literal
 
 from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -225,30 +225,6 @@ def publish_encoded(
     return _send_now(api, channel, events, deferred=False, backend=backend)
 
 
-@overload
-def publish(
-    channel: str | Channel,
-    *events: Any,
-    api: str = ...,
-    on_commit: Literal[False],
-    durable: Literal[False],
-    using: str | None = ...,
-    encoder: type[json.JSONEncoder] | None = ...,
-) -> PublishResult: ...
-
-
-@overload
-def publish(
-    channel: str | Channel,
-    *events: Any,
-    api: str = ...,
-    on_commit: bool | None = ...,
-    durable: bool | None = ...,
-    using: str | None = ...,
-    encoder: type[json.JSONEncoder] | None = ...,
-) -> PublishResult | DeferredPublish: ...
-
-
 def publish(
     channel: str | Channel,
     *events: Any,
@@ -272,8 +248,7 @@ def publish(
 
     Returns:
         a :class:`PublishResult` when sent now; a :class:`DeferredPublish` when deferred
-        to the commit or queued in the outbox. Type checkers know the result is a
-        ``PublishResult`` when you pass ``on_commit=False, durable=False``.
+        to the commit or queued in the outbox (narrow with ``isinstance``).
 
     Raises:
         InvalidChannelError: the channel breaks the grammar or is a wildcard.
@@ -288,28 +263,6 @@ def publish(
     path = _channel(channel)
     encoded = _encode(config, events, encoder)
     return publish_encoded(api, path, encoded, on_commit=on_commit, durable=durable, using=using)
-
-
-@overload
-async def apublish(
-    channel: str | Channel,
-    *events: Any,
-    api: str = ...,
-    durable: Literal[False],
-    using: str | None = ...,
-    encoder: type[json.JSONEncoder] | None = ...,
-) -> PublishResult: ...
-
-
-@overload
-async def apublish(
-    channel: str | Channel,
-    *events: Any,
-    api: str = ...,
-    durable: bool | None = ...,
-    using: str | None = ...,
-    encoder: type[json.JSONEncoder] | None = ...,
-) -> PublishResult | DeferredPublish: ...
 
 
 async def apublish(

@@ -14,6 +14,7 @@ The suite's settings, with the database and the endpoint taken from the environm
 from __future__ import annotations
 
 import os
+
 from tests.settings import *  # noqa: F403
 
 _db = os.environ.get("APPSYNC_OUTBOX_DB", "sqlite::memory:")
