@@ -20,6 +20,12 @@ Warnings
     W003  APPSYNC_EVENTS defines no "default" alias
     W004  auth credentials are not available right now (token_env variable unset, no
           AWS credentials resolvable for AWS_IAM); operations in that mode would fail
+    W005  FORWARDING goes into an in-memory channel layer but IN_PROCESS is off: a
+          listener in its own process (appsync_listen) can never reach the web server's
+          consumers through it
+    W006  FORWARDING['CHANNEL_LAYER'] names a layer CHANNEL_LAYERS does not define
+    W007  two aliases forward into one channel layer with the same CONTROL_CHANNEL, so
+          their listeners would take each other's follow requests
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from .exceptions import ConfigurationError
 __all__ = [
     "check_auth",
     "check_default_alias",
+    "check_forwarding",
     "check_insecure_endpoints",
     "check_settings",
     "check_subscription_namespaces",
@@ -214,6 +221,77 @@ def check_publishing(
     return errors
 
 
+def _layer_is_in_memory(layer: Any) -> bool:
+    backend = layer.get("BACKEND") if isinstance(layer, dict) else None
+    if not isinstance(backend, str):
+        return False
+    from channels.layers import InMemoryChannelLayer
+    from django.utils.module_loading import import_string
+
+    try:
+        cls = import_string(backend)
+    except ImportError:
+        return False  # Channels itself reports a layer it cannot import
+    return isinstance(cls, type) and issubclass(cls, InMemoryChannelLayer)
+
+
+def check_forwarding(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """W005-W007: channel-layer forwarding can reach the consumers it is meant for."""
+    from django.conf import settings
+
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    if not isinstance(layers, dict) or not layers:
+        return []  # no Channels layers: forwarding stays off (the listener logs it)
+    warnings: list[CheckMessage] = []
+    control: dict[tuple[str, str], str] = {}
+    for alias, config in _configs():
+        if isinstance(config, ConfigurationError) or not config.forwarding.enabled:
+            continue
+        forwarding = config.forwarding
+        obj = f"APPSYNC_EVENTS[{alias!r}]['FORWARDING']"
+        if forwarding.channel_layer not in layers:
+            warnings.append(
+                checks.Warning(
+                    f"{obj}['CHANNEL_LAYER'] is {forwarding.channel_layer!r}, but "
+                    f"CHANNEL_LAYERS defines only {', '.join(map(repr, layers))}.",
+                    hint="Name a layer of CHANNEL_LAYERS, or set FORWARDING['ENABLED'] False.",
+                    obj=obj,
+                    id="appsync_events.W006",
+                )
+            )
+            continue
+        if not forwarding.in_process and _layer_is_in_memory(layers[forwarding.channel_layer]):
+            warnings.append(
+                checks.Warning(
+                    f"{obj} forwards into the in-memory channel layer "
+                    f"{forwarding.channel_layer!r}, which only works inside one process, "
+                    "but IN_PROCESS is off: events received by appsync_listen (its own "
+                    "process) never reach your web server's consumers.",
+                    hint="Set FORWARDING['IN_PROCESS'] = True and wrap your ASGI app in "
+                    "appsync_events.asgi.AppSyncEventsLifespan, or use channels_redis.",
+                    obj=obj,
+                    id="appsync_events.W005",
+                )
+            )
+        key = (forwarding.channel_layer, forwarding.control_channel)
+        if key in control:
+            warnings.append(
+                checks.Warning(
+                    f"{obj}['CONTROL_CHANNEL'] is {forwarding.control_channel!r}, like alias "
+                    f"{control[key]!r}'s, on the same channel layer: each listener would "
+                    "take some of the other's follow requests.",
+                    hint="Give every alias its own FORWARDING['CONTROL_CHANNEL'].",
+                    obj=obj,
+                    id="appsync_events.W007",
+                )
+            )
+        else:
+            control[key] = alias
+    return warnings
+
+
 def register() -> None:
     """Register every check of this module (called from ``AppConfig.ready()``)."""
     for check in (
@@ -223,5 +301,6 @@ def register() -> None:
         check_default_alias,
         check_auth,
         check_publishing,
+        check_forwarding,
     ):
         checks.register(check, TAG)
