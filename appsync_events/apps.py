@@ -16,3 +16,9 @@ class AppSyncEventsConfig(AppConfig):
         from . import checks
 
         checks.register()
+
+        # Import every installed app's ``appsync_handlers`` module (like admin.py), so
+        # @appsync_events.on handlers are registered before any listener starts.
+        from .dispatch import autodiscover
+
+        autodiscover()

@@ -1,0 +1,212 @@
+"""Tests for the handler registry, ordering, isolation, signals and simulate_event."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import appsync_events.dispatch as dispatch
+from appsync_events.dispatch import Dispatcher, Router, asimulate_event, simulate_event
+from appsync_events.events import ReceivedEvent
+from appsync_events.exceptions import InvalidChannelError
+from appsync_events.signals import event_received
+
+
+@pytest.fixture
+def router() -> Router:
+    """A fresh router, independent of the default one."""
+    return Router()
+
+
+@pytest.fixture
+def default_router() -> Iterator[Router]:
+    """The default router, emptied after the test."""
+    before = list(dispatch.default_router._entries)
+    yield dispatch.default_router
+    dispatch.default_router._entries = before
+    dispatch.default_router._invalidate()
+
+
+def event(subscription: str, payload: Any = None, api: str = "default") -> ReceivedEvent:
+    """Build a received event."""
+    return ReceivedEvent(api, subscription, payload, "null", "sub-1")
+
+
+def test_every_covering_handler_runs_most_specific_first(router: Router) -> None:
+    """Exact beats deeper wildcard beats shallower wildcard; others are not run."""
+    calls: list[str] = []
+
+    @router.on("/chat/*")
+    async def broad(e: ReceivedEvent) -> None:
+        calls.append("broad")
+
+    @router.on("/chat/rooms/7")
+    def exact(e: ReceivedEvent) -> None:
+        calls.append("exact")
+
+    @router.on("/chat/rooms/*")
+    async def rooms(e: ReceivedEvent) -> None:
+        calls.append("rooms")
+
+    @router.on("/news/*")
+    async def other(e: ReceivedEvent) -> None:
+        calls.append("other")
+
+    simulate_event("/chat/rooms/7", {"x": 1}, router=router)
+    assert calls == ["exact", "rooms", "broad"]
+    calls.clear()
+    simulate_event("/chat/*", {"x": 1}, router=router)
+    assert calls == ["broad"]  # a wildcard subscription may carry other channels
+
+
+def test_handler_failure_is_isolated_and_logged(
+    router: Router, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One failing handler is logged with the channel; the others still run."""
+    calls: list[str] = []
+
+    @router.on("/chat/a")
+    def boom(e: ReceivedEvent) -> None:
+        raise RuntimeError("kaput")
+
+    @router.on("/chat/*")
+    async def after(e: ReceivedEvent) -> None:
+        calls.append("after")
+
+    with caplog.at_level(logging.ERROR, logger="appsync_events.dispatch"):
+        report = simulate_event("/chat/a", 1, router=router, raise_errors=False)
+    assert calls == ["after"]
+    assert report.handlers == 2
+    assert [type(e.error) for e in report.errors] == [RuntimeError]
+    assert "failed for an event on /chat/a" in caplog.text
+    assert "kaput" in caplog.text
+
+
+def test_simulate_event_reraises_by_default(router: Router) -> None:
+    """simulate_event re-raises a handler's exception after all handlers ran."""
+    router.add("/chat/a", lambda e: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        simulate_event("/chat/a", {}, router=router)
+
+
+def test_two_failures_become_an_exception_group(router: Router) -> None:
+    """Several failing handlers surface as one ExceptionGroup."""
+    router.add("/chat/a", lambda e: 1 / 0)
+    router.add("/chat/*", lambda e: [][1])
+    with pytest.raises(ExceptionGroup) as info:
+        simulate_event("/chat/a", {}, router=router)
+    assert len(info.value.exceptions) == 2
+
+
+async def test_sync_handlers_run_in_a_thread(router: Router) -> None:
+    """From async dispatch, a sync handler runs off the event loop's thread."""
+    threads: list[int] = []
+    router.add("/chat/a", lambda e: threads.append(threading.get_ident()))
+    await asimulate_event("/chat/a", 1, router=router)
+    assert threads
+    assert threads[0] != threading.get_ident()
+
+
+async def test_payload_round_trips_like_the_wire(router: Router) -> None:
+    """simulate_event encodes then decodes the payload, as AppSync would deliver it."""
+    import datetime
+
+    seen: list[ReceivedEvent] = []
+
+    async def keep(e: ReceivedEvent) -> None:
+        seen.append(e)
+
+    router.add("/chat/*", keep)
+    await asimulate_event("chat/x/", {"at": datetime.date(2025, 1, 2)}, router=router)
+    assert seen[0].payload == {"at": "2025-01-02"}
+    assert seen[0].subscription == "/chat/x"
+    assert seen[0].raw == '{"at":"2025-01-02"}'
+
+
+def test_api_restriction(router: Router) -> None:
+    """A handler restricted to an alias ignores other aliases' events."""
+    calls: list[str] = []
+    router.add("/chat/*", lambda e: calls.append(e.api), api="other")
+    simulate_event("/chat/a", 1, router=router)
+    simulate_event("/chat/a", 1, router=router, api="other")
+    assert calls == ["other"]
+
+
+def test_included_routers_and_removal(router: Router) -> None:
+    """Handlers of an included router run; removed handlers do not."""
+    calls: list[str] = []
+    child = Router()
+
+    def first(e: ReceivedEvent) -> None:
+        calls.append("child")
+
+    child.add("/chat/*", first)
+    router.include(child)
+    simulate_event("/chat/a", 1, router=router)
+    child.remove(first)
+    simulate_event("/chat/a", 1, router=router)
+    assert calls == ["child"]
+
+
+def test_invalid_pattern_is_refused(router: Router) -> None:
+    """A pattern breaking the channel grammar fails at registration."""
+    with pytest.raises(InvalidChannelError):
+        router.on("/chat/a_b")
+
+
+def test_module_level_on_uses_the_default_router(default_router: Router) -> None:
+    """@appsync_events.dispatch.on registers on the default router."""
+    calls: list[Any] = []
+
+    @dispatch.on("/chat/*")
+    def handler(e: ReceivedEvent) -> None:
+        calls.append(e.payload)
+
+    simulate_event("/chat/z", {"a": 1})
+    assert calls == [{"a": 1}]
+
+
+async def test_event_received_signal_arguments(router: Router) -> None:
+    """event_received is sent with sender=alias, event and api; a failing receiver is isolated."""
+    received: list[dict[str, Any]] = []
+
+    def receiver(sender: str, **kwargs: Any) -> None:
+        received.append({"sender": sender, **kwargs})
+
+    def broken(sender: str, **kwargs: Any) -> None:
+        raise ValueError("receiver bug")
+
+    event_received.connect(receiver)
+    event_received.connect(broken)
+    try:
+        report = await Dispatcher(router).dispatch(event("/chat/a", {"k": 1}))
+    finally:
+        event_received.disconnect(receiver)
+        event_received.disconnect(broken)
+    assert len(received) == 1
+    assert received[0]["sender"] == "default"
+    assert received[0]["api"] == "default"
+    assert received[0]["event"].payload == {"k": 1}
+    assert [type(e.error) for e in report.errors] == [ValueError]
+
+
+def test_autodiscover_includes_app_routers(default_router: Router, monkeypatch: Any) -> None:
+    """autodiscover imports appsync_handlers modules and includes their router."""
+    import sys
+    import types
+
+    module = types.ModuleType("demo_project.chat.appsync_handlers")
+    router = Router()
+    calls: list[int] = []
+    router.add("/chat/*", lambda e: calls.append(1))
+    module.router = router  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "demo_project.chat.appsync_handlers", module)
+    dispatch.autodiscover()
+    simulate_event("/chat/a", 1)
+    assert calls == [1]
+    default_router._children.remove(router)
+    router._parents.remove(default_router)
