@@ -44,11 +44,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Final, Literal, Self, Union, get_args, get_origin
 
-from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.dateparse import parse_date, parse_datetime
 
-from .batching import encode_event
-from .conf import DEFAULT_API
+from .batching import encode_event, load_encoder
+from .conf import DEFAULT_API, get_api_config
 from .events import ReceivedEvent
 from .exceptions import EventValidationError, InvalidChannelError
 from .paths import parse_channel
@@ -383,9 +382,12 @@ class Event:
         payload.update({name: getattr(self, name) for name in type(self)._fields})
         return payload
 
-    def encode(self) -> str:
-        """Return the payload as the JSON text sent (checked against the size limit)."""
-        return encode_event(self.to_payload(), encoder=DjangoJSONEncoder)
+    def encode(self, *, api: str | None = None) -> str:
+        """Return the payload as the JSON text sent (checked against the size limit).
+
+        Encoded with the ``PUBLISH['ENCODER']`` of ``api`` (default ``Meta.api``).
+        """
+        return encode_event(self.to_payload(), encoder=_encoder(api or type(self)._meta.api))
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -415,7 +417,8 @@ class Event:
         opts = _resolve(
             type(self), {"api": api, "on_commit": on_commit, "durable": durable, "using": using}
         )
-        return publish_encoded(opts.pop("api"), self._channel, (self.encode(),), **opts)
+        alias = opts.pop("api")
+        return publish_encoded(alias, self._channel, (self.encode(api=alias),), **opts)
 
     async def apublish(
         self, *, api: str | None = None, durable: bool | None = None, using: str | None = None
@@ -423,10 +426,11 @@ class Event:
         """Async twin of :meth:`publish` (never deferred to a commit; see ``apublish()``)."""
         opts = _resolve(type(self), {"api": api, "durable": durable, "using": using})
         opts.pop("on_commit", None)
-        return await apublish_encoded(opts.pop("api"), self._channel, (self.encode(),), **opts)
+        alias = opts.pop("api")
+        return await apublish_encoded(alias, self._channel, (self.encode(api=alias),), **opts)
 
     @classmethod
-    def _group(cls, events: Iterable[Event]) -> dict[str, list[str]]:
+    def _group(cls, events: Iterable[Event], api: str) -> dict[str, list[str]]:
         groups: dict[str, list[str]] = {}
         for index, event in enumerate(events):
             if not isinstance(event, cls):
@@ -434,7 +438,7 @@ class Event:
                     f"{cls.__name__}.publish_many() got a {type(event).__name__} at index "
                     f"{index}; pass {cls.__name__} instances."
                 )
-            groups.setdefault(event._channel, []).append(event.encode())
+            groups.setdefault(event._channel, []).append(event.encode(api=api))
         return groups
 
     @classmethod
@@ -454,11 +458,11 @@ class Event:
         Returns:
             one result (or deferred handle) per channel, in order of first appearance.
         """
-        groups = cls._group(events)
         opts = _resolve(
             cls, {"api": api, "on_commit": on_commit, "durable": durable, "using": using}
         )
         alias = opts.pop("api")
+        groups = cls._group(events, alias)
         return [
             publish_encoded(alias, channel, tuple(texts), **opts)
             for channel, texts in groups.items()
@@ -474,10 +478,10 @@ class Event:
         using: str | None = None,
     ) -> list[PublishResult | DeferredPublish]:
         """Async twin of :meth:`publish_many`."""
-        groups = cls._group(events)
         opts = _resolve(cls, {"api": api, "durable": durable, "using": using})
         opts.pop("on_commit", None)
         alias = opts.pop("api")
+        groups = cls._group(events, alias)
         return [
             await apublish_encoded(alias, channel, tuple(texts), **opts)
             for channel, texts in groups.items()
@@ -537,6 +541,10 @@ class Event:
         }
         event_id = payload.get(ID_KEY)
         return cls(event_id=str(event_id) if event_id is not None else None, **values)
+
+
+def _encoder(api: str) -> type[json.JSONEncoder]:
+    return load_encoder(get_api_config(api).publish.encoder)
 
 
 def _resolve(cls: type[Event], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -627,7 +635,7 @@ class PublishChangesMixin:
         publish_encoded(
             type(self).appsync_api,
             channel,
-            (encode_event(payload, encoder=DjangoJSONEncoder),),
+            (encode_event(payload, encoder=_encoder(type(self).appsync_api)),),
             on_commit=type(self).appsync_on_commit,
             durable=type(self).appsync_durable,
             using=self._state.db,  # type: ignore[attr-defined]

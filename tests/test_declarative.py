@@ -30,6 +30,18 @@ BASE: dict[str, Any] = {
 }
 
 
+def forget_thread_connections() -> None:
+    """Close and forget this thread's database connections (run in asgiref's worker).
+
+    Async ORM calls open a connection in asgiref's worker thread that outlives the test:
+    on PostgreSQL it keeps the test database from being dropped, and with pytest-django
+    any later async test that checks old connections would touch it.
+    """
+    for conn in connections.all(initialized_only=True):
+        conn.close()
+        del connections[conn.alias]
+
+
 @pytest.fixture(autouse=True)
 def locmem_api(settings):
     """Publish through locmem and start each test with empty records."""
@@ -390,7 +402,7 @@ async def test_model_asave_and_adelete_publish(note_model):
     await note.asave()
     await note.adelete()
     # The ORM ran in asgiref's worker thread; close its connection (the test DB is dropped).
-    await sync_to_async(connections.close_all)()
+    await sync_to_async(forget_thread_connections)()
     assert [e["action"] for e in locmem.published_events("/chat/rooms/9/notes")] == [
         "created",
         "deleted",

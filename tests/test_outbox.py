@@ -46,6 +46,18 @@ def configure(settings, **publish: Any) -> None:
     }
 
 
+def forget_thread_connections() -> None:
+    """Close and forget this thread's database connections (run in asgiref's worker).
+
+    Async ORM calls open a connection in asgiref's worker thread that outlives the test:
+    on PostgreSQL it keeps the test database from being dropped, and with pytest-django
+    any later async test that checks old connections would touch it.
+    """
+    for conn in connections.all(initialized_only=True):
+        conn.close()
+        del connections[conn.alias]
+
+
 @pytest.fixture(autouse=True)
 def locmem_api(settings):
     """Publish through locmem; empty records around each test."""
@@ -117,7 +129,7 @@ async def test_apublish_durable():
     assert isinstance(handle, DeferredPublish)
     assert await OutboxEvent.objects.acount() == 1
     # The ORM ran in asgiref's worker thread; close its connection (the test DB is dropped).
-    await sync_to_async(connections.close_all)()
+    await sync_to_async(forget_thread_connections)()
 
 
 def test_drainer_sends_marks_and_chunks():
@@ -331,4 +343,4 @@ async def test_arun_drains_until_stopped():
     await asyncio.wait_for(drainer.arun(stop, on_batch=on_batch), 30)
     assert sum(r.sent for r in reports) == 6
     assert locmem.published_events("/chat/a") == list(range(6))
-    await sync_to_async(connections.close_all)()
+    await sync_to_async(forget_thread_connections)()

@@ -43,6 +43,18 @@ def reject_bad(channel: str, event: str) -> str | None:
     return "HandlerRefused" if "bad" in event else None
 
 
+def forget_thread_connections() -> None:
+    """Close and forget this thread's database connections (run in asgiref's worker).
+
+    Async ORM calls open a connection in asgiref's worker thread that outlives the test:
+    on PostgreSQL it keeps the test database from being dropped, and with pytest-django
+    any later async test that checks old connections would touch it.
+    """
+    for conn in connections.all(initialized_only=True):
+        conn.close()
+        del connections[conn.alias]
+
+
 @pytest.fixture
 def locmem_api(settings):
     """Route the default alias to the locmem backend and start with empty records."""
@@ -374,7 +386,7 @@ async def test_sync_to_async_atomic_block_defers(locmem_api):
         return handle
 
     handle = await sync_to_async(work)()
-    await sync_to_async(connections.close_all)()  # the worker thread's DB connection
+    await sync_to_async(forget_thread_connections)()  # the worker thread's DB connection
     assert handle.state == "sent"
     locmem.assert_published("/chat/a", "in-tx")
 
