@@ -344,3 +344,93 @@ async def test_arun_drains_until_stopped():
     assert sum(r.sent for r in reports) == 6
     assert locmem.published_events("/chat/a") == list(range(6))
     await sync_to_async(forget_thread_connections)()
+
+
+def test_locked_database_is_retried():
+    """SQLite's "database is locked" is retried; other database errors are raised."""
+    from django.db import OperationalError
+
+    drainer = OutboxDrainer()
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise OperationalError("database is locked")
+        return "done"
+
+    assert drainer._retry_locked(flaky) == "done"
+    assert len(calls) == 3
+
+    def broken() -> None:
+        raise OperationalError("no such table")
+
+    with pytest.raises(OperationalError, match="no such table"):
+        drainer._retry_locked(broken)
+
+
+def test_run_loop_drains_and_survives_errors(caplog):
+    """run() keeps draining after an error (logged) and stops when the event is set."""
+    import threading
+
+    publish("/chat/a", *range(3), durable=True)
+    stop = threading.Event()
+    drainer = OutboxDrainer()
+    real = drainer.drain_batch
+    failures = iter([RuntimeError("database went away")])
+
+    def drain_batch(**kwargs: Any) -> DrainReport:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        report = real(**kwargs)
+        if report.claimed:
+            stop.set()
+        return report
+
+    drainer.drain_batch = drain_batch  # type: ignore[method-assign]
+    drainer.poll_interval = 0.01
+    drainer.run(stop)
+    assert OutboxEvent.objects.filter(state="sent").count() == 3
+    assert "database went away" in caplog.text
+
+
+def test_drainer_validates_batch_size():
+    """A batch size below one is refused."""
+    with pytest.raises(ValueError, match="batch_size"):
+        OutboxDrainer(batch_size=-1)
+
+
+def test_outbox_command_runs_until_sigterm():
+    """appsync_outbox without --once drains until SIGTERM, then exits cleanly."""
+    import os
+    import signal
+    import threading
+    import time
+
+    publish("/chat/a", *range(4), durable=True)
+    done = threading.Event()
+
+    def terminate_when_sent() -> None:
+        deadline = time.monotonic() + 20
+        try:
+            while time.monotonic() < deadline:
+                if not OutboxEvent.objects.exclude(state="sent").exists():
+                    break
+                time.sleep(0.05)
+        finally:
+            connections.close_all()  # this thread's connection (PostgreSQL leg)
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.set()
+
+    watcher = threading.Thread(target=terminate_when_sent)
+    out, err = io.StringIO(), io.StringIO()
+    watcher.start()
+    try:
+        call_command("appsync_outbox", stdout=out, stderr=err)
+    finally:
+        watcher.join(30)
+    assert done.is_set()
+    assert "batch: claimed 4, sent 4" in out.getvalue()
+    assert "Stopping after the current batch (SIGTERM)" in err.getvalue()
+    assert OutboxEvent.objects.filter(state="sent").count() == 4
