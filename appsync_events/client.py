@@ -1151,7 +1151,7 @@ class AppSyncEventsClient:
 
     async def _establish(self, sub: Subscription, connection: Connection) -> None:
         """Subscribe ``sub`` on ``connection``; retry auth refusals with fresh credentials."""
-        retry_delay = 1.0
+        retry_delay = min(1.0, self.backoff_max)
         for attempt in range(self.subscribe_retries + 1):
             if sub.state == "closed" or not connection.is_open:
                 return

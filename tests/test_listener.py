@@ -1,0 +1,315 @@
+"""Tests for the Listener against the emulator: signals, handlers, queue policies, follows."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import io
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from appsync_events import signals
+from appsync_events.dispatch import Router
+from appsync_events.emulator import AppSyncEventsEmulator
+from appsync_events.events import ReceivedEvent
+from appsync_events.exceptions import SubscriptionError
+from appsync_events.listener import JSONLinesSink, Listener
+from appsync_events.testing.pytest_plugin import (  # noqa: F401 - fixtures
+    appsync_emulator,
+    appsync_events_emulator,
+)
+from tests.test_client import until
+
+
+@pytest.fixture
+def emulator(appsync_events_emulator: AppSyncEventsEmulator) -> AppSyncEventsEmulator:  # noqa: F811
+    """The reset emulator with the ``default`` alias pointing at it."""
+    return appsync_events_emulator
+
+
+def configure(settings: Any, **listener: Any) -> None:
+    """Set LISTENER options (and fast backoff) on the emulated ``default`` alias."""
+    value = copy.deepcopy(settings.APPSYNC_EVENTS)
+    section = {"BACKOFF_INITIAL": 0.05, "BACKOFF_MAX": 0.3, **listener}
+    value["default"]["LISTENER"] = section
+    value["default"]["SUBSCRIPTIONS"] = ["/chat/*"]
+    settings.APPSYNC_EVENTS = value
+
+
+class Running:
+    """A listener running as a task, with helpers to stop it."""
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.task = asyncio.create_task(listener.run(install_signal_handlers=False))
+
+    async def stop(self) -> int:
+        self.listener.request_stop("test over")
+        return await asyncio.wait_for(self.task, 20)
+
+
+@pytest.fixture
+async def run() -> AsyncIterator[Callable[..., Running]]:
+    """Start listeners; any still running at the end are stopped."""
+    started: list[Running] = []
+
+    def start(**kwargs: Any) -> Running:
+        kwargs.setdefault("sinks", [])
+        running = Running(Listener(**kwargs))
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        if not running.task.done():
+            await running.stop()
+
+
+async def publish(emulator: AppSyncEventsEmulator, channel: str, *events: Any) -> None:
+    """Feed subscribers from the emulator's thread."""
+    await asyncio.to_thread(emulator.publish, channel, *events)
+
+
+class Receiver:
+    """Records every call of a signal, with its arguments."""
+
+    def __init__(self, signal: Any) -> None:
+        self.signal = signal
+        self.calls: list[dict[str, Any]] = []
+        signal.connect(self.receive, weak=False)
+
+    def receive(self, sender: Any, **kwargs: Any) -> None:
+        kwargs.pop("signal", None)
+        self.calls.append({"sender": sender, **kwargs})
+
+    def close(self) -> None:
+        self.signal.disconnect(self.receive)
+
+
+@pytest.fixture
+def receivers() -> AsyncIterator[Callable[[Any], Receiver]]:  # type: ignore[misc]
+    """Connect recording receivers; disconnected after the test."""
+    made: list[Receiver] = []
+
+    def make(signal: Any) -> Receiver:
+        receiver = Receiver(signal)
+        made.append(receiver)
+        return receiver
+
+    yield make  # type: ignore[misc]
+    for receiver in made:
+        receiver.close()
+
+
+async def test_dispatch_signals_handlers_and_sinks(
+    settings: Any, emulator: AppSyncEventsEmulator, run: Any, receivers: Any
+) -> None:
+    """An event goes to event_received, every matching handler, then every sink."""
+    configure(settings)
+    router = Router()
+    order: list[str] = []
+
+    @router.on("/chat/*")
+    async def handler(event: ReceivedEvent) -> None:
+        order.append("handler")
+
+    got = receivers(signals.event_received)
+    established = receivers(signals.subscription_established)
+    states = receivers(signals.connection_state_changed)
+    out = io.StringIO()
+    running = run(router=router, sinks=[JSONLinesSink(out)], max_events=2)
+    await until(lambda: established.calls)
+    await publish(emulator, "/chat/rooms/7", {"n": 1}, {"n": 2})
+    assert await asyncio.wait_for(running.task, 20) == 0
+    assert order == ["handler", "handler"]
+    assert [c["event"].payload for c in got.calls] == [{"n": 1}, {"n": 2}]
+    assert got.calls[0]["sender"] == "default"
+    assert got.calls[0]["api"] == "default"
+    assert established.calls[0] == {
+        "sender": "default",
+        "api": "default",
+        "channel": "/chat/*",
+        "subscription_id": established.calls[0]["subscription_id"],
+    }
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert lines == [
+        {"channel": "/chat/*", "event": {"n": 1}},
+        {"channel": "/chat/*", "event": {"n": 2}},
+    ]
+    assert [c["state"] for c in states.calls][:2] == ["connecting", "connected"]
+    assert states.calls[-1]["state"] == "closed"
+    assert set(states.calls[0]) == {"sender", "api", "state", "reason", "retry_in"}
+    stats = running.listener.stats
+    assert (stats.received, stats.dispatched, stats.handler_errors) == (2, 2, 0)
+    await until(lambda: not emulator.subscriptions)  # unsubscribed at shutdown
+
+
+async def test_subscription_established_again_after_reconnect(
+    settings: Any, emulator: AppSyncEventsEmulator, run: Any, receivers: Any
+) -> None:
+    """After the service drops the connection, subscription_established is sent again."""
+    configure(settings)
+    established = receivers(signals.subscription_established)
+    states = receivers(signals.connection_state_changed)
+    running = run()
+    await until(lambda: len(established.calls) == 1)
+    emulator.close_connections(1001)
+    await until(lambda: len(established.calls) == 2)
+    reconnecting = [c for c in states.calls if c["state"] == "reconnecting"]
+    assert reconnecting
+    assert reconnecting[0]["retry_in"] is not None
+    assert running.listener.stats.reconnects == 1
+    assert await running.stop() == 0
+
+
+async def test_subscription_failed_signal(
+    settings: Any, emulator: AppSyncEventsEmulator, run: Any, receivers: Any
+) -> None:
+    """A refused subscription sends subscription_failed; the others keep flowing."""
+    configure(settings, SUBSCRIBE_RETRIES=0)
+    failed = receivers(signals.subscription_failed)
+    got = receivers(signals.event_received)
+    running = run(channels=["/chat/*", "/missing/a"])
+    await until(lambda: failed.calls and emulator.subscriptions)
+    assert failed.calls[0]["channel"] == "/missing/a"
+    assert failed.calls[0]["will_retry"] is False
+    assert isinstance(failed.calls[0]["error"], SubscriptionError)
+    await publish(emulator, "/chat/a", "ok")
+    await until(lambda: got.calls)
+    assert await running.stop() == 0
+
+
+async def test_handler_errors_are_counted_and_do_not_stop(
+    settings: Any, emulator: AppSyncEventsEmulator, run: Any
+) -> None:
+    """A raising handler is counted; the next handlers and events still run."""
+    configure(settings)
+    router = Router()
+    ok: list[Any] = []
+    router.add("/chat/*", lambda e: 1 / 0)
+    router.add("/chat/*", lambda e: ok.append(e.payload))
+    running = run(router=router)
+    await asyncio.to_thread(emulator.wait_for_subscriptions, 1)
+    await publish(emulator, "/chat/a", 1, 2)
+    await until(lambda: running.listener.stats.dispatched == 2)
+    assert ok == [1, 2]
+    assert running.listener.stats.handler_errors == 2
+    assert await running.stop() == 0
+
+
+@pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest"])
+async def test_drop_policies_count_and_signal(
+    settings: Any, emulator: AppSyncEventsEmulator, run: Any, receivers: Any, policy: str
+) -> None:
+    """With a full queue, a drop policy drops, counts and signals every dropped event."""
+    configure(settings, QUEUE_SIZE=1, OVERFLOW=policy)
+    release = asyncio.Event()
+    handled: list[Any] = []
+    router = Router()
+
+    in_flight = asyncio.Event()
+
+    @router.on("/chat/*")
+    async def slow(event: ReceivedEvent) -> None:
+        in_flight.set()
+        await release.wait()
+        handled.append(event.payload)
+
+    dropped = receivers(signals.event_dropped)
+    running = run(router=router)
+    await asyncio.to_thread(emulator.wait_for_subscriptions, 1)
+    await publish(emulator, "/chat/a", 1)
+    await asyncio.wait_for(in_flight.wait(), 10)
+    await publish(emulator, "/chat/a", 2, 3, 4, 5)
+    await until(lambda: running.listener.stats.received == 5)
+    release.set()
+    await until(lambda: running.listener.stats.dispatched == 2)
+    stats = running.listener.stats
+    assert stats.dropped == 3
+    assert len(dropped.calls) == 3
+    assert dropped.calls[0]["policy"] == policy
+    assert handled[0] == 1  # in flight when the queue filled
+    assert handled[1] == (2 if policy == "drop_newest" else 5)
+    assert await running.stop() == 0
+
+
+async def test_block_policy_loses_nothing(
+    settings: Any, emulator: AppSyncEventsEmulator, run: Any
+) -> None:
+    """With the default backpressure every event is dispatched, in order."""
+    configure(settings, QUEUE_SIZE=1)
+    release = asyncio.Event()
+    handled: list[Any] = []
+    router = Router()
+
+    @router.on("/chat/*")
+    async def slow(event: ReceivedEvent) -> None:
+        await release.wait()
+        handled.append(event.payload)
+
+    running = run(router=router)
+    await asyncio.to_thread(emulator.wait_for_subscriptions, 1)
+    await publish(emulator, "/chat/a", *range(20))
+    await until(lambda: running.listener.stats.received >= 3)
+    release.set()
+    await until(lambda: len(handled) == 20)
+    assert handled == list(range(20))
+    assert running.listener.stats.dropped == 0
+    assert await running.stop() == 0
+
+
+async def test_follow_and_unfollow_at_runtime(
+    settings: Any, emulator: AppSyncEventsEmulator, run: Any
+) -> None:
+    """follow() adds a subscription (reference-counted); the last unfollow removes it."""
+    configure(settings)
+    running = run()
+    listener = running.listener
+    await asyncio.to_thread(emulator.wait_for_subscriptions, 1)
+    await listener.follow("/default/today")
+    await listener.follow("default/today")
+    assert sorted(s.channel for s in emulator.subscriptions) == ["/chat/*", "/default/today"]
+    await listener.unfollow("/default/today")
+    assert listener.followed == {"/default/today": 1}
+    await listener.unfollow("/default/today")
+    await until(lambda: [s.channel for s in emulator.subscriptions] == ["/chat/*"])
+    await listener.follow("/chat/*")  # configured: held anyway, nothing sent
+    assert len(emulator.subscriptions) == 1
+    assert await running.stop() == 0
+
+
+async def test_max_idle_stops(settings: Any, emulator: AppSyncEventsEmulator, run: Any) -> None:
+    """--max-idle stops a listener that received nothing, with status 0."""
+    configure(settings)
+    running = run(max_idle=0.3)
+    assert await asyncio.wait_for(running.task, 20) == 0
+
+
+async def test_health_file_is_touched(
+    settings: Any, emulator: AppSyncEventsEmulator, run: Any, tmp_path: Any
+) -> None:
+    """The health file exists once the listener runs and is touched by inbound frames."""
+    configure(settings)
+    path = tmp_path / "health"
+    running = run(health_file=path)
+    await until(path.exists)
+    first = path.stat().st_mtime_ns
+    await asyncio.to_thread(emulator.wait_for_subscriptions, 1)
+    await publish(emulator, "/chat/a", 1)
+    await asyncio.sleep(1.1)  # the touch is throttled to once a second: let one pass
+    await publish(emulator, "/chat/a", 2)
+    await until(lambda: path.stat().st_mtime_ns > first)
+    assert await running.stop() == 0
+
+
+def test_default_sinks_include_the_forwarder(settings: Any) -> None:
+    """With forwarding on and a channel layer configured, the forwarder is a sink."""
+    from appsync_events.forwarding import ChannelLayerForwarder
+
+    listener = Listener(in_process=True)
+    assert any(isinstance(s, ChannelLayerForwarder) for s in listener.sinks)
+    settings.CHANNEL_LAYERS = {}
+    assert Listener().sinks == []
