@@ -123,30 +123,30 @@ def _encode(
     return encode_events(events, encoder=encoder or load_encoder(config.publish.encoder))
 
 
+def _log_receiver_errors(name: str, responses: list[tuple[Any, Any]]) -> None:
+    # Receivers of published/publish_failed must never turn a publish into a failure.
+    for receiver, response in responses:
+        if isinstance(response, Exception):
+            logger.error(
+                "%s receiver %r raised",
+                name,
+                receiver,
+                exc_info=(type(response), response, response.__traceback__),
+            )
+
+
 def _report_failure(
     api: str, channel: str, events: tuple[str, ...], error: BaseException, *, deferred: bool
 ) -> None:
-    for receiver, response in publish_failed.send_robust(
+    responses = publish_failed.send_robust(
         sender=api, api=api, channel=channel, events=events, error=error, deferred=deferred
-    ):
-        if isinstance(response, Exception):
-            logger.error(
-                "publish_failed receiver %r raised",
-                receiver,
-                exc_info=(type(response), response, response.__traceback__),
-            )
+    )
+    _log_receiver_errors("publish_failed", responses)
 
 
 def _report_success(api: str, channel: str, result: PublishResult) -> None:
-    for receiver, response in published.send_robust(
-        sender=api, api=api, channel=channel, result=result
-    ):
-        if isinstance(response, Exception):
-            logger.error(
-                "published receiver %r raised",
-                receiver,
-                exc_info=(type(response), response, response.__traceback__),
-            )
+    responses = published.send_robust(sender=api, api=api, channel=channel, result=result)
+    _log_receiver_errors("published", responses)
 
 
 def _send_now(
@@ -167,9 +167,13 @@ async def _asend_now(
     try:
         result = await get_backend(api, backend=backend).asend(channel, events)
     except AppSyncEventsError as exc:
-        await sync_to_async(_report_failure)(api, channel, events, exc, deferred=False)
+        responses = await publish_failed.asend_robust(
+            sender=api, api=api, channel=channel, events=events, error=exc, deferred=False
+        )
+        _log_receiver_errors("publish_failed", responses)
         raise
-    await sync_to_async(_report_success)(api, channel, result)
+    responses = await published.asend_robust(sender=api, api=api, channel=channel, result=result)
+    _log_receiver_errors("published", responses)
     return result
 
 

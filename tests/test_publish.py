@@ -417,3 +417,16 @@ def test_savepoint_rollback_discards_only_its_publishes(locmem_api):
         with pytest.raises(RuntimeError):
             inner()
     assert locmem.published_events("/chat/a") == ["outer"]
+
+
+async def test_apublish_failure_sends_publish_failed(settings, receivers):
+    """An async publish that fails raises and sends publish_failed (deferred=False)."""
+    settings.APPSYNC_EVENTS = {"default": {**BASE, "PUBLISH": {"OPTIONS": {"RETRIES": 0}}}}
+    with pytest.raises(PublishError, match="could not connect"):
+        await apublish("/chat/a", {"x": 1})
+    receivers["failed"].assert_called_once()
+    assert receivers["failed"].call_args.kwargs["deferred"] is False
+    receivers["ok"].assert_not_called()
+    from appsync_events.backends import get_backend
+
+    await get_backend().aclose()
