@@ -229,6 +229,18 @@ class EventOptions:
             if meta is not None and "type_name" in vars(meta)
             else cls.__name__
         )
+        for name, ok, wanted in (
+            ("api", isinstance(self.api, str) and bool(self.api), "a non-empty str"),
+            ("type_name", isinstance(self.type_name, str) and bool(self.type_name), "a str"),
+            ("durable", self.durable in (None, True, False), "True, False or None"),
+            ("on_commit", self.on_commit in (None, True, False), "True, False or None"),
+            ("event_id", self.event_id in (True, False), "True or False"),
+            ("using", self.using is None or isinstance(self.using, str), "a str or None"),
+        ):
+            if not ok:
+                raise TypeError(
+                    f"{cls.__name__}.Meta.{name} must be {wanted}, not {getattr(self, name)!r}."
+                )
 
 
 class Event:

@@ -124,6 +124,14 @@ def test_reserved_and_unsupported_fields():
             class Meta:
                 colour = "red"
 
+    with pytest.raises(TypeError, match=r"Meta\.durable must be True, False or None"):
+
+        class BadValue(Event):
+            channel = "/chat/a"
+
+            class Meta:
+                durable = "yes"
+
     with pytest.raises(TypeError, match="format spec"):
 
         class Spec(Event):
