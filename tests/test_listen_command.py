@@ -1,0 +1,222 @@
+"""``manage.py appsync_listen`` as a real subprocess against the emulator.
+
+Covers the command contract: ``--print`` JSON lines on stdout, state lines on stderr,
+``--max-events``, SIGTERM → clean shutdown with exit 0, configuration errors → exit 2,
+and ``--exclusive`` failover between two processes on a PostgreSQL advisory lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from appsync_events.emulator import AppSyncEventsEmulator
+from appsync_events.testing.helpers import emulator_settings
+from appsync_events.testing.pytest_plugin import (  # noqa: F401 - fixtures
+    appsync_emulator,
+    appsync_events_emulator,
+)
+from tests.prereqs import require_postgres
+
+ROOT = Path(__file__).resolve().parent.parent
+DEADLINE = 30.0  # seconds: process start-up on a loaded 2-core machine included
+
+SETTINGS_MODULE = """\
+import json, os
+from tests.settings import *  # noqa: F403
+APPSYNC_EVENTS = json.loads(os.environ["APPSYNC_EVENTS_JSON"])
+"""
+
+
+class Proc:
+    """A running ``appsync_listen`` with its stdout and stderr read line by line."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.popen = subprocess.Popen(
+            [sys.executable, "manage.py", "appsync_listen", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.out: queue.Queue[str] = queue.Queue()
+        self.err_lines: list[str] = []
+        self.out_lines: list[str] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._pump, args=(self.popen.stdout, True), daemon=True).start()
+        threading.Thread(target=self._pump, args=(self.popen.stderr, False), daemon=True).start()
+
+    def _pump(self, stream: Any, is_out: bool) -> None:
+        for line in stream:
+            with self._cond:
+                (self.out_lines if is_out else self.err_lines).append(line.rstrip("\n"))
+                self._cond.notify_all()
+
+    def wait_for(self, text: str, *, stdout: bool = False, count: int = 1) -> None:
+        """Wait until ``count`` lines of stderr (or stdout) contain ``text``."""
+        deadline = time.monotonic() + DEADLINE
+        exited_at: float | None = None
+        with self._cond:
+            while sum(text in line for line in self._lines(stdout)) < count:
+                now = time.monotonic()
+                if exited_at is None and self.popen.poll() is not None:
+                    exited_at = now  # give the pump threads a moment to read the rest
+                if now > deadline or (exited_at is not None and now - exited_at > 1.0):
+                    raise AssertionError(
+                        f"{text!r} not seen; stderr: {self.err_lines}; stdout: {self.out_lines}"
+                    )
+                self._cond.wait(0.2)
+
+    def _lines(self, stdout: bool) -> list[str]:
+        return self.out_lines if stdout else self.err_lines
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+        return self.popen.wait(DEADLINE)
+
+
+@pytest.fixture
+def emulator(appsync_events_emulator: AppSyncEventsEmulator) -> AppSyncEventsEmulator:  # noqa: F811
+    """The reset session emulator."""
+    return appsync_events_emulator
+
+
+@pytest.fixture
+def env(emulator: AppSyncEventsEmulator, tmp_path: Path) -> dict[str, str]:
+    """The environment of a subprocess whose settings point at the emulator."""
+    (tmp_path / "listen_settings.py").write_text(SETTINGS_MODULE)
+    config = emulator_settings(emulator)
+    config["default"]["LISTENER"] = {"BACKOFF_INITIAL": 0.1, "BACKOFF_MAX": 1.0}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+        "DJANGO_SETTINGS_MODULE": "listen_settings",
+        "APPSYNC_EVENTS_JSON": json.dumps(config),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    """Started processes; killed at the end if still running."""
+    started: list[Proc] = []
+    yield started
+    for proc in started:
+        if proc.popen.poll() is None:
+            proc.popen.kill()
+            proc.popen.wait(DEADLINE)
+
+
+def test_print_writes_json_lines_and_max_events_exits_0(
+    emulator: AppSyncEventsEmulator, env: dict[str, str], procs: list[Proc]
+) -> None:
+    """--print writes {"channel", "event"} per event to stdout; --max-events ends with 0."""
+    proc = Proc(["--channel", "/chat/*", "--print", "--max-events", "2"], env)
+    procs.append(proc)
+    proc.wait_for("subscribed /chat/*")
+    emulator.publish("/chat/rooms/1", {"text": "héllo"}, [1, 2])
+    assert proc.popen.wait(DEADLINE) == 0
+    assert [json.loads(line) for line in proc.out_lines] == [
+        {"channel": "/chat/*", "event": {"text": "héllo"}},
+        {"channel": "/chat/*", "event": [1, 2]},
+    ]
+    assert any("connected" in line for line in proc.err_lines)
+    assert not any("{" in line for line in proc.err_lines if "channel" in line)
+
+
+def test_sigterm_shuts_down_cleanly(
+    emulator: AppSyncEventsEmulator, env: dict[str, str], procs: list[Proc]
+) -> None:
+    """SIGTERM: the command unsubscribes, closes and exits with status 0."""
+    proc = Proc(["--channel", "/chat/a", "--channel", "/chat/b"], env)
+    procs.append(proc)
+    proc.wait_for("subscribed", count=2)
+    assert len(emulator.subscriptions) == 2
+    assert proc.stop(signal.SIGTERM) == 0
+    assert any("stopping: received SIGTERM" in line for line in proc.err_lines)
+    assert proc.err_lines[-1] == "closed"
+    emulator.state.wait_for(lambda: not emulator.subscriptions, 5.0)
+    assert emulator.subscriptions == []
+
+
+def test_sigint_shuts_down_cleanly(
+    emulator: AppSyncEventsEmulator, env: dict[str, str], procs: list[Proc]
+) -> None:
+    """SIGINT (Ctrl-C) is a clean shutdown too."""
+    proc = Proc(["--channel", "/chat/a"], env)
+    procs.append(proc)
+    proc.wait_for("subscribed")
+    assert proc.stop(signal.SIGINT) == 0
+
+
+def test_rejected_connect_stays_up_and_says_why(
+    emulator: AppSyncEventsEmulator, env: dict[str, str], procs: list[Proc]
+) -> None:
+    """A rejected connect is retried with backoff and reported on stderr; no crash."""
+    emulator.faults.reject_next_connects(1)
+    proc = Proc(["--channel", "/chat/a"], env)
+    procs.append(proc)
+    proc.wait_for("REJECTED by the service")
+    proc.wait_for("subscribed /chat/a")
+    assert proc.stop() == 0
+
+
+def test_configuration_errors_exit_2(settings: Any) -> None:
+    """An unknown alias or an invalid channel is a CommandError with return code 2."""
+    with pytest.raises(CommandError) as info:
+        call_command("appsync_listen", api="nope")
+    assert info.value.returncode == 2
+    with pytest.raises(CommandError) as info:
+        call_command("appsync_listen", channels=["/bad_channel"])
+    assert info.value.returncode == 2
+    with pytest.raises(CommandError, match="nothing to listen to") as info:
+        call_command("appsync_listen")
+    assert info.value.returncode == 2
+
+
+def test_call_command_max_idle(emulator: AppSyncEventsEmulator, capsys: Any) -> None:
+    """In-process call_command with --max-idle returns after the idle time."""
+    call_command("appsync_listen", channels=["/chat/*"], max_idle=0.5)
+    assert "closed" in capsys.readouterr().err
+
+
+@pytest.mark.postgres
+def test_exclusive_failover_between_two_processes(
+    emulator: AppSyncEventsEmulator, env: dict[str, str], procs: list[Proc]
+) -> None:
+    """Of two --exclusive listeners one dispatches; SIGKILL it and the standby takes over."""
+    require_postgres()
+    env = {**env, "APPSYNC_EVENTS_TEST_DB": "postgres"}
+    first = Proc(["--channel", "/chat/*", "--print", "--exclusive"], env)
+    procs.append(first)
+    first.wait_for("subscribed /chat/*")
+    second = Proc(["--channel", "/chat/*", "--print", "--exclusive"], env)
+    procs.append(second)
+    second.wait_for("waiting for lease")
+    emulator.publish("/chat/a", "one")
+    first.wait_for('"one"', stdout=True)
+    assert len(emulator.subscriptions) == 1  # the standby holds no subscription
+    first.popen.kill()  # SIGKILL: no cleanup; PostgreSQL frees the lock with the session
+    first.popen.wait(DEADLINE)
+    second.wait_for("acquired")
+    second.wait_for("subscribed /chat/*")
+    emulator.state.wait_for(lambda: len(emulator.subscriptions) == 1, 10.0)
+    emulator.publish("/chat/a", "two")
+    second.wait_for('"two"', stdout=True)
+    assert not any('"one"' in line for line in second.out_lines)
+    assert second.stop() == 0
