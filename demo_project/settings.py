@@ -2,6 +2,20 @@
 
 The connection comes from the environment (see README): with ``APPSYNC_EVENTS_URL``
 unset, the project talks to the embedded emulator on 127.0.0.1.
+
+Environment variables:
+
+* ``APPSYNC_EVENTS_URL``: the Event API's HTTP endpoint (``https://...appsync-api.../event``);
+  unset: the embedded emulator on ``APPSYNC_EVENTS_EMULATOR_PORT`` (8765).
+* ``APPSYNC_EVENTS_REALTIME_URL``: the websocket endpoint, when it cannot be derived.
+* ``APPSYNC_EVENTS_AUTH``: ``API_KEY`` (default), ``AWS_IAM``, ``AMAZON_COGNITO_USER_POOLS``,
+  ``OPENID_CONNECT`` or ``AWS_LAMBDA``; with ``APPSYNC_EVENTS_API_KEY`` or
+  ``APPSYNC_EVENTS_TOKEN``, and the standard ``AWS_*`` variables for IAM and the region.
+* ``REDIS_URL``: use ``channels_redis`` instead of the in-memory channel layer.
+* ``APPSYNC_EVENTS_IN_PROCESS``: ``1`` (default) runs the listener inside the ASGI process;
+  ``0`` when ``manage.py appsync_listen`` runs on its own (Redis only).
+* ``DEMO_DATABASE``: the SQLite file (default ``demo.sqlite3``); ``PORT``: the web port of
+  ``manage.py appsync_demo`` (8000); ``DJANGO_DEBUG``, ``DJANGO_SECRET_KEY``.
 """
 
 from __future__ import annotations
@@ -102,6 +116,9 @@ _default: dict[str, Any] = {
     "NAMESPACES": {"chat": {}},
     "SUBSCRIPTIONS": ["/chat/*"],
     "EMULATOR": {"HOST": "127.0.0.1", "PORT": EMULATOR_PORT},
+    # The listener runs inside the ASGI process (one process: `make demo`). With Redis and
+    # `manage.py appsync_listen` in its own process, set APPSYNC_EVENTS_IN_PROCESS=0.
+    "FORWARDING": {"IN_PROCESS": os.environ.get("APPSYNC_EVENTS_IN_PROCESS", "1") == "1"},
 }
 if os.environ.get("APPSYNC_EVENTS_REALTIME_URL"):
     _default["REALTIME_URL"] = os.environ["APPSYNC_EVENTS_REALTIME_URL"]

@@ -1,0 +1,136 @@
+"""The demo chat in a real browser: rooms are isolated, the wildcard page sees every room.
+
+Python Playwright drives Debian's Chromium (never ``playwright install``). The test skips
+when Chromium is missing, and fails instead under ``CI=true``. On failure, a screenshot of
+every page is written to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.demo_process import REPO, DemoProcess
+from tests.prereqs import require_chromium
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+# Milliseconds Playwright waits for a condition on a page.
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[DemoProcess]:
+    """A running demo on free ports with a fresh database."""
+    process = DemoProcess(tmp_path / "demo.sqlite3")
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.kill()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Headless Chromium (Debian's), driven by Playwright."""
+    executable = require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+def _open(context: Any, url: str) -> Any:
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    # The page's socket is open and the server confirmed the follow (through the listener).
+    page.wait_for_selector('#page-follow[data-state="following"]')
+    return page
+
+
+def _post(page: Any, author: str, text: str) -> None:
+    page.fill("input[name=author]", author)
+    page.fill("input[name=text]", text)
+    page.click("#post-form button[type=submit]")
+
+
+def _texts(page: Any) -> list[str]:
+    return [str(t) for t in page.locator("#messages .message .text").all_inner_texts()]
+
+
+def _message(page: Any, text: str) -> Any:
+    return page.locator("#messages .message", has_text=text)
+
+
+def test_two_tabs_chat_live_and_rooms_stay_apart(
+    demo: DemoProcess, browser: Any, request: pytest.FixtureRequest
+) -> None:
+    """A message reaches the other tab of its room and the all-rooms page, never another room."""
+    context = browser.new_context()
+    pages: dict[str, Any] = {}
+    try:
+        pages["alpha-1"] = _open(context, demo.url + "rooms/alpha/")
+        pages["alpha-2"] = _open(context, demo.url + "rooms/alpha/")
+        pages["beta-1"] = _open(context, demo.url + "rooms/beta/")
+        pages["beta-2"] = _open(context, demo.url + "rooms/beta/")
+        pages["all"] = _open(context, demo.url + "rooms/")
+
+        _post(pages["alpha-1"], "ada", "hello alpha")
+        # The other tab gets it live, only through AppSync (it never posted anything).
+        _message(pages["alpha-2"], "hello alpha").wait_for()
+        # The wildcard page gets it too, and tells the room from the payload.
+        all_alpha = _message(pages["all"], "hello alpha")
+        all_alpha.wait_for()
+        assert all_alpha.get_attribute("data-room") == "alpha"
+        assert all_alpha.locator(".room-tag").inner_text() == "alpha"
+
+        _post(pages["beta-1"], "bob", "hello beta")
+        _message(pages["beta-2"], "hello beta").wait_for()
+        all_beta = _message(pages["all"], "hello beta")
+        all_beta.wait_for()
+        assert all_beta.get_attribute("data-room") == "beta"
+
+        # By now the alpha message went everywhere it was going to go.
+        assert "hello alpha" not in _texts(pages["beta-1"])
+        assert "hello alpha" not in _texts(pages["beta-2"])
+        assert "hello beta" not in _texts(pages["alpha-1"])
+        assert "hello beta" not in _texts(pages["alpha-2"])
+        assert _texts(pages["all"]) == ["hello alpha", "hello beta"]
+        # The sender's own tab shows its message once (POST answer and echo de-duplicated).
+        assert _texts(pages["alpha-1"]) == ["hello alpha"]
+
+        # The status panel is fed by the listener's signals.
+        panel = pages["alpha-2"]
+        assert panel.inner_text("#status-state") == "connected"
+        panel.wait_for_function(
+            "() => Number(document.getElementById('status-events').textContent) >= 2"
+        )
+        assert panel.inner_text("#status-last-event") != "none yet"
+    except BaseException:
+        ARTIFACTS.mkdir(exist_ok=True)
+        for name, page in pages.items():
+            path = ARTIFACTS / f"{request.node.name}-{name}.png"
+            try:
+                page.screenshot(path=str(path), full_page=True)
+            except Exception as exc:  # a crashed page must not hide the real failure
+                print(f"could not screenshot {name}: {exc}")
+        print("demo output:\n" + "\n".join(demo.lines))
+        raise
+    finally:
+        context.close()
