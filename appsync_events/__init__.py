@@ -27,6 +27,7 @@ _LAZY: dict[str, str] = {
     "DeferredPublish": "appsync_events.publishing",
     "Event": "appsync_events.declarative",
     "PublishChangesMixin": "appsync_events.declarative",
+    "on": "appsync_events.dispatch",
 }
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "get_api_config",
     "group_name",
     "normalize_channel",
+    "on",
     "publish",
 ]
 
@@ -55,6 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
         PublishCancelled,
     )
     from .declarative import Event, PublishChangesMixin
+    from .dispatch import on
     from .paths import channel_matches, group_name, normalize_channel
     from .publishing import DeferredPublish, apublish, publish
 
