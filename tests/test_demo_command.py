@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.browser.demo_process import REPO, DemoProcess, demo_env
+from tests.prereqs import require_redis
 
 pytestmark = pytest.mark.slow
 
@@ -80,6 +81,23 @@ def test_demo_serves_the_chat_and_receives_its_own_events(demo: DemoProcess) -> 
         data = _wait_for_status(client, "events_received", 1)
         assert data["last_event_at"] is not None
     assert demo.children() == []
+
+
+@pytest.mark.redis
+def test_demo_runs_on_redis_when_redis_url_is_set(tmp_path: Path) -> None:
+    """With REDIS_URL the demo forwards through channels_redis, still in one process."""
+    require_redis()
+    # A database number of its own, so other suites' groups and control channel never mix.
+    demo = DemoProcess(tmp_path / "demo.sqlite3", env={"REDIS_URL": "redis://127.0.0.1:6379/13"})
+    try:
+        demo.wait_ready()
+        assert "Channel layer: RedisChannelLayer" in demo.lines
+        with httpx.Client(base_url=demo.url, timeout=10.0) as client:
+            assert _post_message(client, "lobby", "over redis").status_code == 201
+            _wait_for_status(client, "events_received", 1)
+        assert demo.stop(signal.SIGTERM) == 0
+    finally:
+        demo.kill()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

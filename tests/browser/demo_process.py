@@ -55,10 +55,11 @@ class DemoProcess:
     Args:
         database: the SQLite file the demo uses (created and migrated by the command).
         extra_args: more command-line arguments.
+        env: variables to set on top of :func:`demo_env` (``REDIS_URL``...).
     """
 
-    def __init__(self, database: Path, *extra_args: str) -> None:
-        env = demo_env(database)
+    def __init__(self, database: Path, *extra_args: str, env: dict[str, str] | None = None) -> None:
+        env = {**demo_env(database), **(env or {})}
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         self.process = subprocess.Popen(
