@@ -262,6 +262,34 @@ def _run_sync(func: Handler, event: ReceivedEvent) -> Any:
 _run_sync_async = sync_to_async(_run_sync, thread_sensitive=True)
 
 
+async def _send_robust(event: ReceivedEvent) -> list[tuple[Any, Any]]:
+    """Send ``event_received`` like ``Signal.asend_robust``, faster when all are async.
+
+    ``asend_robust`` wraps every async receiver in a task (``asyncio.gather``) for every
+    event, which dominates the per-event cost of a busy listener. When every live
+    receiver is ``async def`` we await them one after the other, in connection order,
+    catching exceptions the same way. With any sync receiver we use ``asend_robust``
+    itself (sync receivers then run in one thread hop). The receiver lookup uses the
+    signal's receiver cache through ``Signal._live_receivers`` (Django 5.0+); should it
+    change shape, we fall back to ``asend_robust``.
+    """
+    kwargs = {"event": event, "api": event.api}
+    try:
+        sync_receivers, async_receivers = event_received._live_receivers(event.api)
+    except (AttributeError, TypeError, ValueError):  # pragma: no cover - other Django
+        return await event_received.asend_robust(sender=event.api, **kwargs)
+    if sync_receivers:
+        return await event_received.asend_robust(sender=event.api, **kwargs)
+    responses: list[tuple[Any, Any]] = []
+    for receiver in async_receivers:
+        try:
+            response = await receiver(signal=event_received, sender=event.api, **kwargs)
+        except Exception as exc:
+            response = exc
+        responses.append((receiver, response))
+    return responses
+
+
 class Dispatcher:
     """Sends ``event_received`` and runs the matching handlers for each event.
 
@@ -278,9 +306,7 @@ class Dispatcher:
         """Dispatch one event; never raises for a failing receiver or handler."""
         report = DispatchReport()
         if self.send_signal and event_received.receivers:
-            for receiver, result in await event_received.asend_robust(
-                sender=event.api, event=event, api=event.api
-            ):
+            for receiver, result in await _send_robust(event):
                 if isinstance(result, BaseException):
                     name = getattr(receiver, "__qualname__", repr(receiver))
                     logger.error(

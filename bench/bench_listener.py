@@ -1,0 +1,294 @@
+"""Benchmark listener throughput against a bare ``websockets`` receive loop.
+
+Run: ``.venv/bin/python bench/bench_listener.py [--events 30000] [--no-write]``
+
+A sender process (a plain ``websockets`` server on loopback) answers the handshake and
+the subscribe, then pushes ``--events`` pre-encoded ``data`` frames as fast as it can:
+the same sender, the same frames, for every receiver. In this process, one after the
+other:
+
+1. **bare loop**: a ``websockets`` client that does the handshake and the subscribe by
+   hand, then only counts frames (``async for frame in ws``); the ceiling;
+2. **listener, async handler**: :class:`appsync_events.listener.Listener` with one async
+   ``event_received`` receiver and one async handler: receive → decode (frame and
+   payload) → queue → signal → handler, per event;
+3. **listener, sync handler**: the same with a sync handler (run in a worker thread,
+   database connections checked around it, as for ORM handlers); reported.
+
+Each rate is events per second from the first event the receiver saw to the last one
+processed. The goal: (2) at least 0.8x (1). Results replace the section
+"## Listener throughput" of ``BENCHMARKS.md`` unless ``--no-write``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
+
+SECTION = "## Listener throughput"
+PLACEHOLDER = "SUBSCRIPTION-ID-PLACEHOLDER"
+
+
+# -- the sender (its own process) -------------------------------------------------------
+
+
+async def serve(events: int) -> None:
+    """Serve the sender until stdin closes; print the port first."""
+    from websockets.asyncio.server import ServerConnection
+    from websockets.asyncio.server import serve as ws_serve
+
+    # Pre-encoded once: only the subscription id is substituted when a subscribe comes.
+    template = [
+        json.dumps(
+            {
+                "type": "data",
+                "id": PLACEHOLDER,
+                "event": json.dumps({"n": n, "text": "hello from the bench", "room": 7}),
+            }
+        )
+        for n in range(events)
+    ]
+
+    async def handler(ws: ServerConnection) -> None:
+        async for frame in ws:
+            message = json.loads(frame)
+            kind = message.get("type")
+            if kind == "connection_init":
+                await ws.send('{"type":"connection_ack","connectionTimeoutMs":300000}')
+            elif kind == "subscribe":
+                sub_id = message["id"]
+                frames = [f.replace(PLACEHOLDER, sub_id) for f in template]
+                await ws.send(json.dumps({"type": "subscribe_success", "id": sub_id}))
+                for f in frames:
+                    await ws.send(f)
+            elif kind == "unsubscribe":
+                await ws.send(json.dumps({"type": "unsubscribe_success", "id": message["id"]}))
+
+    async with ws_serve(
+        handler,
+        "127.0.0.1",
+        0,
+        subprotocols=["aws-appsync-event-ws"],  # type: ignore[list-item]
+        compression=None,
+        ping_interval=None,
+        max_queue=None,
+    ) as server:
+        port = server.sockets[0].getsockname()[1]
+        print(port, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
+def start_sender(events: int) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", "--events", str(events)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, int(proc.stdout.readline())
+
+
+# -- receivers ----------------------------------------------------------------------------
+
+
+async def bare_loop(port: int, events: int) -> float:
+    """Count frames with a bare websockets client; return events per second."""
+    from websockets.asyncio.client import connect
+
+    from appsync_events.auth import encode_header_subprotocol
+
+    header = encode_header_subprotocol({"host": f"127.0.0.1:{port}", "x-api-key": "da2-bench"})
+    async with connect(
+        f"ws://127.0.0.1:{port}/event/realtime",
+        subprotocols=["aws-appsync-event-ws", header],  # type: ignore[list-item]
+        compression=None,
+        ping_interval=None,
+        proxy=None,
+    ) as ws:
+        await ws.send('{"type":"connection_init"}')
+        await ws.recv()
+        await ws.send(json.dumps({"type": "subscribe", "id": "bare", "channel": "/bench/*"}))
+        await ws.recv()  # subscribe_success
+        count = 0
+        start = 0.0
+        async for _frame in ws:
+            if count == 0:
+                start = time.perf_counter()
+            count += 1
+            if count == events:
+                break
+        return events / (time.perf_counter() - start)
+
+
+async def listener_run(port: int, events: int, *, sync_handler: bool) -> float:
+    """Run the Listener with one receiver and one handler; return events per second."""
+    from appsync_events.dispatch import Router
+    from appsync_events.listener import Listener
+    from appsync_events.signals import event_received
+
+    router = Router()
+    state = {"count": 0, "start": 0.0, "end": 0.0}
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def record() -> None:
+        if state["count"] == 0:
+            state["start"] = time.perf_counter()
+        state["count"] += 1
+        if state["count"] == events:
+            state["end"] = time.perf_counter()
+            loop.call_soon_threadsafe(done.set)
+
+    if sync_handler:
+
+        def handler(event: Any) -> None:
+            record()
+
+    else:
+
+        async def handler(event: Any) -> None:  # type: ignore[misc]
+            record()
+
+    router.add("/bench/*", handler)
+
+    async def receiver(sender: str, **kwargs: Any) -> None:
+        return None
+
+    event_received.connect(receiver)
+    listener = Listener(channels=["/bench/*"], router=router, sinks=[])
+    task = asyncio.create_task(listener.run(install_signal_handlers=False))
+    try:
+        await asyncio.wait_for(done.wait(), 120)
+    finally:
+        listener.request_stop("benchmark over")
+        await task
+        event_received.disconnect(receiver)
+    return events / (state["end"] - state["start"])
+
+
+def setup_django(port: int) -> None:
+    import django
+    from django.conf import settings
+
+    settings.configure(
+        INSTALLED_APPS=["django.contrib.contenttypes", "appsync_events"],
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+        USE_TZ=True,
+        APPSYNC_EVENTS={
+            "default": {
+                "HTTP_URL": f"http://127.0.0.1:{port}/event",
+                "REGION": "us-east-1",
+                "AUTH": {"API_KEY": "da2-bench-not-a-secret-000000"},
+                "NAMESPACES": ["bench"],
+                "FORWARDING": {"ENABLED": False},
+                "LISTENER": {"STATS_INTERVAL": 3600},
+            }
+        },
+    )
+    django.setup()
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def render(bare: float, async_rate: float, sync_rate: float, events: int) -> str:
+    ratio = async_rate / bare
+    verdict = "met" if ratio >= 0.8 else "NOT met"
+    machine = (
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
+    return "\n".join(
+        [
+            SECTION,
+            "",
+            f"Commit `{commit()}`, {machine}, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.",
+            f"`bench/bench_listener.py --events {events}`: one sender process (plain "
+            "`websockets` server on loopback) pushes the same pre-encoded `data` frames "
+            "(~90-byte events) to each receiver in turn; the receivers run in this process, "
+            "one at a time.",
+            "",
+            "| receiver | events/s | vs bare loop |",
+            "|---|---:|---:|",
+            f"| bare `websockets` receive loop (count frames only) | {bare:,.0f} | 1.00x |",
+            f"| Listener: decode → `event_received` (async receiver) → async handler | "
+            f"{async_rate:,.0f} | {ratio:.2f}x |",
+            f"| Listener: decode → `event_received` → sync handler (thread) | "
+            f"{sync_rate:,.0f} | {sync_rate / bare:.2f}x |",
+            "",
+            f"Goal (listener with an async handler at least 0.8x the bare loop): **{verdict}** "
+            f"({ratio:.2f}x).",
+            "",
+            "The sync-handler row pays a thread hop per event (`sync_to_async`, thread-sensitive, "
+            "with `close_old_connections()` around the handler so ORM code is safe).",
+            "",
+        ]
+    )
+
+
+def write_section(text: str) -> None:
+    """Replace (or append) the section in BENCHMARKS.md."""
+    path = ROOT / "BENCHMARKS.md"
+    current = path.read_text() if path.exists() else "# Benchmarks\n"
+    start = current.find(SECTION + "\n")
+    if start < 0:
+        updated = current.rstrip("\n") + "\n\n" + text
+    else:
+        end = current.find("\n## ", start + len(SECTION))
+        updated = current[:start] + text + ("" if end < 0 else current[end + 1 :])
+    path.write_text(updated.rstrip("\n") + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--events", type=int, default=30000, help="events per receiver")
+    parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve(args.events))
+        return
+    sender, port = start_sender(args.events)
+    try:
+        setup_django(port)
+        bare = asyncio.run(bare_loop(port, args.events))
+        async_rate = asyncio.run(listener_run(port, args.events, sync_handler=False))
+        sync_rate = asyncio.run(listener_run(port, args.events, sync_handler=True))
+    finally:
+        assert sender.stdin is not None
+        sender.stdin.close()
+        sender.wait(30)
+    text = render(bare, async_rate, sync_rate, args.events)
+    print(text)
+    if not args.no_write:
+        write_section(text)
+
+
+if __name__ == "__main__":
+    main()
