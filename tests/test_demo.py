@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import LazySettings
 from django.test import Client
 from django.urls import reverse
@@ -266,6 +266,12 @@ def test_posting_needs_post(client: Client) -> None:
 # -- the status panel ---------------------------------------------------------------------------
 
 
+def _layer() -> BaseChannelLayer:
+    layer = get_channel_layer()
+    assert layer is not None
+    return layer
+
+
 def _event(payload: Any, subscription: str = "/chat/*") -> ReceivedEvent:
     return ReceivedEvent(
         api="default",
@@ -316,7 +322,7 @@ def test_status_view_returns_the_snapshot(client: Client) -> None:
 
 async def test_lifecycle_signals_feed_the_status_and_reach_the_pages() -> None:
     """The listener's signals update the status and broadcast it to the status group."""
-    layer = get_channel_layer()
+    layer = _layer()
     page = await layer.new_channel()
     await layer.group_add(STATUS_GROUP, page)
     try:
@@ -359,24 +365,24 @@ class _Socket:
             "client": ("127.0.0.1", 50000),
             "server": ("127.0.0.1", 8000),
         }
-        self.app = ApplicationCommunicator(ChatConsumer.as_asgi(), scope)
+        self.app = ApplicationCommunicator(ChatConsumer.as_asgi(), scope)  # type: ignore[no-untyped-call]
 
     async def connect(self) -> bool:
-        await self.app.send_input({"type": "websocket.connect"})
-        reply = await self.app.receive_output(TIMEOUT)
+        await self.app.send_input({"type": "websocket.connect"})  # type: ignore[no-untyped-call]
+        reply = await self.app.receive_output(TIMEOUT)  # type: ignore[no-untyped-call]
         return bool(reply["type"] == "websocket.accept")
 
     async def send_json_to(self, data: Any) -> None:
-        await self.app.send_input({"type": "websocket.receive", "text": json.dumps(data)})
+        await self.app.send_input({"type": "websocket.receive", "text": json.dumps(data)})  # type: ignore[no-untyped-call]
 
     async def receive_json_from(self) -> Any:
-        message = await self.app.receive_output(TIMEOUT)
+        message = await self.app.receive_output(TIMEOUT)  # type: ignore[no-untyped-call]
         assert message["type"] == "websocket.send", message
         return json.loads(message["text"])
 
     async def disconnect(self) -> None:
-        await self.app.send_input({"type": "websocket.disconnect", "code": 1000})
-        await self.app.wait(TIMEOUT)
+        await self.app.send_input({"type": "websocket.disconnect", "code": 1000})  # type: ignore[no-untyped-call]
+        await self.app.wait(TIMEOUT)  # type: ignore[no-untyped-call]
 
 
 async def test_consumer_sends_the_status_on_connect() -> None:
@@ -390,7 +396,7 @@ async def test_consumer_sends_the_status_on_connect() -> None:
         assert first["status"]["state"] == "connected"
         # Later snapshots are relayed too.
         status.set_state("reconnecting", "network", 1.0)
-        layer = get_channel_layer()
+        layer = _layer()
         await layer.group_send(STATUS_GROUP, {"type": "demo.status", "status": status.snapshot()})
         relayed = await communicator.receive_json_from()
         assert relayed["status"]["state"] == "reconnecting"
@@ -400,7 +406,7 @@ async def test_consumer_sends_the_status_on_connect() -> None:
 
 async def test_consumer_follows_a_room_and_relays_its_events() -> None:
     """An anonymous page follows a room through the listener and receives its events."""
-    layer = get_channel_layer()
+    layer = _layer()
     communicator = _Socket()
     assert await communicator.connect()
     try:

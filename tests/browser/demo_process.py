@@ -111,17 +111,17 @@ class DemoProcess:
                     + "\n".join(self.lines)
                 )
             try:
-                line = self._queue.get(timeout=remaining)
+                item = self._queue.get(timeout=remaining)
             except queue.Empty:
                 continue
-            if line is None:
+            if item is None:
                 self._queue.put(None)  # keep the end marker for later calls
                 raise AssertionError(
                     f"the demo exited ({self.process.poll()}) before printing "
                     f"{regex.pattern!r}; output:\n" + "\n".join(self.lines)
                 )
-            self.lines.append(line)
-            found = regex.search(line)
+            self.lines.append(item)
+            found = regex.search(item)
             if found:
                 return found
 
