@@ -177,6 +177,7 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
         self._refilled_at = 0.0
         self._rate_limited = False
         self._renewer: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
         try:
             self.config = conf.get_api_config(self.api)
         except ConfigurationError:
@@ -407,7 +408,7 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
         if timeout is None:
             timeout = config.forwarding.follow_timeout
         sub.timeout = asyncio.get_running_loop().call_later(
-            timeout, lambda: asyncio.ensure_future(self._follow_timed_out(sub, timeout))
+            timeout, self._spawn_timeout, sub, timeout
         )
 
     def _held_statically(self, config: conf.APIConfig, path: str) -> bool:
@@ -416,6 +417,12 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
             s.path == path and (forwarded is None or any(f.path == path for f in forwarded))
             for s in config.listener.subscriptions
         )
+
+    def _spawn_timeout(self, sub: _Subscription, waited: float) -> None:
+        # Keep a reference: the loop holds only weak ones to tasks.
+        task = asyncio.ensure_future(self._follow_timed_out(sub, waited))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _follow_timed_out(self, sub: _Subscription, waited: float) -> None:
         if self.subscriptions.get(sub.path) is not sub or sub.confirmed:

@@ -384,3 +384,36 @@ async def test_a_closed_socket_stops_renewing(settings):
         await until(lambda: not forwarder.registry.is_followed("/chat/a"))
     finally:
         await forwarder.stop()
+
+
+async def test_unreachable_service_is_publish_failed_and_a_veto_is_forbidden(settings):
+    """A publish the service cannot take says 'publish_failed'; a pre_publish veto 'forbidden'."""
+    import socket
+
+    from appsync_events.exceptions import PublishCancelled
+    from appsync_events.signals import pre_publish
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    api_settings(settings)
+    alias = dict(settings.APPSYNC_EVENTS["default"])
+    alias.pop("PUBLISH")
+    alias["HTTP_URL"] = f"http://127.0.0.1:{port}/event"
+    alias["TIMEOUTS"] = {"HTTP": 2.0, "CONNECT": 2.0}
+    settings.APPSYNC_EVENTS = {"default": alias}
+    ws = await connect(allow_publish=True)
+    reply = await request(ws, action="publish", channel="/chat/a", events=[1])
+    assert reply["code"] == "publish_failed"
+    assert str(port) not in reply["message"]  # details go to the log, not the browser
+
+    def veto(**kwargs: Any) -> None:
+        raise PublishCancelled("not now")
+
+    pre_publish.connect(veto)
+    try:
+        reply = await request(ws, action="publish", channel="/chat/a", events=[1])
+    finally:
+        pre_publish.disconnect(veto)
+    assert reply["code"] == "forbidden"
+    await ws.disconnect()
