@@ -82,7 +82,7 @@ async def request(ws: WebsocketCommunicator, **message: Any) -> dict[str, Any]:
 async def exercise(emulator: AppSyncEventsEmulator) -> None:
     """The scenario both set-ups must pass, with a listener already running."""
     await emulator.await_for_subscriptions(channel="/chat/static", timeout=DEADLINE)
-    ws = await socket(allow_wildcards=True)
+    ws = await socket(allow_wildcards=True, allow_publish=True)
     try:
         # A static subscription: confirmed at once, events relayed.
         assert (await request(ws, action="subscribe", channel="/chat/static"))[
@@ -109,6 +109,13 @@ async def exercise(emulator: AppSyncEventsEmulator) -> None:
         await apublish("/chat/lobby/a/b", "deep")
         event = await ws.receive_json_from(timeout=DEADLINE)
         assert event == {"type": "event", "channel": "/chat/lobby/*", "payload": "deep"}
+        # A browser publish goes through the publishing API to the service, and back.
+        reply = await request(ws, action="publish", channel="/chat/static", events=[{"b": 1}])
+        assert reply["type"] == "published"
+        assert [e["index"] for e in reply["successful"]] == [0]
+        assert emulator.published_to("/chat/static")[-1] == {"b": 1}
+        event = await ws.receive_json_from(timeout=DEADLINE)
+        assert event == {"type": "event", "channel": "/chat/static", "payload": {"b": 1}}
         # The last unfollow ends the service subscription; static ones stay.
         assert (await request(ws, action="unsubscribe", channel="/chat/rooms/7"))[
             "type"
