@@ -6,7 +6,7 @@ import asyncio
 import copy
 import io
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -90,7 +90,7 @@ class Receiver:
 
 
 @pytest.fixture
-def receivers() -> AsyncIterator[Callable[[Any], Receiver]]:  # type: ignore[misc]
+def receivers() -> Iterator[Callable[[Any], Receiver]]:
     """Connect recording receivers; disconnected after the test."""
     made: list[Receiver] = []
 
@@ -99,7 +99,7 @@ def receivers() -> AsyncIterator[Callable[[Any], Receiver]]:  # type: ignore[mis
         made.append(receiver)
         return receiver
 
-    yield make  # type: ignore[misc]
+    yield make
     for receiver in made:
         receiver.close()
 
@@ -173,7 +173,7 @@ async def test_subscription_failed_signal(
     failed = receivers(signals.subscription_failed)
     got = receivers(signals.event_received)
     running = run(channels=["/chat/*", "/missing/a"])
-    await until(lambda: failed.calls and emulator.subscriptions)
+    await until(lambda: bool(failed.calls and emulator.subscriptions))
     assert failed.calls[0]["channel"] == "/missing/a"
     assert failed.calls[0]["will_retry"] is False
     assert isinstance(failed.calls[0]["error"], SubscriptionError)
