@@ -14,6 +14,8 @@ Environment variables:
 * ``REDIS_URL``: use ``channels_redis`` instead of the in-memory channel layer.
 * ``APPSYNC_EVENTS_IN_PROCESS``: ``1`` (default) runs the listener inside the ASGI process;
   ``0`` when ``manage.py appsync_listen`` runs on its own (Redis only).
+* ``DEMO_LOG_LEVEL``: level of the ``appsync_events`` loggers (``WARNING``; ``INFO`` shows
+  the listener's own lines).
 * ``DEMO_DATABASE``: the SQLite file (default ``demo.sqlite3``); ``PORT``: the web port of
   ``manage.py appsync_demo`` (8000); ``DJANGO_DEBUG``, ``DJANGO_SECRET_KEY``.
 """
@@ -129,9 +131,16 @@ elif os.environ.get("AWS_REGION"):
 
 APPSYNC_EVENTS = {"default": _default}
 
+# `manage.py appsync_demo` prints one line per listener state change itself; the library's
+# own log lines (reconnect reasons, statistics...) show with DEMO_LOG_LEVEL=INFO or DEBUG.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"appsync_events": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {
+        "appsync_events": {
+            "handlers": ["console"],
+            "level": os.environ.get("DEMO_LOG_LEVEL", "WARNING").upper(),
+        }
+    },
 }
