@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from appsync_events.emulator import AppSyncEventsEmulator
 from tests.browser.demo_process import REPO, DemoProcess, demo_env
 from tests.prereqs import require_redis
 
@@ -98,6 +99,38 @@ def test_demo_runs_on_redis_when_redis_url_is_set(tmp_path: Path) -> None:
         assert demo.stop(signal.SIGTERM) == 0
     finally:
         demo.kill()
+
+
+def test_demo_uses_the_event_api_named_by_appsync_events_url(tmp_path: Path) -> None:
+    """With APPSYNC_EVENTS_URL and a key, the demo starts no emulator and uses that API."""
+    key = "da2-external000000000000000000000"
+    with AppSyncEventsEmulator("127.0.0.1", 0, api_keys=[key], namespaces=["chat"]) as api:
+        demo = DemoProcess(
+            tmp_path / "demo.sqlite3",
+            env={
+                "APPSYNC_EVENTS_URL": api.http_url,
+                "APPSYNC_EVENTS_API_KEY": key,
+                "AWS_REGION": "us-east-1",
+            },
+        )
+        try:
+            demo.wait_for_line(rf"Using the Event API at {re.escape(api.http_url)}")
+            url = demo.wait_for_line(r"Demo chat running at (http://\S+/)").group(1)
+            demo.wait_for_line(r"\[listener\] subscribed to /chat/\*")
+            assert not any("emulator listening" in line for line in demo.lines)
+            with httpx.Client(base_url=url, timeout=10.0) as client:
+                assert _post_message(client, "lobby", "to the external API").status_code == 201
+                _wait_for_status(client, "events_received", 1)
+            # The event went through the API the URL named.
+            (record,) = api.published
+            assert (record.channel, record.auth_mode, record.transport) == (
+                "/chat/rooms/lobby",
+                "API_KEY",
+                "http",
+            )
+            assert demo.stop(signal.SIGTERM) == 0
+        finally:
+            demo.kill()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
