@@ -273,3 +273,55 @@ def test_system_check_reports_bad_publishing_settings(settings):
     settings.APPSYNC_EVENTS = {"default": {**BASE, "PUBLISH": {"ENCODER": "json.JSONDecoder"}}}
     (error,) = check_publishing()
     assert "not a json.JSONEncoder subclass" in error.msg
+
+
+# -- IAM and HTML characters: the websocket backend falls back to HTTP ------------------
+
+IAM_AKID = "AKIDWSFALLBACK000000"
+IAM_SECRET = "wsfallback/secret/key/for/tests/only000000"
+
+
+@pytest.fixture
+def iam_ws_api(settings, monkeypatch) -> Iterator[AppSyncEventsEmulator]:
+    """An emulator verifying SigV4 as the service does, and an IAM alias publishing over ws."""
+    emulator = AppSyncEventsEmulator(
+        namespaces={"iam": {"PUBLISH_AUTH_MODES": ["AWS_IAM"]}, "default": {}},
+        iam_credentials={IAM_AKID: IAM_SECRET},
+    ).start()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", IAM_AKID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", IAM_SECRET)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    settings.APPSYNC_EVENTS = {
+        "default": {
+            "HTTP_URL": emulator.http_url,
+            "REGION": emulator.region,
+            "AUTH": {"API_KEY": emulator.api_key, "AWS_IAM": {}},
+            "CONNECTION_AUTH_MODE": "API_KEY",
+            "NAMESPACES": {"iam": {"PUBLISH_AUTH_MODES": ["AWS_IAM"]}, "default": {}},
+            "PUBLISH": {"BACKEND": "websocket"},
+        }
+    }
+    try:
+        yield emulator
+    finally:
+        close_backends()
+        emulator.stop()
+
+
+def test_websocket_backend_sends_html_characters_over_http_with_iam(iam_ws_api):
+    """IAM chunks with <, > or & go over HTTP (the service refuses them over ws); others over ws."""
+    assert publish("/iam/room", {"html": "<b>bold</b> & more"}).ok
+    assert publish("/iam/room", {"text": "plain"}).ok
+    assert [r.transport for r in iam_ws_api.published] == ["http", "websocket"]
+    assert iam_ws_api.published_to("/iam/room") == [
+        {"html": "<b>bold</b> & more"},
+        {"text": "plain"},
+    ]
+
+
+async def test_websocket_backend_html_fallback_async(iam_ws_api):
+    """apublish() takes the same HTTP fallback for IAM events with HTML characters."""
+    result = await apublish("/iam/room", "<script>")
+    assert result.ok
+    assert [r.transport for r in iam_ws_api.published] == ["http"]
+    await get_backend().aclose()

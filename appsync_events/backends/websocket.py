@@ -8,6 +8,12 @@ connection. The service allows 25 publish requests per second per connection; a
 client-side limiter (a sliding one-second window) delays requests rather than let the
 service refuse them.
 
+AWS_IAM and ``<``, ``>``, ``&``: the service rejects an IAM-signed *websocket* publish of
+events containing these characters ("signature mismatch"), while the same publish over
+HTTP succeeds. Such a chunk is therefore sent with ``POST /event`` (through the pooled
+HTTP publisher of :mod:`appsync_events.http`) and logged at DEBUG; every other chunk goes
+over the websocket. See :func:`appsync_events.auth.websocket_publish_safe`.
+
 Losing the connection while a publish waits for its answer raises
 :class:`~appsync_events.exceptions.PublishError`: the events may or may not have been
 published, and they are not re-sent automatically (the durable outbox retries; delivery
@@ -24,6 +30,7 @@ import time
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
+from ..auth import websocket_publish_safe
 from ..conf import APIConfig
 from ..exceptions import PublishError
 from ..limits import PUBLISHES_PER_SECOND
@@ -101,6 +108,26 @@ class WebSocketBackend(BaseBackend):
         self._thread: threading.Thread | None = None
         self._client: Any = None
         self._limiter: RateLimiter | None = None
+        # Chunks the service would refuse over the websocket go over HTTP instead.
+        self._http: Any = None
+
+    def _http_fallback(self, channel: str, events: Sequence[str]) -> Any:
+        """Return the HTTP backend when this chunk must not go over the websocket."""
+        if websocket_publish_safe(self.api, channel, events, mode=self.mode):
+            return None
+        logger.debug(
+            "Publishing %d event(s) to %s over HTTP: IAM-signed websocket publishes of "
+            "events containing <, > or & are refused by the service",
+            len(events),
+            channel,
+        )
+        with self._lock:
+            if self._http is None:
+                from .appsync import AppSyncBackend
+
+                options = {"auth_mode": self.mode} if self.mode else {}
+                self._http = AppSyncBackend(self.api, **options)
+            return self._http
 
     # -- the private loop -----------------------------------------------------------------
 
@@ -144,6 +171,10 @@ class WebSocketBackend(BaseBackend):
 
     def send_chunk(self, channel: str, events: Sequence[str]) -> PublishSuccess:
         """Publish one request over the shared connection and wait for the answer."""
+        http = self._http_fallback(channel, events)
+        if http is not None:
+            answer_http: PublishSuccess = http.send_chunk(channel, events)
+            return answer_http
         future = self._submit(self._publish(channel, events))
         try:
             answer: PublishSuccess = future.result(self.timeout * 2 + self.api.timeouts.connect)
@@ -158,6 +189,10 @@ class WebSocketBackend(BaseBackend):
 
     async def asend_chunk(self, channel: str, events: Sequence[str]) -> PublishSuccess:
         """Publish one request over the shared connection without blocking this loop."""
+        http = self._http_fallback(channel, events)
+        if http is not None:
+            answer_http: PublishSuccess = await http.asend_chunk(channel, events)
+            return answer_http
         answer: PublishSuccess = await asyncio.wrap_future(
             self._submit(self._publish(channel, events))
         )
@@ -168,6 +203,9 @@ class WebSocketBackend(BaseBackend):
         with self._lock:
             loop, thread, client = self._loop, self._thread, self._client
             self._loop = self._thread = self._client = None
+            http, self._http = self._http, None
+        if http is not None:
+            http.close()
         if loop is None:
             return
         if client is not None and loop.is_running():
