@@ -115,11 +115,21 @@ def test_two_tabs_chat_live_and_rooms_stay_apart(
         # The sender's own tab shows its message once (POST answer and echo de-duplicated).
         assert _texts(pages["alpha-1"]) == ["hello alpha"]
 
+        # User text is shown as text, never parsed as HTML, on every page it reaches.
+        hostile = '<img src="x" onerror="document.body.dataset.pwned=1"><b>bold</b> & co'
+        _post(pages["alpha-1"], "eve", hostile)
+        _message(pages["alpha-2"], "bold").wait_for()
+        _message(pages["all"], "bold").wait_for()
+        for name in ("alpha-1", "alpha-2", "all"):
+            assert _texts(pages[name])[-1] == hostile, name
+            assert pages[name].locator("#messages img, #messages b").count() == 0, name
+            assert pages[name].evaluate("document.body.dataset.pwned") is None, name
+
         # The status panel is fed by the listener's signals.
         panel = pages["alpha-2"]
         assert panel.inner_text("#status-state") == "connected"
         panel.wait_for_function(
-            "() => Number(document.getElementById('status-events').textContent) >= 2"
+            "() => Number(document.getElementById('status-events').textContent) >= 3"
         )
         assert panel.inner_text("#status-last-event") != "none yet"
     except BaseException:
