@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import httpx
+import pytest
 from django.test import SimpleTestCase
 
 from appsync_events.conf import get_api_config
@@ -56,8 +57,20 @@ def test_emulator_settings_replaces_an_unknown_key():
     assert value["default"]["HTTP_URL"] == emulator.http_url
 
 
-def test_pytest_plugin_in_a_user_project(tmp_path):
-    """With -p appsync_events.testing.pytest_plugin a user's tests get the fixtures and marker."""
+def _plugin_entry_point_installed() -> bool:
+    from importlib.metadata import entry_points
+
+    return any(ep.value == PLUGIN for ep in entry_points(group="pytest11"))
+
+
+PLUGIN = "appsync_events.testing.pytest_plugin"
+
+
+@pytest.mark.parametrize("how", ["entry point", "-p"])
+def test_pytest_plugin_in_a_user_project(tmp_path, how):
+    """A user's tests get the fixtures and marker, from the installed entry point or -p."""
+    if how == "entry point" and not _plugin_entry_point_installed():
+        pytest.skip("the package is not installed (pip install -e .): no pytest11 entry point")
     (tmp_path / "test_user.py").write_text(
         textwrap.dedent(
             """
@@ -79,16 +92,20 @@ def test_pytest_plugin_in_a_user_project(tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    if how == "-p":
+        # Without autoloading, only -p can bring the plugin in (as for an uninstalled copy).
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        plugin_args = ["-p", PLUGIN]
+    else:
+        env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+        plugin_args = ["-p", "no:django"]
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
             "pytest",
             "-q",
-            "-p",
-            "appsync_events.testing.pytest_plugin",
-            "-p",
-            "no:django",
+            *plugin_args,
             "-p",
             "no:cacheprovider",
             str(tmp_path),
