@@ -79,7 +79,7 @@ def _message(page: Any, text: str) -> Any:
 
 
 def test_two_tabs_chat_live_and_rooms_stay_apart(
-    demo: DemoProcess, browser: Any, request: pytest.FixtureRequest
+    browser: Any, demo: DemoProcess, request: pytest.FixtureRequest
 ) -> None:
     """A message reaches the other tab of its room and the all-rooms page, never another room."""
     context = browser.new_context()
