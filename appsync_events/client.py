@@ -40,7 +40,6 @@ its DEBUG output contains the ``header-`` subprotocol and every ``authorization`
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import uuid
@@ -94,6 +93,7 @@ from .protocol import (
     UnsubscribeSuccess,
     decode,
     encode,
+    loads,
 )
 from .results import PublishResult
 
@@ -235,7 +235,10 @@ _ws_logger: Final = _NoDebugLogger(logging.getLogger("appsync_events.client.webs
 # -- one connection -----------------------------------------------------------------------
 
 
-DataCallback: TypeAlias = Callable[["Connection", Data], Awaitable[None]]
+#: Called by the reader for each ``data`` message. It may be ``async def`` or a plain
+#: function returning ``None`` or an awaitable: the reader awaits whatever is returned
+#: (backpressure), so a consumer that never needs to wait costs no coroutine per event.
+DataCallback: TypeAlias = Callable[["Connection", Data], Awaitable[None] | None]
 
 
 class Connection:
@@ -409,6 +412,7 @@ class Connection:
     async def _read(self) -> None:
         reason: BaseException = ConnectionFailed("the connection ended", api=self.api)
         on_frame = self._on_frame
+        on_data = self._on_data
         loop = self._loop
         try:
             async for frame in self._ws:
@@ -428,12 +432,15 @@ class Connection:
                         exc.frame,
                     )
                     continue
-                if isinstance(message, Data):
+                if message.__class__ is Data:
+                    pending = on_data(self, message)  # type: ignore[arg-type]
+                    if pending is None:
+                        continue
                     # While the consumer applies backpressure we are not reading, so
                     # silence is ours, not the service's: the watchdog must not count it.
                     self._delivering = True
                     try:
-                        await self._on_data(self, message)
+                        await pending
                     finally:
                         self._delivering = False
                         self._last_seen = loop.time()
@@ -674,7 +681,7 @@ class StateChange:
 
 
 StateCallback: TypeAlias = Callable[[StateChange], Awaitable[None]]
-EventCallback: TypeAlias = Callable[[ReceivedEvent], Awaitable[None]]
+EventCallback: TypeAlias = Callable[[ReceivedEvent], Awaitable[None] | None]
 SubscribedCallback: TypeAlias = Callable[[Subscription], Awaitable[None]]
 SubscriptionFailedCallback: TypeAlias = Callable[
     [Subscription, AppSyncEventsError, bool], Awaitable[None]
@@ -844,7 +851,10 @@ class AppSyncEventsClient:
 
     Args:
         api: the alias (``"default"``) or an :class:`~appsync_events.conf.APIConfig`.
-        on_event: ``async def on_event(event: ReceivedEvent)``.
+        on_event: ``async def on_event(event: ReceivedEvent)``, or a plain function
+            that returns ``None`` or an awaitable (awaited before the next frame is
+            read): a consumer that usually hands the event on without waiting saves
+            a coroutine per event.
         on_state: ``async def on_state(change: StateChange)``.
         on_subscribed: ``async def on_subscribed(subscription)``, after every
             ``subscribe_success`` (so again after each reconnect).
@@ -1406,29 +1416,36 @@ class AppSyncEventsClient:
             else:
                 yield queue.get_nowait()
 
-    async def _on_data(self, connection: Connection, message: Data) -> None:
+    def _on_data(self, connection: Connection, message: Data) -> Awaitable[None] | None:
+        """Decode one data message's event (once) and hand it on; see ``DataCallback``."""
         sub = connection.routes.get(message.id)
         if sub is None or sub.state == "closed":
             logger.debug(
                 "Dropped an event for inactive subscription %s (api=%s)", message.id, self.alias
             )
-            return
+            return None
+        raw = message.event
         try:
-            payload = json.loads(message.event)
-        except ValueError:
+            payload = loads(raw)
+        except (ValueError, RecursionError):
+            # RecursionError: absurdly nested JSON is as undecodable as a syntax error.
             self.undecodable_events += 1
             logger.warning(
                 "Skipped an event that is not JSON on %s (api=%s): %.60r",
                 sub.channel,
                 self.alias,
-                message.event,
+                raw,
             )
-            return
-        event = ReceivedEvent(self.alias, sub.channel, payload, message.event, message.id)
+            return None
+        event = ReceivedEvent(self.alias, sub.channel, payload, raw, message.id)
         if self._on_event is not None:
-            await self._on_event(event)
-        elif self._queue is not None:
-            await self._queue.put(event)
+            return self._on_event(event)
+        queue = self._queue
+        if queue is not None:
+            if queue.full():
+                return queue.put(event)  # waits for room: backpressure
+            queue.put_nowait(event)
+        return None
 
     def _on_frame(self) -> None:
         if self._on_frame_cb is not None:

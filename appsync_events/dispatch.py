@@ -40,14 +40,13 @@ plus handlers) without a listener or a socket.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Final, TypeAlias, TypeVar
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.core.serializers.json import DjangoJSONEncoder
@@ -63,6 +62,7 @@ __all__ = [
     "Dispatcher",
     "Handler",
     "HandlerError",
+    "Receivers",
     "Router",
     "asimulate_event",
     "autodiscover",
@@ -262,32 +262,52 @@ def _run_sync(func: Handler, event: ReceivedEvent) -> Any:
 _run_sync_async = sync_to_async(_run_sync, thread_sensitive=True)
 
 
-async def _send_robust(event: ReceivedEvent) -> list[tuple[Any, Any]]:
-    """Send ``event_received`` like ``Signal.asend_robust``, faster when all are async.
+@dataclass(frozen=True, slots=True)
+class Receivers:
+    """A snapshot of :data:`~appsync_events.signals.event_received`'s live receivers.
 
-    ``asend_robust`` wraps every async receiver in a task (``asyncio.gather``) for every
-    event, which dominates the per-event cost of a busy listener. When every live
-    receiver is ``async def`` we await them one after the other, in connection order,
-    catching exceptions the same way. With any sync receiver we use ``asend_robust``
-    itself (sync receivers then run in one thread hop). The receiver lookup uses the
-    signal's receiver cache through ``Signal._live_receivers`` (Django 5.0+); should it
-    change shape, we fall back to ``asend_robust``.
+    Taken by :meth:`Dispatcher.receivers` for one alias and reused for a batch of
+    events, so the receiver lookup (which resolves weak references under a lock) is
+    paid once per batch rather than once per event.
+
+    Attributes:
+        sync: the live sync receivers, in connection order.
+        async_: the live async receivers, in connection order.
+        robust: ``True`` when the receivers could not be read cheaply: each event
+            then goes through ``Signal.asend_robust`` itself.
     """
-    kwargs = {"event": event, "api": event.api}
+
+    sync: tuple[Any, ...] = ()
+    async_: tuple[Any, ...] = ()
+    robust: bool = False
+
+
+#: The snapshot used when the cheap receiver lookup is unavailable.
+_ROBUST: Final = Receivers(robust=True)
+
+
+def _live_receivers(api: str) -> Receivers | None:
+    """Return ``event_received``'s live receivers for ``api``, or ``None`` when none.
+
+    ``Signal.asend_robust`` wraps every async receiver in a task (``asyncio.gather``)
+    for every event, which dominated a busy listener's time; Django offers no public
+    way to list a signal's receivers split into sync and async. So we read them with
+    ``Signal._live_receivers`` (Django 5.0+: two lists), checking the shape of what it
+    returns; should it be missing or change, every event goes through the public
+    ``asend_robust`` instead (slower, same results).
+    """
+    if not event_received.receivers:
+        return None
     try:
-        sync_receivers, async_receivers = event_received._live_receivers(event.api)
-    except (AttributeError, TypeError, ValueError):  # pragma: no cover - other Django
-        return await event_received.asend_robust(sender=event.api, **kwargs)
-    if sync_receivers:
-        return await event_received.asend_robust(sender=event.api, **kwargs)
-    responses: list[tuple[Any, Any]] = []
-    for receiver in async_receivers:
-        try:
-            response = await receiver(signal=event_received, sender=event.api, **kwargs)
-        except Exception as exc:
-            response = exc
-        responses.append((receiver, response))
-    return responses
+        live = event_received._live_receivers(api)
+        sync_receivers, async_receivers = live
+        if not isinstance(sync_receivers, list) or not isinstance(async_receivers, list):
+            raise TypeError("unexpected _live_receivers() result")
+    except (AttributeError, TypeError, ValueError):
+        return _ROBUST
+    if not sync_receivers and not async_receivers:
+        return None
+    return Receivers(tuple(sync_receivers), tuple(async_receivers))
 
 
 class Dispatcher:
@@ -302,39 +322,95 @@ class Dispatcher:
         self.router = default_router if router is None else router
         self.send_signal = send_signal
 
+    def receivers(self, api: str) -> Receivers | None:
+        """Snapshot the ``event_received`` receivers for ``api`` (``None``: no signal).
+
+        The listener takes one snapshot per batch of queued events and passes it to
+        :meth:`run`; receivers connected meanwhile take part from the next batch on.
+        """
+        if not self.send_signal:
+            return None
+        return _live_receivers(api)
+
+    def handlers(self, api: str, subscription: str) -> tuple[_Entry, ...]:
+        """Return the handlers for ``subscription`` in run order (cached by the router)."""
+        return self.router.handlers_for(api, subscription)
+
     async def dispatch(self, event: ReceivedEvent) -> DispatchReport:
         """Dispatch one event; never raises for a failing receiver or handler."""
-        report = DispatchReport()
-        if self.send_signal and event_received.receivers:
-            for receiver, result in await _send_robust(event):
-                if isinstance(result, BaseException):
-                    name = getattr(receiver, "__qualname__", repr(receiver))
-                    logger.error(
-                        "event_received receiver %s failed for an event on %s (api=%s)",
-                        name,
-                        event.subscription,
-                        event.api,
-                        exc_info=(type(result), result, result.__traceback__),
-                    )
-                    report.errors.append(HandlerError(name, result))
-        for entry in self.router.handlers_for(event.api, event.subscription):
-            report.handlers += 1
+        handlers = self.router.handlers_for(event.api, event.subscription)
+        errors: list[HandlerError] = []
+        await self.run(event, self.receivers(event.api), handlers, errors)
+        return DispatchReport(len(handlers), errors)
+
+    async def run(
+        self,
+        event: ReceivedEvent,
+        receivers: Receivers | None,
+        handlers: tuple[_Entry, ...],
+        errors: list[HandlerError] | None = None,
+    ) -> int:
+        """Send the signal to ``receivers``, then run ``handlers``; return the failures.
+
+        The fast path behind :meth:`dispatch`, for callers that dispatch many events
+        with one :meth:`receivers` snapshot and :meth:`handlers` lookup. Every failure
+        is logged and counted (and appended to ``errors`` when given); nothing but
+        cancellation propagates.
+        """
+        failures = 0
+        if receivers is not None:
+            if receivers.sync or receivers.robust:
+                # Sync receivers run in one thread hop, as Signal.asend_robust does it.
+                responses = await event_received.asend_robust(
+                    sender=event.api, event=event, api=event.api
+                )
+                for receiver, result in responses:
+                    if isinstance(result, BaseException):
+                        failures += 1
+                        self._receiver_failed(receiver, result, event, errors)
+            else:
+                api = event.api
+                for receiver in receivers.async_:
+                    try:
+                        await receiver(signal=event_received, sender=api, event=event, api=api)
+                    except Exception as exc:
+                        failures += 1
+                        self._receiver_failed(receiver, exc, event, errors)
+        for entry in handlers:
             try:
                 if entry.is_async:
                     await entry.func(event)
                 else:
                     await _run_sync_async(entry.func, event)
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
+                failures += 1
                 logger.exception(
                     "Handler %s failed for an event on %s (api=%s)",
                     entry.name,
                     event.subscription,
                     event.api,
                 )
-                report.errors.append(HandlerError(entry.name, exc))
-        return report
+                if errors is not None:
+                    errors.append(HandlerError(entry.name, exc))
+        return failures
+
+    @staticmethod
+    def _receiver_failed(
+        receiver: Any,
+        error: BaseException,
+        event: ReceivedEvent,
+        errors: list[HandlerError] | None,
+    ) -> None:
+        name = getattr(receiver, "__qualname__", repr(receiver))
+        logger.error(
+            "event_received receiver %s failed for an event on %s (api=%s)",
+            name,
+            event.subscription,
+            event.api,
+            exc_info=(type(error), error, error.__traceback__),
+        )
+        if errors is not None:
+            errors.append(HandlerError(name, error))
 
 
 async def asimulate_event(

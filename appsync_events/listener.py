@@ -36,7 +36,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -47,7 +48,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from . import signals
 from .client import AppSyncEventsClient, StateChange, Subscription
 from .conf import APIConfig, get_api_config
-from .dispatch import Dispatcher, Router
+from .dispatch import Dispatcher, Router, _Entry
 from .events import ReceivedEvent
 from .exceptions import AppSyncEventsError
 from .lease import Lease, get_lease
@@ -136,6 +137,76 @@ class ListenerStats:
         return asdict(self)
 
 
+class _EventQueue:
+    """The bounded FIFO between the socket readers and the dispatch loop.
+
+    ``asyncio.Queue`` costs a coroutine and half a dozen method calls per event on each
+    side; this one is a deque plus wake-ups. Readers append without waiting while
+    there is room (:meth:`put_nowait`) and wait for room otherwise (:meth:`put`:
+    backpressure, in arrival order); the dispatch loop takes every queued event per
+    wake-up. :attr:`drained` is set while the queue is empty and the dispatch loop is
+    idle, which is what shutdown waits for.
+    """
+
+    __slots__ = ("_getter", "_putters", "drained", "items", "maxsize")
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.items: deque[ReceivedEvent] = deque()
+        self._getter: asyncio.Future[None] | None = None
+        self._putters: deque[asyncio.Future[None]] = deque()
+        self.drained = asyncio.Event()
+        self.drained.set()
+
+    def qsize(self) -> int:
+        """Return how many events wait."""
+        return len(self.items)
+
+    def put_nowait(self, event: ReceivedEvent) -> None:
+        """Append ``event`` (the caller checked there is room) and wake the loop."""
+        self.items.append(event)
+        self.drained.clear()
+        getter = self._getter
+        if getter is not None:
+            self._getter = None
+            if not getter.done():
+                getter.set_result(None)
+
+    async def put(self, event: ReceivedEvent) -> None:
+        """Append ``event`` once there is room: the reader waits here when full."""
+        while len(self.items) >= self.maxsize:
+            putter = asyncio.get_running_loop().create_future()
+            self._putters.append(putter)
+            try:
+                await putter
+            except BaseException:
+                putter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._putters.remove(putter)
+                # Pass our turn on: another reader may be waiting for this room.
+                if len(self.items) < self.maxsize:
+                    self.room()
+                raise
+        self.put_nowait(event)
+
+    def room(self) -> None:
+        """Wake the first reader waiting for room (the loop took an event)."""
+        putters = self._putters
+        while putters:
+            putter = putters.popleft()
+            if not putter.done():
+                putter.set_result(None)
+                return
+
+    async def wait(self) -> None:
+        """Wait until an event is queued (return at once when one is)."""
+        if self.items:
+            return
+        self.drained.set()
+        getter = self._getter = asyncio.get_running_loop().create_future()
+        await getter
+
+
 class Listener:
     """Receive an alias's events and dispatch them; the service behind ``appsync_listen``.
 
@@ -199,7 +270,10 @@ class Listener:
         self.client_options = dict(client_options or {})
         self.stats = ListenerStats()
         self.client: AppSyncEventsClient | None = None
-        self._queue: asyncio.Queue[ReceivedEvent] = asyncio.Queue(lc.queue_size)
+        #: Subscriptions that dispatch to signals and handlers; paths only added by
+        #: follow() are forward-only (sinks), see _dispatch_loop.
+        self._static = frozenset(self.channels)
+        self._queue = _EventQueue(lc.queue_size)
         self._stop = asyncio.Event()
         self._accepting = False
         self._follows: dict[str, tuple[int, Subscription | None]] = {}
@@ -327,7 +401,7 @@ class Listener:
         # 2. Let queued and in-flight handlers finish, within the shutdown timeout.
         timeout = self.config.listener.shutdown_timeout
         try:
-            await asyncio.wait_for(self._queue.join(), timeout)
+            await asyncio.wait_for(self._queue.drained.wait(), timeout)
         except TimeoutError:
             logger.warning(
                 "Shutdown timeout (%.1f s): %d queued events were not dispatched (api=%s)",
@@ -359,22 +433,30 @@ class Listener:
 
     # -- receiving --------------------------------------------------------------------
 
-    async def _on_event(self, event: ReceivedEvent) -> None:
-        self.stats.received += 1
+    def _on_event(self, event: ReceivedEvent) -> Awaitable[None] | None:
+        """Queue one event; return an awaitable only when the reader must wait.
+
+        Plain function, not ``async def``: with room in the queue (the common case)
+        the client's reader goes on to the next frame without a coroutine.
+        """
+        stats = self.stats
+        stats.received += 1
         if not self._accepting:
-            self.stats.discarded += 1
-            return
+            stats.discarded += 1
+            return None
         queue = self._queue
+        items = queue.items
+        if len(items) < queue.maxsize:
+            queue.put_nowait(event)
+            return None
         policy = self.config.listener.overflow
-        if policy == "block" or not queue.full():
-            await queue.put(event)
-            return
+        if policy == "block":
+            return queue.put(event)
         dropped = event
         if policy == "drop_oldest":
-            dropped = queue.get_nowait()
-            queue.task_done()
+            dropped = items.popleft()
             queue.put_nowait(event)
-        await self._dropped(dropped, policy)
+        return self._dropped(dropped, policy)
 
     async def _dropped(self, event: ReceivedEvent, policy: str) -> None:
         self.stats.dropped += 1
@@ -402,31 +484,65 @@ class Listener:
             )
 
     async def _dispatch_loop(self) -> None:
+        """Dispatch queued events, every queued one per wake-up, one at a time in order.
+
+        Per batch (the events queued when it starts): one ``event_received`` receiver
+        snapshot and one handler lookup per subscription path, so receivers and
+        handlers registered meanwhile take part from the next batch on. Per event:
+        signal, handlers, then sinks, as documented.
+        """
         queue = self._queue
+        items = queue.items
         dispatcher = self.dispatcher
+        run = dispatcher.run
         sinks = self.sinks
+        static = self._static
+        stats = self.stats
+        alias = self.alias
         while True:
-            event = await queue.get()
-            try:
-                report = await dispatcher.dispatch(event)
-                self.stats.handler_errors += len(report.errors)
+            if not items:
+                await queue.wait()
+                continue
+            receivers = dispatcher.receivers(alias)
+            handlers_by_path: dict[str, tuple[_Entry, ...]] = {}
+            for _ in range(len(items)):
+                if not items:  # a drop_oldest took it meanwhile
+                    break
+                event = items.popleft()
+                if queue._putters:
+                    queue.room()
+                subscription = event.subscription
+                # Subscriptions added by follow() exist for browsers: their events go
+                # to the sinks (the forwarder) only. A static subscription covering the
+                # same channel delivers the event to signals and handlers already, so
+                # running them here too would run them twice.
+                if subscription in static:
+                    handlers = handlers_by_path.get(subscription)
+                    if handlers is None:
+                        handlers = handlers_by_path[subscription] = dispatcher.handlers(
+                            alias, subscription
+                        )
+                    if receivers is not None or handlers:
+                        failures = await run(event, receivers, handlers)
+                        if failures:
+                            stats.handler_errors += failures
                 for sink in sinks:
                     try:
                         await sink.dispatch(event)
                     except Exception:
-                        self.stats.handler_errors += 1
+                        stats.handler_errors += 1
                         logger.exception(
                             "Sink %r failed for an event on %s (api=%s)",
                             sink,
-                            event.subscription,
-                            self.alias,
+                            subscription,
+                            alias,
                         )
-                self.stats.dispatched += 1
-                self._last_event = time.monotonic()
-            finally:
-                queue.task_done()
-            if self.max_events is not None and self.stats.dispatched >= self.max_events:
-                self.request_stop(f"dispatched {self.stats.dispatched} events (--max-events)")
+                stats.dispatched += 1
+                if self.max_events is not None and stats.dispatched >= self.max_events:
+                    self.request_stop(f"dispatched {stats.dispatched} events (--max-events)")
+            self._last_event = time.monotonic()
+            if not items:
+                queue.drained.set()
 
     def _on_frame(self) -> None:
         now = time.monotonic()

@@ -31,6 +31,7 @@ import platform
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ async def serve(events: int) -> None:
     """Serve the sender until stdin closes; print the port first."""
     from websockets.asyncio.server import ServerConnection
     from websockets.asyncio.server import serve as ws_serve
+    from websockets.frames import Frame, Opcode
 
     # Pre-encoded once: only the subscription id is substituted when a subscribe comes.
     template = [
@@ -69,10 +71,19 @@ async def serve(events: int) -> None:
                 await ws.send('{"type":"connection_ack","connectionTimeoutMs":300000}')
             elif kind == "subscribe":
                 sub_id = message["id"]
-                frames = [f.replace(PLACEHOLDER, sub_id) for f in template]
+                # The whole stream as wire bytes (server frames are unmasked), built before
+                # answering: the sender then costs nothing per frame, so the receiver (bare
+                # loop or listener) is what limits the rate, never the sender.
+                wire = b"".join(
+                    Frame(Opcode.TEXT, f.replace(PLACEHOLDER, sub_id).encode()).serialize(
+                        mask=False
+                    )
+                    for f in template
+                )
                 await ws.send(json.dumps({"type": "subscribe_success", "id": sub_id}))
-                for f in frames:
-                    await ws.send(f)
+                # Written straight to the transport, after subscribe_success (the transport
+                # keeps the order); the kernel's socket buffers then pace the receiver.
+                ws.transport.write(wire)
             elif kind == "unsubscribe":
                 await ws.send(json.dumps({"type": "unsubscribe_success", "id": message["id"]}))
 
@@ -120,7 +131,9 @@ async def bare_loop(port: int, events: int) -> float:
     ) as ws:
         await ws.send('{"type":"connection_init"}')
         await ws.recv()
-        await ws.send(json.dumps({"type": "subscribe", "id": "bare", "channel": "/bench/*"}))
+        # A subscription id like the listener's (a UUID), so both get frames of one size.
+        sub_id = str(uuid.uuid4())
+        await ws.send(json.dumps({"type": "subscribe", "id": sub_id, "channel": "/bench/*"}))
         await ws.recv()  # subscribe_success
         count = 0
         start = 0.0
