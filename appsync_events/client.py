@@ -32,9 +32,10 @@ never spins quietly; a :class:`~appsync_events.exceptions.ConfigurationError` or
 unexpected exception stops the client (:meth:`AppSyncEventsClient.wait_closed`
 re-raises it).
 
-Logging: logger ``appsync_events.client``. Handshake headers and outgoing frames are
-never logged: the ``websockets`` library is given a logger that refuses DEBUG, because
-its DEBUG output contains the ``header-`` subprotocol and every ``authorization``.
+Logging: logger ``appsync_events.client``. The ``websockets`` library logs to its own
+``websockets.client`` logger through :func:`~appsync_events.redaction.redacting_logger`:
+its DEBUG output (handshake headers, every frame) stays available, with the ``header-``
+subprotocol value, API keys, tokens and signatures replaced by ``<redacted>``.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ from .protocol import (
     encode,
     loads,
 )
+from .redaction import redacting_logger
 from .results import PublishResult
 
 __all__ = [
@@ -217,19 +219,12 @@ def _new_id() -> str:
     return str(uuid.uuid4())
 
 
-class _NoDebugLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """A logger for ``websockets`` that never emits DEBUG.
-
-    At DEBUG, ``websockets`` logs every handshake header (the ``header-`` subprotocol
-    holds the connect credentials) and every outgoing frame (``authorization``
-    members). Refusing DEBUG here keeps secrets out of logs whatever LOGGING says.
-    """
-
-    def isEnabledFor(self, level: int) -> bool:
-        return level > logging.DEBUG and self.logger.isEnabledFor(level)
-
-
-_ws_logger: Final = _NoDebugLogger(logging.getLogger("appsync_events.client.websocket"), {})
+#: The logger ``websockets`` writes to for our connections: its own ``websockets.client``
+#: logger (so its DEBUG output stays available where people look for it), wrapped so
+#: every record is redacted. At DEBUG, ``websockets`` logs every handshake header (the
+#: ``header-`` subprotocol holds the connect credentials) and every outgoing frame
+#: (``authorization`` members); the wrapper replaces each credential with ``<redacted>``.
+_ws_logger: Final = redacting_logger("websockets.client")
 
 
 # -- one connection -----------------------------------------------------------------------
@@ -1285,6 +1280,13 @@ class AppSyncEventsClient:
 
         More than five events are sent in chunks of five, one after the other; the
         result reports every event by its index in ``events``.
+
+        IAM: the service rejects an IAM-signed *websocket* publish whose events contain
+        certain characters (``<`` and ``>`` among them) with a signature mismatch,
+        although the same publish over HTTP succeeds. This method sends what it is
+        given; check :func:`appsync_events.auth.websocket_publish_safe` first and
+        publish over HTTP when it returns ``False`` (the websocket publishing backend
+        does that fallback for you).
 
         Args:
             channel: a concrete channel path (no wildcard).

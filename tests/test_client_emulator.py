@@ -256,3 +256,59 @@ async def test_aclose_unsubscribes_then_closes(emulator: AppSyncEventsEmulator) 
     await client.aclose()
     await until(lambda: not emulator.connections, DEADLINE)
     assert emulator.subscriptions == []
+
+
+class _Lines(logging.Handler):
+    """Keep every record as a handler would write it (with tracebacks)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self.lines.append(self.format(record))
+
+
+async def test_websockets_debug_output_is_redacted(emulator: AppSyncEventsEmulator) -> None:
+    """With websockets at DEBUG, a real connect logs frames and headers but no credential."""
+    from appsync_events.auth import aconnect_headers, encode_header_subprotocol
+    from appsync_events.conf import get_api_config
+
+    header = encode_header_subprotocol(await aconnect_headers(get_api_config()))
+    assert header.startswith("header-")
+    handler = _Lines()
+    names = ("websockets", "appsync_events")
+    levels = {name: logging.getLogger(name).level for name in names}
+    root = logging.getLogger()
+    root.addHandler(handler)
+    for name in names:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    try:
+        seen = Seen()
+        async with seen.client() as client:
+            await client.subscribe("/chat/*")
+            result = await client.publish("/chat/a", [json.dumps({"text": "hi"})])
+            assert result.ok
+            await until(lambda: len(seen.events) == 1)
+    finally:
+        root.removeHandler(handler)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+    text = "\n".join(handler.lines)
+    # websockets' DEBUG output is there: the handshake and the outgoing frames...
+    ours = [r for r in handler.records if r.name == "websockets.client"]
+    assert any(r.levelno == logging.DEBUG for r in ours)
+    assert "Sec-WebSocket-Protocol" in text
+    assert '"type":"subscribe"' in text
+    # ...with every credential replaced.
+    assert emulator.api_key not in text
+    assert header not in text
+    assert "header-<redacted>" in text
+    assert all(
+        line.split("header-", 1)[1].startswith("<redacted>")
+        for line in handler.lines
+        if "header-" in line
+    )
