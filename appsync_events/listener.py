@@ -20,6 +20,15 @@ second at most, with the count).
 
 Subscriptions can be added and removed at run time with :meth:`Listener.follow` /
 :meth:`Listener.unfollow` (reference-counted; the configured ones are never dropped).
+Those are **forward-only**: their events go to the sinks (the forwarder, for browsers)
+and not to signals or handlers, because AppSync delivers an event once per matching
+subscription, so with ``/chat/*`` configured and ``/chat/rooms/7`` followed, handlers
+would otherwise run twice for ``/chat/rooms/7``. A path that is configured and also
+followed is static.
+
+The dispatch loop takes every queued event per wake-up, one at a time in order; per
+such batch it looks up the ``event_received`` receivers once and each subscription's
+handlers once (see :meth:`appsync_events.dispatch.Dispatcher.run`).
 
 Shutdown (SIGINT/SIGTERM, :meth:`Listener.request_stop`, ``max_events``, ``max_idle``):
 stop accepting events, let queued and in-flight handlers finish within
@@ -116,7 +125,8 @@ class ListenerStats:
 
     Attributes:
         received: events read from the socket.
-        dispatched: events that went through signals, handlers and sinks.
+        dispatched: events that went through signals, handlers and sinks (events on
+            followed, forward-only subscriptions: through the sinks).
         handler_errors: handler, receiver and sink exceptions (each logged).
         reconnects: connections re-established after a loss.
         dropped: events dropped by an ``OVERFLOW`` drop policy.

@@ -313,3 +313,70 @@ def test_default_sinks_include_the_forwarder(settings: Any) -> None:
     assert any(isinstance(s, ChannelLayerForwarder) for s in listener.sinks)
     settings.CHANNEL_LAYERS = {}
     assert Listener().sinks == []
+
+
+async def test_followed_subscriptions_are_forward_only(
+    settings: Any, emulator: AppSyncEventsEmulator, run: Any, receivers: Any
+) -> None:
+    """Static /chat/* plus followed /chat/rooms/7: handlers run once, the forwarder gets both."""
+    from channels.layers import InMemoryChannelLayer
+
+    from appsync_events.forwarding import ChannelLayerForwarder
+
+    configure(settings)
+    layer = InMemoryChannelLayer()
+    forwarder = ChannelLayerForwarder(layer, control_channel=None, in_process=True)
+    browser = await layer.new_channel()
+    await layer.group_add(forwarder.group_for("/chat/rooms/7"), browser)
+    router = Router()
+    handled: list[tuple[str, Any]] = []
+
+    @router.on("/chat/*")
+    async def handler(event: ReceivedEvent) -> None:
+        handled.append((event.subscription, event.payload))
+
+    got = receivers(signals.event_received)
+    seen: list[tuple[str, Any]] = []
+
+    class Recorder:
+        async def start(self, listener: Any) -> None:
+            pass
+
+        async def dispatch(self, event: ReceivedEvent) -> None:
+            seen.append((event.subscription, event.payload))
+
+        async def stop(self) -> None:
+            pass
+
+    running = run(router=router, sinks=[Recorder(), forwarder])
+    await asyncio.to_thread(emulator.wait_for_subscriptions, 1)
+    await running.listener.follow("/chat/rooms/7")
+    await running.listener.follow("/chat/*")  # static and followed: still static
+    await publish(emulator, "/chat/rooms/7", {"n": 1})
+    await until(lambda: len(seen) == 2)
+    assert sorted(seen) == [("/chat/*", {"n": 1}), ("/chat/rooms/7", {"n": 1})]
+    message = await asyncio.wait_for(layer.receive(browser), 10)
+    assert (message["subscription"], message["payload"]) == ("/chat/rooms/7", {"n": 1})
+    assert handled == [("/chat/*", {"n": 1})]  # once, from the static subscription
+    assert [c["event"].subscription for c in got.calls] == ["/chat/*"]
+    assert running.listener.stats.dispatched == 2
+    assert await running.stop() == 0
+
+
+async def test_a_path_both_followed_and_static_dispatches_everything(
+    settings: Any, emulator: AppSyncEventsEmulator, run: Any
+) -> None:
+    """Following a configured path keeps it static: its events still reach handlers."""
+    configure(settings)
+    router = Router()
+    handled: list[Any] = []
+    router.add("/chat/*", lambda e: handled.append(e.payload))
+    running = run(router=router)
+    await asyncio.to_thread(emulator.wait_for_subscriptions, 1)
+    await running.listener.follow("/chat/*")
+    await publish(emulator, "/chat/a", 1)
+    await until(lambda: handled == [1])
+    await running.listener.unfollow("/chat/*")
+    await publish(emulator, "/chat/a", 2)
+    await until(lambda: handled == [1, 2])
+    assert await running.stop() == 0
