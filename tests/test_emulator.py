@@ -326,3 +326,19 @@ async def _in_thread(func, *args):
     import asyncio
 
     return await asyncio.to_thread(func, *args)
+
+
+def test_starting_the_emulator_leaves_uvicorn_logging_alone():
+    """Starting the emulator leaves the process's uvicorn.access logger as it was."""
+    import logging
+
+    access = logging.getLogger("uvicorn.access")
+    handler = logging.NullHandler()
+    access.addHandler(handler)
+    access.propagate = True
+    try:
+        with AppSyncEventsEmulator():
+            assert access.propagate is True
+            assert handler in access.handlers
+    finally:
+        access.removeHandler(handler)

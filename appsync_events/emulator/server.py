@@ -362,6 +362,12 @@ class AppSyncEventsEmulator:
 
     async def _serve(self, sock: socket.socket) -> None:
         app = EmulatorApp(self.state, jwks=self.authorizer.jwks)
+        # uvicorn.Config(access_log=False) also detaches the process-wide "uvicorn.access"
+        # logger (no handlers, no propagation), which would silence the access log of the
+        # user's own uvicorn server in this process. A library configures no logging: the
+        # emulator writes no access lines, and that logger is left as it was.
+        access = logging.getLogger("uvicorn.access")
+        saved = (access.handlers[:], access.propagate)
         config = uvicorn.Config(
             app,
             log_config=None,
@@ -375,6 +381,7 @@ class AppSyncEventsEmulator:
             timeout_graceful_shutdown=2,
             timeout_keep_alive=30,
         )
+        access.handlers[:], access.propagate = saved
         if self.fault_proxy_enabled:
             from .proxy import FaultProxy
 
