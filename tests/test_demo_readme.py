@@ -147,6 +147,16 @@ SNIPPETS: dict[str, str] = {
             assert capsys.readouterr().out == "ada in lobby: hi\\n"
         """
     ),
+    "test-emulator": _snippet(
+        """
+        from appsync_events import publish
+
+
+        def test_publish_reaches_the_service(appsync_events_emulator):
+            publish("/chat/rooms/lobby", {"text": "hi"})
+            assert appsync_events_emulator.published_to("/chat/rooms/lobby") == [{"text": "hi"}]
+        """
+    ),
 }
 
 
@@ -175,6 +185,23 @@ def test_readme_blocks_match_the_tested_snippets() -> None:
     for name, code in blocks:
         assert name in SNIPPETS, f"README.md marks an unknown snippet {name!r}"
         assert code == SNIPPETS[name], f"README.md's snippet {name!r} differs from the tested one"
+
+
+def test_every_python_block_of_the_readme_is_a_tested_snippet() -> None:
+    """No python block in README.md escapes the snippet tests (each has a marker)."""
+    text = README.read_text(encoding="utf-8")
+    python_blocks = text.count("```python\n")
+    assert python_blocks == len(MARKER.findall(text))
+
+
+def test_emulator_snippet_passes(appsync_events_emulator: Any, settings: LazySettings) -> None:
+    """The README's emulator test passes: the event really reaches the emulator."""
+    value = copy.deepcopy(settings.APPSYNC_EVENTS)
+    value["default"].pop("PUBLISH", None)  # this module's autouse fixture chose locmem
+    settings.APPSYNC_EVENTS = value
+    namespace = _run("test-emulator")
+    namespace["test_publish_reaches_the_service"](appsync_events_emulator)
+    assert locmem.published_events("/chat/rooms/lobby") == []
 
 
 def test_settings_snippet_configures_an_alias(monkeypatch: pytest.MonkeyPatch) -> None:
