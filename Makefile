@@ -109,8 +109,8 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes (your own files only 
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-typecheck: $(STAMP) ## mypy --strict on the package
-	$(PY) -m mypy appsync_events
+typecheck: $(STAMP) ## mypy --strict on the package (and the demo project, a typed user of it)
+	$(PY) -m mypy appsync_events demo_project
 
 migrations-check: $(STAMP) ## fail when a model change has no migration
 	$(PY) manage.py makemigrations --check --dry-run

@@ -54,7 +54,10 @@ logger = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Any ASGI 3 application: typed loosely on purpose, because each framework types its
+# scope and messages its own way (Channels' routers take asgiref's TypedDicts) and a
+# precise Callable type would refuse them all under mypy --strict.
+ASGIApp = Callable[..., Awaitable[None]]
 
 
 @dataclass(slots=True)
