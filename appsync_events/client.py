@@ -428,7 +428,7 @@ class Connection:
                     )
                     continue
                 if message.__class__ is Data:
-                    pending = on_data(self, message)  # type: ignore[arg-type]
+                    pending = on_data(self, message)
                     if pending is None:
                         continue
                     # While the consumer applies backpressure we are not reading, so

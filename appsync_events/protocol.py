@@ -75,8 +75,9 @@ HEADER_SUBPROTOCOL_PREFIX: Final = "header-"
 # parse_int, strict=True), called without the wrapper's BOM check, whitespace skipping
 # and trailing-data check. :func:`loads` uses it only when the text starts with a value
 # and the value ends the text; everything else goes through ``json.loads``.
+# (typeshed describes make_scanner as a class taking a scanner context, which it is in C.)
 _scan_once: Final[Callable[[str, int], tuple[Any, int]]] = json.scanner.make_scanner(
-    json.JSONDecoder()
+    json.JSONDecoder()  # type: ignore[arg-type]
 )
 
 

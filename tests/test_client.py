@@ -729,3 +729,39 @@ async def test_operation_timeout_for_publish(fake: FakeAppSync) -> None:
         fake.on_message = silent  # type: ignore[method-assign]
         with pytest.raises(OperationTimeout):
             await client.publish("/chat/a", ['"x"'])
+
+
+async def test_absurdly_nested_event_is_skipped_not_fatal(
+    fake: FakeAppSync, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An event nested deeper than the parser's recursion limit is skipped and counted."""
+    seen = Collector()
+    async with seen.client() as client:
+        await client.subscribe("/chat/a")
+        with caplog.at_level(logging.WARNING, logger="appsync_events.client"):
+            await fake.broadcast("/chat/a", ["[" * 100_000 + "]" * 100_000, '"after"'])
+            await until(lambda: len(seen.events) == 1)
+        assert seen.payloads() == ["after"]
+        assert client.undecodable_events == 1
+        assert "Skipped an event that is not JSON" in caplog.text
+        assert len(fake.peers) == 1  # the connection survived
+
+
+async def test_on_event_may_be_a_plain_function(fake: FakeAppSync) -> None:
+    """A sync on_event is called per event; an awaitable it returns is awaited first."""
+    calls: list[Any] = []
+    waited: list[Any] = []
+
+    async def wait_for(payload: Any) -> None:
+        waited.append(payload)
+
+    def on_event(event: ReceivedEvent) -> Any:
+        calls.append(event.payload)
+        return wait_for(event.payload) if event.payload == "slow" else None
+
+    async with AppSyncEventsClient(on_event=on_event) as client:
+        await client.subscribe("/chat/a")
+        await fake.broadcast("/chat/a", ['"fast"', '"slow"', '"last"'])
+        await until(lambda: len(calls) == 3)
+    assert calls == ["fast", "slow", "last"]
+    assert waited == ["slow"]

@@ -380,3 +380,37 @@ async def test_a_path_both_followed_and_static_dispatches_everything(
     await publish(emulator, "/chat/a", 2)
     await until(lambda: handled == [1, 2])
     assert await running.stop() == 0
+
+
+async def test_sync_async_and_failing_receivers_through_the_listener(
+    settings: Any, emulator: AppSyncEventsEmulator, run: Any
+) -> None:
+    """Sync and async event_received receivers both run; a failing one is counted, not fatal."""
+    configure(settings)
+    got: list[tuple[str, Any]] = []
+
+    def sync_receiver(sender: str, *, event: ReceivedEvent, **kwargs: Any) -> None:
+        got.append(("sync", event.payload))
+
+    async def async_receiver(sender: str, *, event: ReceivedEvent, **kwargs: Any) -> None:
+        got.append(("async", event.payload))
+
+    async def broken(sender: str, **kwargs: Any) -> None:
+        raise RuntimeError("receiver bug")
+
+    signals.event_received.connect(async_receiver)
+    signals.event_received.connect(broken)
+    try:
+        running = run()
+        await asyncio.to_thread(emulator.wait_for_subscriptions, 1)
+        await publish(emulator, "/chat/a", 1)
+        await until(lambda: running.listener.stats.dispatched == 1)
+        signals.event_received.connect(sync_receiver)  # joins while running
+        await publish(emulator, "/chat/a", 2)
+        await until(lambda: running.listener.stats.dispatched == 2)
+        assert await running.stop() == 0
+    finally:
+        for receiver in (async_receiver, broken, sync_receiver):
+            signals.event_received.disconnect(receiver)
+    assert sorted(got) == [("async", 1), ("async", 2), ("sync", 2)]
+    assert running.listener.stats.handler_errors == 2
