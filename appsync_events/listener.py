@@ -669,6 +669,10 @@ class Listener:
     async def follow(self, path: str) -> None:
         """Hold a subscription to ``path`` (reference-counted) while the listener runs.
 
+        The subscription is forward-only: its events go to the sinks, not to
+        ``event_received`` or handlers (unless ``path`` is a configured subscription,
+        which stays static). See the module documentation.
+
         Raises:
             InvalidChannelError: the path breaks the grammar.
             SubscriptionError: the service refused it.

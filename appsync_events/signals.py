@@ -23,7 +23,9 @@ __all__ = [
 
 # -- receiving (the listener) ---------------------------------------------------------
 
-#: An event arrived on a subscription, decoded once.
+#: An event arrived on a subscription, decoded once. Not sent for events on
+#: subscriptions that exist only through ``Listener.follow()`` (browser follows): those
+#: are forward-only, so an event is not signalled twice when a static wildcard covers it.
 #: Provides: ``event`` (:class:`appsync_events.events.ReceivedEvent`: ``api``,
 #: ``subscription`` path, ``payload``, ``raw``, ``received_at``), ``api``.
 event_received = Signal()
