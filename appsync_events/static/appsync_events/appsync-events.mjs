@@ -1,0 +1,23 @@
+// appsync-events.mjs: the browser client as an ES module (the API is documented in
+// appsync-events.js, next to this file, and in docs/browser.md).
+//
+//     import { connect } from "/static/appsync_events/appsync-events.mjs";
+//     const client = connect("/ws/appsync/");
+//
+// It runs appsync-events.js (which also defines the global AppSyncEvents) and re-exports
+// it, so the two files can never disagree.
+import "./appsync-events.js";
+
+const AppSyncEvents = globalThis.AppSyncEvents;
+
+export default AppSyncEvents;
+export const {
+  VERSION,
+  DEFAULT_URL,
+  connect,
+  Client,
+  AppSyncEventsError,
+  backoffDelay,
+  normalizeChannel,
+  resolveUrl,
+} = AppSyncEvents;
