@@ -1,8 +1,9 @@
 // The demo chat's browser side: plain JavaScript, no build step.
 //
-// One websocket to the Django app (never to AppSync: the browser holds no AWS credentials).
-// Over it the page follows its channel (a room, or /chat/rooms/* on the "all rooms" page),
-// receives the events the listener forwards, and receives the listener's status snapshots.
+// One websocket to the Django app (never to AppSync: the browser holds no AWS credentials),
+// opened by the library's browser client (the global AppSyncEvents). Over it the page follows
+// its channel (a room, or /chat/rooms/* on the "all rooms" page), receives the events the
+// listener forwards, and receives the listener's status snapshots.
 // Posting a message is a plain form POST (fetch); the message comes back to every page,
 // including this one, through AppSync.
 "use strict";
@@ -13,8 +14,6 @@
   const showRoom = body.dataset.page === "all-rooms";
   const list = document.getElementById("messages");
   const seen = new Set();
-  let socket = null;
-  let attempt = 0;
 
   // -- rendering ---------------------------------------------------------------------------
 
@@ -92,65 +91,29 @@
 
   // -- the websocket -----------------------------------------------------------------------
 
-  function wsUrl() {
-    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    return scheme + location.host + body.dataset.wsUrl;
-  }
+  // The library's browser client (appsync_events/static/appsync_events/appsync-events.js)
+  // speaks the consumer's protocol, reconnects with a jittered backoff and follows the
+  // channel again after every reconnect; this page only renders what it reports.
+  const client = AppSyncEvents.connect(body.dataset.wsUrl, {
+    onStateChange: function (state) {
+      setState("page-socket", state);
+      if (channel && state !== "open") setState("page-follow", "pending");
+    },
+    onError: function (error) {
+      console.warn("chat: the server said", error.code, error.message);
+    },
+    // "status" is the demo's own message type: ChatConsumer relays the listener's status.
+    onMessage: function (message) {
+      if (message.type === "status") renderStatus(message.status);
+    },
+  });
 
-  function send(message) {
-    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
-  }
-
-  // The protocol of appsync_events.consumers.AppSyncEventsConsumer, plus "status" (the demo's
-  // ChatConsumer relays the listener's status snapshots).
-  function onMessage(message) {
-    switch (message.type) {
-      case "subscribed":
-        setState("page-follow", "following");
-        break;
-      case "error":
-        console.warn("chat: the server said", message.code, message.message);
-        if (message.channel === channel) {
-          setState("page-follow", "failed", "failed: " + message.message);
-        }
-        break;
-      case "event":
-        // message.channel is the subscription (maybe /chat/rooms/*); the payload carries the
-        // concrete room as the channel template's field.
-        renderMessage(message.payload, true);
-        break;
-      case "status":
-        renderStatus(message.status);
-        break;
-      default:
-        console.debug("chat: ignored message", message);
-    }
-  }
-
-  function connect() {
-    setState("page-socket", "connecting");
-    socket = new WebSocket(wsUrl());
-    socket.addEventListener("open", function () {
-      attempt = 0;
-      setState("page-socket", "open");
-      if (channel) {
-        setState("page-follow", "pending");
-        send({ action: "subscribe", channel: channel });
-      }
-    });
-    socket.addEventListener("message", function (e) {
-      try {
-        onMessage(JSON.parse(e.data));
-      } catch (err) {
-        console.error("chat: bad message", err);
-      }
-    });
-    socket.addEventListener("close", function () {
-      setState("page-socket", "closed");
-      if (channel) setState("page-follow", "pending");
-      // Reconnect with a capped backoff; the server may be restarting.
-      const delay = Math.min(10000, 500 * 2 ** attempt++);
-      setTimeout(connect, delay);
+  if (channel) {
+    // message.channel is the subscription (maybe /chat/rooms/*); the payload carries the
+    // concrete room as the channel template's field.
+    client.subscribe(channel, (payload) => renderMessage(payload, true), {
+      onSubscribed: () => setState("page-follow", "following"),
+      onError: (error) => setState("page-follow", "failed", "failed: " + error.message),
     });
   }
 
@@ -190,6 +153,4 @@
     .then((r) => r.json())
     .then(renderStatus)
     .catch((err) => console.error("chat: status", err));
-
-  connect();
 })();
