@@ -13,21 +13,12 @@ from typing import Any
 
 import pytest
 
+from tests.browser.conftest import TIMEOUT_MS
 from tests.browser.demo_process import REPO, DemoProcess
-from tests.prereqs import require_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
-# Milliseconds Playwright waits for a condition on a page.
-TIMEOUT_MS = 20_000
 
 
 @pytest.fixture
@@ -39,20 +30,6 @@ def demo(tmp_path: Path) -> Iterator[DemoProcess]:
         yield process
     finally:
         process.kill()
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    """Headless Chromium (Debian's), driven by Playwright."""
-    executable = require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
 
 
 def _open(context: Any, url: str) -> Any:
