@@ -342,3 +342,41 @@ def test_starting_the_emulator_leaves_uvicorn_logging_alone():
             assert handler in access.handlers
     finally:
         access.removeHandler(handler)
+
+
+def test_the_emulators_server_logs_no_credentials_at_debug(caplog):
+    """With uvicorn's logger at DEBUG, a connect's header- subprotocol and key are redacted."""
+    import asyncio
+    import logging
+
+    import websockets
+
+    from appsync_events.auth import encode_header_subprotocol
+    from appsync_events.protocol import SUBPROTOCOL
+
+    key = "da2-emulatorlogsecret00000000000"
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    level = uvicorn_error.level
+    uvicorn_error.setLevel(logging.DEBUG)
+    try:
+        with AppSyncEventsEmulator(api_keys=[key]) as emulator:
+            header = encode_header_subprotocol({"host": emulator.http_host, "x-api-key": key})
+
+            async def connect() -> None:
+                async with websockets.connect(
+                    emulator.realtime_url, subprotocols=[SUBPROTOCOL, header]
+                ) as ws:
+                    await ws.send('{"type":"connection_init"}')
+                    assert "connection_ack" in await ws.recv()
+
+            with caplog.at_level(logging.DEBUG):
+                asyncio.run(connect())
+    finally:
+        uvicorn_error.setLevel(level)
+    server_records = [r for r in caplog.records if r.name == "uvicorn.error"]
+    assert any("Sec-WebSocket-Protocol" in r.getMessage() for r in server_records)
+    # Only the server's records: this test's raw client logs its own handshake unredacted.
+    text = "\n".join(r.getMessage() for r in server_records)
+    assert header not in text
+    assert key not in text
+    assert "header-<redacted>" in text

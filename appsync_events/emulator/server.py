@@ -112,6 +112,22 @@ class _Server(uvicorn.Server):
             self._on_started()
 
 
+def _redact_server_logger() -> None:
+    """Keep credentials out of uvicorn's DEBUG records of the emulator's handshakes.
+
+    uvicorn hands its ``uvicorn.error`` logger to the websockets protocol, which logs
+    every handshake header at DEBUG, the ``header-`` subprotocol (an API key, a token or
+    a signature) included. A :class:`~appsync_events.redaction.RedactingFilter` on that
+    logger rewrites those records before any handler sees them. It only ever redacts,
+    and it is added once per process.
+    """
+    from ..redaction import RedactingFilter
+
+    server_logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, RedactingFilter) for f in server_logger.filters):
+        server_logger.addFilter(RedactingFilter())
+
+
 class AppSyncEventsEmulator:
     """A local AppSync Event API for development and tests.
 
@@ -366,6 +382,7 @@ class AppSyncEventsEmulator:
         # logger (no handlers, no propagation), which would silence the access log of the
         # user's own uvicorn server in this process. A library configures no logging: the
         # emulator writes no access lines, and that logger is left as it was.
+        _redact_server_logger()
         access = logging.getLogger("uvicorn.access")
         saved = (access.handlers[:], access.propagate)
         config = uvicorn.Config(
