@@ -15,6 +15,11 @@ from appsync_events.events import ReceivedEvent
 from appsync_events.exceptions import InvalidChannelError
 from appsync_events.signals import event_received
 
+# Sync handlers run like Channels' database_sync_to_async: old connections are closed
+# around them, which pytest-django allows only in tests that may use the database (the
+# README's handler test carries the same mark).
+SYNC_HANDLERS = pytest.mark.django_db
+
 
 @pytest.fixture
 def router() -> Router:
@@ -36,6 +41,7 @@ def event(subscription: str, payload: Any = None, api: str = "default") -> Recei
     return ReceivedEvent(api, subscription, payload, "null", "sub-1")
 
 
+@SYNC_HANDLERS
 def test_every_covering_handler_runs_most_specific_first(router: Router) -> None:
     """Exact beats deeper wildcard beats shallower wildcard; others are not run."""
     calls: list[str] = []
@@ -63,6 +69,7 @@ def test_every_covering_handler_runs_most_specific_first(router: Router) -> None
     assert calls == ["broad"]  # a wildcard subscription may carry other channels
 
 
+@SYNC_HANDLERS
 def test_handler_failure_is_isolated_and_logged(
     router: Router, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -86,6 +93,7 @@ def test_handler_failure_is_isolated_and_logged(
     assert "kaput" in caplog.text
 
 
+@SYNC_HANDLERS
 def test_simulate_event_reraises_by_default(router: Router) -> None:
     """simulate_event re-raises a handler's exception after all handlers ran."""
     router.add("/chat/a", lambda e: 1 / 0)
@@ -127,6 +135,7 @@ async def test_payload_round_trips_like_the_wire(router: Router) -> None:
     assert seen[0].raw == '{"at":"2025-01-02"}'
 
 
+@SYNC_HANDLERS
 def test_api_restriction(router: Router) -> None:
     """A handler restricted to an alias ignores other aliases' events."""
     calls: list[str] = []
@@ -136,6 +145,7 @@ def test_api_restriction(router: Router) -> None:
     assert calls == ["other"]
 
 
+@SYNC_HANDLERS
 def test_included_routers_and_removal(router: Router) -> None:
     """Handlers of an included router run; removed handlers do not."""
     calls: list[str] = []
@@ -158,6 +168,7 @@ def test_invalid_pattern_is_refused(router: Router) -> None:
         router.on("/chat/a_b")
 
 
+@SYNC_HANDLERS
 def test_module_level_on_uses_the_default_router(default_router: Router) -> None:
     """@appsync_events.dispatch.on registers on the default router."""
     calls: list[Any] = []
@@ -194,6 +205,7 @@ async def test_event_received_signal_arguments(router: Router) -> None:
     assert [type(e.error) for e in report.errors] == [ValueError]
 
 
+@SYNC_HANDLERS
 def test_autodiscover_includes_app_routers(default_router: Router, monkeypatch: Any) -> None:
     """autodiscover imports appsync_handlers modules and includes their router."""
     import sys
