@@ -13,33 +13,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
-import os
-import platform
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import websockets
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
+try:
+    from bench import _common  # python -m bench.bench_x, or imported from the repo root
+except ImportError:
+    import _common  # type: ignore[import-not-found,no-redef]  # run as bench/bench_x.py
+
 SECTION = "## Emulator fan-out"
 API_KEY = "da2-bench000000000000000000000000"
-SERVER = f"""
-import sys
-from appsync_events.emulator import AppSyncEventsEmulator
-emulator = AppSyncEventsEmulator(api_keys=[{API_KEY!r}], ka_interval=3600.0,
-                                 publishes_per_second=1_000_000)
-emulator.start()
-print(emulator.port, flush=True)
-sys.stdin.read()
-emulator.stop()
-"""
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -62,23 +50,12 @@ class Server:
     """The emulator in a child process."""
 
     def __init__(self) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        assert self.proc.stdout is not None
-        self.port = int(self.proc.stdout.readline())
+        self.proc, self.port = _common.start_emulator(API_KEY)
         self.http_url = f"http://127.0.0.1:{self.port}/event"
         self.ws_url = f"ws://127.0.0.1:{self.port}/event/realtime"
 
     def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(timeout=30)
+        _common.stop_child(self.proc, timeout=30)
 
 
 def header() -> str:
@@ -177,35 +154,11 @@ async def idle_memory(count: int) -> dict[str, float]:
     }
 
 
-def machine() -> str:
-    mem_kib = 0
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            mem_kib = int(line.split()[1])
-    return (
-        f"{os.cpu_count()} CPUs, {mem_kib / 1024 / 1024:.1f} GiB RAM, "
-        f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
-    )
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def render(results: list[dict[str, float]], memory: dict[str, float], seconds: float) -> str:
     lines = [
         SECTION,
         "",
-        f"Commit `{commit()}`, {machine()}, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.",
+        _common.provenance(memory=True),
         f"`bench/bench_emulator.py --seconds {seconds:g}`: the emulator in its own process on "
         "loopback, subscribers (one websocket each, no compression) and an HTTP publisher "
         "(batches of 5 events) in the benchmark process, both on the same machine.",
@@ -228,19 +181,6 @@ def render(results: list[dict[str, float]], memory: dict[str, float], seconds: f
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) the section in BENCHMARKS.md."""
-    path = ROOT / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = current.find(SECTION)
-    if start < 0:
-        updated = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = current.find("\n## ", start + len(SECTION))
-        updated = current[:start] + text + ("" if end < 0 else current[end + 1 :])
-    path.write_text(updated.rstrip("\n") + "\n")
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -261,7 +201,7 @@ async def main() -> None:
     text = render(results, memory, args.seconds)
     print(text)
     if not args.no_write:
-        write_section(text)
+        _common.write_section(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,24 +31,18 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
+try:
+    from bench import _common  # python -m bench.bench_x, or imported from the repo root
+except ImportError:
+    import _common  # type: ignore[import-not-found,no-redef]  # run as bench/bench_x.py
+
+ROOT = _common.ROOT
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
 SECTION = "## Channels forwarding"
 API_KEY = "da2-benchforward00000000000000000"
 CHANNEL = "/default/bench"
 GOAL = 0.9
-SERVER = f"""
-import sys
-from appsync_events.emulator import AppSyncEventsEmulator
-emulator = AppSyncEventsEmulator(api_keys=[{API_KEY!r}], ka_interval=3600.0,
-                                 publishes_per_second=1_000_000)
-emulator.start()
-print(emulator.port, flush=True)
-sys.stdin.read()
-emulator.stop()
-"""
 LISTENER_SETTINGS = """
 import json, os
 from tests.settings import *  # noqa: F403
@@ -74,20 +65,6 @@ def layer_config(prefix: str) -> dict[str, Any]:
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {"hosts": [list(redis_address())], "prefix": prefix, "capacity": 100_000},
     }
-
-
-def start_emulator() -> tuple[subprocess.Popen[str], int]:
-    """Start the emulator process; return it and its port."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.stdout is not None
-    return proc, int(proc.stdout.readline())
 
 
 def api_settings(port: int) -> dict[str, Any]:
@@ -339,26 +316,6 @@ async def wait_subscribed(port: int) -> None:
 # -- report ---------------------------------------------------------------------------
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def machine() -> str:
-    return (
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
-    )
-
-
 def render(overhead: dict[str, float], e2e: dict[str, Any], args: argparse.Namespace) -> str:
     ratio = overhead["forwarder"] / overhead["bare"]
     verdict = "met" if ratio >= GOAL else "NOT met"
@@ -366,7 +323,7 @@ def render(overhead: dict[str, float], e2e: dict[str, Any], args: argparse.Names
         [
             SECTION,
             "",
-            f"Commit `{commit()}`, {machine()}, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.",
+            _common.provenance(),
             f"`bench/bench_forwarding.py --events {args.events} --rounds {args.rounds} "
             f"--seconds {args.seconds:g}`: channels_redis on loopback Redis.",
             "",
@@ -403,23 +360,10 @@ def render(overhead: dict[str, float], e2e: dict[str, Any], args: argparse.Names
     )
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) the section in BENCHMARKS.md."""
-    path = ROOT / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = current.find(SECTION + "\n")
-    if start < 0:
-        updated = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = current.find("\n## ", start + len(SECTION))
-        updated = current[:start] + text + ("" if end < 0 else current[end + 1 :])
-    path.write_text(updated.rstrip("\n") + "\n")
-
-
 async def run(args: argparse.Namespace) -> str:
     from django.test.utils import override_settings
 
-    emulator, port = start_emulator()
+    emulator, port = _common.start_emulator(API_KEY)
     layer = layer_config(f"bench-{uuid.uuid4().hex[:8]}")
     try:
         with override_settings(
@@ -433,9 +377,7 @@ async def run(args: argparse.Namespace) -> str:
 
             await get_channel_layer().flush()
     finally:
-        assert emulator.stdin is not None
-        emulator.stdin.close()
-        emulator.wait(10)
+        _common.stop_child(emulator, 10)
     return render(overhead, e2e, args)
 
 
@@ -452,7 +394,7 @@ def main() -> None:
     text = asyncio.run(run(args))
     print(text)
     if not args.no_write:
-        write_section(text)
+        _common.write_section(SECTION, text)
 
 
 if __name__ == "__main__":

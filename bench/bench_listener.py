@@ -25,19 +25,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
+try:
+    from bench import _common  # python -m bench.bench_x, or imported from the repo root
+except ImportError:
+    import _common  # type: ignore[import-not-found,no-redef]  # run as bench/bench_x.py
+
 
 SECTION = "## Listener throughput"
 PLACEHOLDER = "SUBSCRIPTION-ID-PLACEHOLDER"
@@ -103,14 +102,8 @@ async def serve(events: int) -> None:
 
 
 def start_sender(events: int) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", "--events", str(events)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    return proc, int(proc.stdout.readline())
+    """Start the sender process (this script with ``--serve``); return it and its port."""
+    return _common.start_child([sys.executable, __file__, "--serve", "--events", str(events)])
 
 
 # -- receivers ----------------------------------------------------------------------------
@@ -229,33 +222,16 @@ def setup_django(port: int) -> None:
 # -- report -------------------------------------------------------------------------------
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def render(
     bare: float, decode_rate: float, async_rate: float, sync_rate: float, events: int
 ) -> str:
     ratio = async_rate / bare
     verdict = "met" if ratio >= 0.8 else "NOT met"
-    machine = (
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
-    )
     return "\n".join(
         [
             SECTION,
             "",
-            f"Commit `{commit()}`, {machine}, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.",
+            _common.provenance(),
             f"`bench/bench_listener.py --events {events}`: one sender process (plain "
             "`websockets` server on loopback) pushes the same pre-encoded `data` frames "
             "(~90-byte events) to each receiver in turn; the receivers run in this process, "
@@ -307,19 +283,6 @@ def render(
     )
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) the section in BENCHMARKS.md."""
-    path = ROOT / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = current.find(SECTION + "\n")
-    if start < 0:
-        updated = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = current.find("\n## ", start + len(SECTION))
-        updated = current[:start] + text + ("" if end < 0 else current[end + 1 :])
-    path.write_text(updated.rstrip("\n") + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--events", type=int, default=30000, help="events per receiver")
@@ -337,13 +300,11 @@ def main() -> None:
         async_rate = asyncio.run(listener_run(port, args.events, sync_handler=False))
         sync_rate = asyncio.run(listener_run(port, args.events, sync_handler=True))
     finally:
-        assert sender.stdin is not None
-        sender.stdin.close()
-        sender.wait(30)
+        _common.stop_child(sender, 30)
     text = render(bare, decode_rate, async_rate, sync_rate, args.events)
     print(text)
     if not args.no_write:
-        write_section(text)
+        _common.write_section(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -22,49 +22,22 @@ comes first, and the rate is events accepted per second. Results replace the sec
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
+try:
+    from bench import _common  # python -m bench.bench_x, or imported from the repo root
+except ImportError:
+    import _common  # type: ignore[import-not-found,no-redef]  # run as bench/bench_x.py
+
 SECTION = "## Publishing"
 API_KEY = "da2-benchpublish0000000000000000"
 CHANNEL = "/default/bench"
-SERVER = f"""
-import sys
-from appsync_events.emulator import AppSyncEventsEmulator
-emulator = AppSyncEventsEmulator(api_keys=[{API_KEY!r}], ka_interval=3600.0,
-                                 publishes_per_second=1_000_000)
-emulator.start()
-print(emulator.port, flush=True)
-sys.stdin.read()
-emulator.stop()
-"""
-
-
-def start_server() -> tuple[subprocess.Popen[str], int]:
-    """Start the emulator process; return it and its port."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.stdout is not None
-    return proc, int(proc.stdout.readline())
 
 
 def setup_django(port: int) -> None:
@@ -174,33 +147,13 @@ def run(total: int, seconds: float, port: int) -> list[dict[str, Any]]:
     return results
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def machine() -> str:
-    return (
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
-    )
-
-
 def render(results: list[dict[str, Any]], total: int, seconds: float) -> str:
     base = results[0]["per_s"]
     keepalive = results[1]["per_s"]
     lines = [
         SECTION,
         "",
-        f"Commit `{commit()}`, {machine()}, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.",
+        _common.provenance(),
         f"`bench/bench_publish.py --events {total} --seconds {seconds:g}`: the emulator in its "
         "own process on loopback; small JSON events (~80 bytes) to one channel; API key auth; "
         "sequential requests from one thread.",
@@ -230,37 +183,22 @@ def render(results: list[dict[str, Any]], total: int, seconds: float) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) the section in BENCHMARKS.md."""
-    path = ROOT / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = current.find(SECTION + "\n")
-    if start < 0:
-        updated = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = current.find("\n## ", start + len(SECTION))
-        updated = current[:start] + text + ("" if end < 0 else current[end + 1 :])
-    path.write_text(updated.rstrip("\n") + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--events", type=int, default=2000, help="events per way (bound)")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per way (bound)")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
-    server, port = start_server()
+    server, port = _common.start_emulator(API_KEY)
     try:
         setup_django(port)
         results = run(args.events, args.seconds, port)
     finally:
-        assert server.stdin is not None
-        server.stdin.close()
-        server.wait(30)
+        _common.stop_child(server, 30)
     text = render(results, args.events, args.seconds)
     print(text)
     if not args.no_write:
-        write_section(text)
+        _common.write_section(SECTION, text)
 
 
 if __name__ == "__main__":
