@@ -22,8 +22,8 @@ from typing import Any, Final
 
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from django.utils.module_loading import import_string
 
+from .._loading import import_class
 from ..conf import APIConfig, Operation
 from ..exceptions import ConfigurationError, ProtocolError
 from ..paths import parse_channel
@@ -96,24 +96,15 @@ def get_auth_backend(api: APIConfig, mode: str) -> AuthBackend:
             check_id="appsync_events.E005",
         )
     path = config.backend or BUILTIN_BACKENDS[mode]
-    try:
-        cls = import_string(path)
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"APPSYNC_EVENTS[{api.alias!r}]['AUTH'][{mode!r}]['BACKEND'] = {path!r} "
-            f"cannot be imported: {exc}",
-            api=api.alias,
-            key="AUTH",
-            check_id="appsync_events.E008",
-        ) from exc
-    if not (isinstance(cls, type) and issubclass(cls, AuthBackend)):
-        raise ConfigurationError(
-            f"APPSYNC_EVENTS[{api.alias!r}]['AUTH'][{mode!r}]['BACKEND'] = {path!r} "
-            "is not an appsync_events.auth.AuthBackend subclass.",
-            api=api.alias,
-            key="AUTH",
-            check_id="appsync_events.E008",
-        )
+    cls = import_class(
+        path,
+        AuthBackend,
+        base_name="appsync_events.auth.AuthBackend",
+        setting=f"APPSYNC_EVENTS[{api.alias!r}]['AUTH'][{mode!r}]['BACKEND']",
+        api=api.alias,
+        key="AUTH",
+        check_id="appsync_events.E008",
+    )
     backend = cls(api, **dict(config.options))
     with _lock:
         _backends[key] = backend

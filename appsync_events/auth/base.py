@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from .._loading import reject_unknown_options
 from ..conf import APIConfig
-from ..exceptions import ConfigurationError
 
 __all__ = ["AuthBackend", "AuthRequest", "Transport"]
 
@@ -61,16 +61,15 @@ class AuthBackend:
 
     def __init__(self, api: APIConfig, **options: Any) -> None:
         self.api = api
-        unknown = sorted(set(options) - self.option_names)
-        if unknown:
-            valid = ", ".join(sorted(self.option_names)) or "none"
-            raise ConfigurationError(
-                f"APPSYNC_EVENTS[{api.alias!r}]['AUTH'][{self.mode!r}]: unknown option(s) "
-                f"{', '.join(unknown)} for {type(self).__name__}; valid options: {valid}.",
-                api=api.alias,
-                key="AUTH",
-                check_id="appsync_events.E008",
-            )
+        reject_unknown_options(
+            options,
+            self.option_names,
+            owner=type(self),
+            setting=f"APPSYNC_EVENTS[{api.alias!r}]['AUTH'][{self.mode!r}]",
+            api=api.alias,
+            key="AUTH",
+            check_id="appsync_events.E008",
+        )
 
     def get_headers(self, request: AuthRequest) -> dict[str, str]:
         """Return the authorization header object for ``request``."""

@@ -16,10 +16,9 @@ from typing import Any
 
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from django.utils.module_loading import import_string
 
+from .._loading import import_class
 from ..conf import DEFAULT_API, PUBLISH_BACKENDS, get_api_config
-from ..exceptions import ConfigurationError
 from .base import BaseBackend
 
 __all__ = ["BaseBackend", "close_backends", "get_backend"]
@@ -53,24 +52,15 @@ def get_backend(api: str = DEFAULT_API, *, backend: str | None = None) -> BaseBa
         instance = _backends.get(key)
         if instance is not None and instance.api is config:
             return instance
-        try:
-            cls = import_string(path)
-        except ImportError as exc:
-            raise ConfigurationError(
-                f"APPSYNC_EVENTS[{api!r}]['PUBLISH']['BACKEND'] = {path!r} cannot be "
-                f"imported: {exc}",
-                api=api,
-                key="PUBLISH",
-                check_id="appsync_events.E009",
-            ) from exc
-        if not (isinstance(cls, type) and issubclass(cls, BaseBackend)):
-            raise ConfigurationError(
-                f"APPSYNC_EVENTS[{api!r}]['PUBLISH']['BACKEND'] = {path!r} is not an "
-                "appsync_events.backends.BaseBackend subclass.",
-                api=api,
-                key="PUBLISH",
-                check_id="appsync_events.E009",
-            )
+        cls = import_class(
+            path,
+            BaseBackend,
+            base_name="appsync_events.backends.BaseBackend",
+            setting=f"APPSYNC_EVENTS[{api!r}]['PUBLISH']['BACKEND']",
+            api=api,
+            key="PUBLISH",
+            check_id="appsync_events.E009",
+        )
         options: dict[str, Any] = {}
         if path == config.publish.backend:
             options = {str(k).lower(): v for k, v in config.publish.options.items()}

@@ -16,9 +16,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from .._loading import reject_unknown_options
 from ..batching import chunk_indices
 from ..conf import APIConfig
-from ..exceptions import AppSyncEventsError, ConfigurationError, PartialPublishError
+from ..exceptions import AppSyncEventsError, PartialPublishError
 from ..protocol import PublishSuccess
 from ..results import PublishResult
 
@@ -43,16 +44,15 @@ class BaseBackend:
 
     def __init__(self, api: APIConfig, **options: Any) -> None:
         self.api = api
-        unknown = sorted(set(options) - self.option_names)
-        if unknown:
-            valid = ", ".join(sorted(self.option_names)) or "none"
-            raise ConfigurationError(
-                f"APPSYNC_EVENTS[{api.alias!r}]['PUBLISH']['OPTIONS']: unknown option(s) "
-                f"{', '.join(unknown)} for {type(self).__name__}; valid options: {valid}.",
-                api=api.alias,
-                key="PUBLISH",
-                check_id="appsync_events.E009",
-            )
+        reject_unknown_options(
+            options,
+            self.option_names,
+            owner=type(self),
+            setting=f"APPSYNC_EVENTS[{api.alias!r}]['PUBLISH']['OPTIONS']",
+            api=api.alias,
+            key="PUBLISH",
+            check_id="appsync_events.E009",
+        )
         self.options = options
 
     # -- what subclasses implement ------------------------------------------------------
