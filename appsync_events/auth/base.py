@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 
 from .._loading import reject_unknown_options
 from ..conf import APIConfig
+from ..exceptions import ConfigurationError
 
 __all__ = ["AuthBackend", "AuthRequest", "Transport"]
 
@@ -65,8 +66,22 @@ class AuthBackend:
             options,
             self.option_names,
             owner=type(self),
-            setting=f"APPSYNC_EVENTS[{api.alias!r}]['AUTH'][{self.mode!r}]",
+            setting=self._setting,
             api=api.alias,
+            key="AUTH",
+            check_id="appsync_events.E008",
+        )
+
+    @property
+    def _setting(self) -> str:
+        """The settings path of this backend's options, for error messages."""
+        return f"APPSYNC_EVENTS[{self.api.alias!r}]['AUTH'][{self.mode!r}]"
+
+    def _config_error(self, message: str) -> ConfigurationError:
+        """Return the error (E008) for a bad option of this backend; ``message`` says what."""
+        return ConfigurationError(
+            f"{self._setting}: {message}",
+            api=self.api.alias,
             key="AUTH",
             check_id="appsync_events.E008",
         )

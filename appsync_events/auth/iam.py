@@ -30,7 +30,7 @@ from botocore.credentials import Credentials, ReadOnlyCredentials, RefreshableCr
 from django.utils.module_loading import import_string
 
 from ..conf import APIConfig
-from ..exceptions import AuthError, ConfigurationError
+from ..exceptions import AuthError
 from ..redaction import redact, register_secret
 from .base import AuthBackend, AuthRequest
 
@@ -191,14 +191,6 @@ class IAMAuth(AuthBackend):
 
     # -- configuration ---------------------------------------------------------------
 
-    def _config_error(self, message: str) -> ConfigurationError:
-        return ConfigurationError(
-            f"APPSYNC_EVENTS[{self.api.alias!r}]['AUTH']['AWS_IAM']: {message}",
-            api=self.api.alias,
-            key="AUTH",
-            check_id="appsync_events.E008",
-        )
-
     def _validate(self, options: Mapping[str, Any]) -> None:
         for name in (
             "access_key_id",
@@ -282,14 +274,7 @@ class IAMAuth(AuthBackend):
             else:
                 session = boto3.Session(profile_name=options.get("profile"))
             if "role_arn" in options:
-                return assume_role_credentials(
-                    session,
-                    options["role_arn"],
-                    role_session_name=options.get("role_session_name", DEFAULT_ROLE_SESSION_NAME),
-                    external_id=options.get("external_id"),
-                    duration_seconds=options.get("duration_seconds"),
-                    region=self._region,
-                )
+                return self._assume_role(session)
             creds = session.get_credentials()
         if creds is None:
             raise AuthError(
@@ -306,15 +291,20 @@ class IAMAuth(AuthBackend):
                 aws_secret_access_key=creds.secret_key,
                 aws_session_token=creds.token,
             )
-            return assume_role_credentials(
-                base,
-                options["role_arn"],
-                role_session_name=options.get("role_session_name", DEFAULT_ROLE_SESSION_NAME),
-                external_id=options.get("external_id"),
-                duration_seconds=options.get("duration_seconds"),
-                region=self._region,
-            )
+            return self._assume_role(base)
         return creds
+
+    def _assume_role(self, session: SessionLike) -> RefreshableCredentials:
+        """Assume the configured ``role_arn`` with ``session``'s credentials."""
+        options = self._options
+        return assume_role_credentials(
+            session,
+            options["role_arn"],
+            role_session_name=options.get("role_session_name", DEFAULT_ROLE_SESSION_NAME),
+            external_id=options.get("external_id"),
+            duration_seconds=options.get("duration_seconds"),
+            region=self._region,
+        )
 
     def get_credentials(self) -> Credentials:
         """Return the credentials object, resolving it on first use.

@@ -23,7 +23,7 @@ from asgiref.sync import async_to_sync
 from django.utils.module_loading import import_string
 
 from ..conf import APIConfig
-from ..exceptions import ConfigurationError, TokenSourceError
+from ..exceptions import TokenSourceError
 from ..redaction import redact, register_secret
 from .base import AuthBackend, AuthRequest
 
@@ -163,14 +163,6 @@ class TokenAuth(AuthBackend):
         self._cached_until = 0.0
 
     # -- configuration ---------------------------------------------------------------
-
-    def _config_error(self, message: str) -> ConfigurationError:
-        return ConfigurationError(
-            f"APPSYNC_EVENTS[{self.api.alias!r}]['AUTH'][{self.mode!r}]: {message}",
-            api=self.api.alias,
-            key="AUTH",
-            check_id="appsync_events.E008",
-        )
 
     def _set_callable(self, value: Any) -> None:
         if isinstance(value, str):
