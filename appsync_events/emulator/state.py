@@ -23,7 +23,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from ..exceptions import InvalidChannelError
 from ..limits import (
@@ -88,6 +88,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_R = TypeVar("_R")
 
 ALL_MODES: Final = (
     "API_KEY",
@@ -607,15 +609,7 @@ class EmulatorState:
             _lower(message.authorization),
             "websocket",
         )
-        try:
-            await asyncio.to_thread(handler, ctx)
-        except HandlerUnauthorized:
-            raise EmulatorError("handler_unauthorized") from None
-        except HandlerError as exc:
-            raise EmulatorError("handler_error", exc.message) from None
-        except Exception as exc:
-            logger.exception("onSubscribe stand-in for %r raised", channel.namespace)
-            raise EmulatorError("handler_error", f"{type(exc).__name__}: {exc}") from None
+        await _call_handler(handler, ctx, "onSubscribe")
 
     def unsubscribe(self, connection: Connection, message: Unsubscribe) -> Message:
         """Handle an ``unsubscribe``; return its success or ``UnknownOperationError``."""
@@ -821,15 +815,7 @@ class EmulatorState:
             headers,
             transport,
         )
-        try:
-            result = await asyncio.to_thread(handler, ctx)
-        except HandlerUnauthorized:
-            raise EmulatorError("handler_unauthorized") from None
-        except HandlerError as exc:
-            raise EmulatorError("handler_error", exc.message) from None
-        except Exception as exc:
-            logger.exception("onPublish stand-in for %r raised", channel.namespace)
-            raise EmulatorError("handler_error", f"{type(exc).__name__}: {exc}") from None
+        result = await _call_handler(handler, ctx, "onPublish")
         if result is None:
             return list(events), []
         positions = {ident: i for i, ident in enumerate(identifiers)}
@@ -939,6 +925,25 @@ class EmulatorState:
             "failed": [f.to_json() for f in failed],
             "successful": [s.to_json() for s in successful],
         }
+
+
+async def _call_handler(
+    handler: Callable[[HandlerContext], _R], ctx: HandlerContext, hook: str
+) -> _R:
+    """Run a namespace handler stand-in in a worker thread; map what it raises.
+
+    ``HandlerUnauthorized`` and ``HandlerError`` become the service's errors for them; any
+    other exception is logged (``hook`` names the handler) and reported as a handler error.
+    """
+    try:
+        return await asyncio.to_thread(handler, ctx)
+    except HandlerUnauthorized:
+        raise EmulatorError("handler_unauthorized") from None
+    except HandlerError as exc:
+        raise EmulatorError("handler_error", exc.message) from None
+    except Exception as exc:
+        logger.exception("%s stand-in for %r raised", hook, ctx.namespace)
+        raise EmulatorError("handler_error", f"{type(exc).__name__}: {exc}") from None
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:
