@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from django.conf import settings
 from django.core.signals import setting_changed
@@ -513,18 +513,7 @@ class _Parser:
                 f"{value!r} is not an http(s) URL or a domain name.",
                 "appsync_events.E002",
             )
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise self.error(
-                "HTTP_URL",
-                f"{value!r} must not carry a query, fragment or user info.",
-                "appsync_events.E002",
-            )
-        try:
-            parts.port  # noqa: B018 - raises ValueError for a bad port
-        except ValueError:
-            raise self.error(
-                "HTTP_URL", f"{value!r} has an invalid port.", "appsync_events.E002"
-            ) from None
+        self._check_url_extras("HTTP_URL", value, parts)
         if ".appsync-realtime-api." in parts.hostname and _STANDARD_HOST_RE.match(parts.hostname):
             raise self.error(
                 "HTTP_URL",
@@ -544,6 +533,21 @@ class _Parser:
         # Host names are case-insensitive; lowercase them so derivation and signing agree.
         return f"{parts.scheme}://{parts.netloc.lower()}{path}"
 
+    def _check_url_extras(self, key: str, value: str, parts: SplitResult) -> None:
+        """Refuse a query, fragment, user info or bad port in the URL setting ``key``."""
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise self.error(
+                key,
+                f"{value!r} must not carry a query, fragment or user info.",
+                "appsync_events.E002",
+            )
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            raise self.error(
+                key, f"{value!r} has an invalid port.", "appsync_events.E002"
+            ) from None
+
     def realtime_url(self, value: Any) -> str:
         if not isinstance(value, str):
             raise self.error(
@@ -559,18 +563,7 @@ class _Parser:
                 "'wss://abc.appsync-realtime-api.eu-west-1.amazonaws.com/event/realtime'.",
                 "appsync_events.E002",
             )
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise self.error(
-                "REALTIME_URL",
-                f"{value!r} must not carry a query, fragment or user info.",
-                "appsync_events.E002",
-            )
-        try:
-            parts.port  # noqa: B018 - raises ValueError for a bad port
-        except ValueError:
-            raise self.error(
-                "REALTIME_URL", f"{value!r} has an invalid port.", "appsync_events.E002"
-            ) from None
+        self._check_url_extras("REALTIME_URL", value, parts)
         return f"{parts.scheme}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
 
     # -- auth --------------------------------------------------------------------
