@@ -93,10 +93,10 @@ demo: install ## run the demo (migrates first); until it is built, run the check
 
 test: install ## run the whole test suite with branch coverage (fails under the floor in pyproject)
 	@rm -f .coverage .coverage.*
-	@$(PY) -m coverage run --parallel-mode -m pytest $(PYTEST_ARGS) \
+	@COVERAGE_FILE=$(CURDIR)/.coverage $(PY) -m coverage run --parallel-mode -m pytest $(PYTEST_ARGS) \
 	  || { rc=$$?; if [ $$rc -eq 5 ]; then echo "error: pytest ran no tests" >&2; fi; exit $$rc; }
-	@$(PY) -m coverage combine --quiet
-	$(PY) -m coverage report
+	@COVERAGE_FILE=$(CURDIR)/.coverage $(PY) -m coverage combine --quiet
+	COVERAGE_FILE=$(CURDIR)/.coverage $(PY) -m coverage report
 
 # -- the other checks CI runs (.ci/run) -------------------------------------------------------
 
