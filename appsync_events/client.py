@@ -1019,9 +1019,13 @@ class AppSyncEventsClient:
             ),
             return_exceptions=True,
         )
-        for task in list(self._background):
+        # When a fatal error closes the client, this very coroutine runs as one of the
+        # background tasks: cancelling (or gathering) itself would abort the close.
+        current = asyncio.current_task()
+        background = [task for task in self._background if task is not current]
+        for task in background:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*background, return_exceptions=True)
         self._subscriptions.clear()
         self._state_value = "closed"
         self._closed.set()

@@ -411,6 +411,20 @@ async def test_rejected_connect_backs_off_to_the_cap_loudly(
     assert API_KEY not in caplog.text
 
 
+async def test_fatal_error_closes_the_client_and_wait_closed_raises(fake: FakeAppSync) -> None:
+    """An error classified as fatal closes the client, and wait_closed() re-raises it."""
+    fake.http_status = 500
+    stop = RuntimeError("stop")
+    seen = Collector()
+    client = seen.client(process_exception=lambda exc: stop)
+    await client.connect(wait=False)
+    with pytest.raises(RuntimeError) as raised:
+        await asyncio.wait_for(client.wait_closed(), DEADLINE)
+    assert raised.value is stop
+    assert client.fatal_error is stop
+    assert seen.states[-1].state == "closed"
+
+
 async def test_fresh_credentials_on_every_connect(settings: Any, fake: FakeAppSync) -> None:
     """Each reconnect produces new connect credentials (token refreshed across reconnects)."""
     tokens = (f"token-{n:04d}-abcdefgh" for n in itertools.count())
