@@ -524,3 +524,19 @@ async def test_secrets_never_in_logs(emu, caplog):
     signature = headers["authorization"].rsplit("=", 1)[1]
     for secret in (token, signature, "da2-secretvalue", SECRET, emu.api_key):
         assert secret not in caplog.text
+
+
+async def test_non_ascii_credentials_are_refused_not_crashed(emu):
+    """A key or session token with non-ASCII characters gets 401/403 answers, not a crash."""
+    response = await http_publish(
+        emu, "/default/x", ['{"a":1}'], {"x-api-key": "cl\xe9-invalide".encode("latin-1")}
+    )
+    assert response.status_code == 401, response.text
+    assert response.json()["errors"][0]["errorType"] == "UnauthorizedException"
+    async with await RawClient.open(emu, {"x-api-key": "cl\xe9 \u2713"}) as client:
+        answer = await client.init()
+    assert answer["errors"][0]["errorType"] == "UnauthorizedException"
+    bad = signed_connect(emu, akid=TEMP_AKID, secret=TEMP_SECRET, token="jeton-\xe9")
+    async with await RawClient.open(emu, bad) as client:
+        answer = await client.init()
+    assert answer["errors"][0]["errorType"] == "UnauthorizedException"

@@ -93,6 +93,11 @@ def html_escape_json(text: str) -> str:
     return _HTML_ESCAPE_RE.sub(sub, text)
 
 
+def _same(given: str, expected: str) -> bool:
+    """Compare credentials in constant time (as bytes: non-ASCII text is refused, not fatal)."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
 @dataclass(frozen=True, slots=True)
 class AuthContext:
     """What one authorization check is about.
@@ -350,7 +355,7 @@ class Authorizer:
 
     def _check_api_key(self, ctx: AuthContext) -> AuthResult:
         key = ctx.headers.get("x-api-key", "")
-        if not any(hmac.compare_digest(key, k) for k in self.api_keys):
+        if not any(_same(key, k) for k in self.api_keys):
             raise EmulatorError("unauthorized")
         return AuthResult("API_KEY", None)
 
@@ -421,7 +426,7 @@ class Authorizer:
                     "seconds away from the current time.",
                 )
         expected_token = self.iam_session_tokens.get(access_key)
-        if expected_token is not None and not hmac.compare_digest(
+        if expected_token is not None and not _same(
             headers.get("x-amz-security-token", ""), expected_token
         ):
             raise EmulatorError("unknown_access_key")
