@@ -359,7 +359,11 @@ class Event:
             )
         for name, value in clean.items():
             # Copy mutable defaults so instances never share a list or dict.
-            setattr(self, name, list(value) if isinstance(value, list) else value)
+            if isinstance(value, list):
+                value = list(value)
+            elif isinstance(value, dict):
+                value = dict(value)
+            setattr(self, name, value)
         if event_id is None and cls._meta.event_id:
             event_id = uuid.uuid4()
         self.event_id = None if event_id is None else str(event_id)

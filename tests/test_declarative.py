@@ -181,6 +181,21 @@ def test_mutable_defaults_are_not_shared():
     assert ChatMessage(room_id=1, text="b").tags == []
 
 
+def test_mutable_dict_defaults_are_not_shared():
+    """Each instance gets its own copy of a dict default, as of a list default."""
+    values = {
+        "sku": "a1",
+        "kind": "sale",
+        "price": decimal.Decimal("1"),
+        "ref": uuid.uuid4(),
+        "at": dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+        "day": dt.date(2024, 1, 1),
+    }
+    first = Priced(**values)
+    first.extra["note"] = "x"
+    assert Priced(**values).extra == {}
+
+
 def test_template_value_must_make_a_valid_channel():
     """A template field whose value breaks the grammar raises InvalidChannelError."""
     with pytest.raises(InvalidChannelError, match=r"ChatMessage\(room_id=-1\)"):
