@@ -38,6 +38,8 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from .redaction import redact
+
 __all__ = [
     "AppSyncEventsError",
     "AuthError",
@@ -181,19 +183,29 @@ class EventValidationError(ValidationError):
         super().__init__(message, **kwargs)
 
 
+#: How much of a frame :class:`ProtocolError` scans for credentials before keeping 80
+#: characters of it (a session token in an ``authorization`` object is about 1 KB).
+_FRAME_SCAN = 4096
+
+
 class ProtocolError(AppSyncEventsError):
     """Raised when a frame cannot be decoded or breaks the protocol.
 
     Attributes:
-        frame: a short, truncated excerpt of the offending frame (never credentials:
-            inbound frames from the service carry none).
+        frame: a short, truncated excerpt of the offending frame, credentials redacted
+            (a client's ``subscribe`` or ``publish`` frame, as the emulator decodes it,
+            carries an ``authorization`` object).
     """
 
     def __init__(self, message: str, *, frame: str | bytes | None = None, **kwargs: Any) -> None:
         if isinstance(frame, bytes | bytearray | memoryview):
-            frame = repr(bytes(frame[:80]))
-        elif isinstance(frame, str) and len(frame) > 80:
-            frame = frame[:77] + "..."
+            frame = redact(repr(bytes(frame[:80])))
+        elif isinstance(frame, str):
+            # Redact before truncating, so a credential cut in half is still recognised;
+            # only the start is kept, so a bounded prefix is enough to scan.
+            frame = redact(frame[:_FRAME_SCAN])
+            if len(frame) > 80:
+                frame = frame[:77] + "..."
         self.frame = frame
         super().__init__(message, **kwargs)
 

@@ -463,6 +463,26 @@ def test_decode_error_for_frames_never_echoes_whole_frame() -> None:
     assert info.value.frame.endswith("...")
 
 
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        {"x-api-key": "da2-abcdefghijklmnopqrstuvwxyz"},
+        {"Authorization": "opaque-lambda-token-1234567890"},
+        {"x-amz-security-token": "FwoGZXIvYXdzEJr" + "A" * 900},
+    ],
+    ids=["api-key", "token", "session-token"],
+)
+def test_decode_error_excerpt_never_holds_credentials(authorization: dict[str, str]) -> None:
+    """A refused client frame (as the emulator decodes it) keeps no credential in its excerpt."""
+    secret = next(iter(authorization.values()))
+    frame = json.dumps({"authorization": authorization, "type": "subscribe", "id": "s"})
+    with pytest.raises(DecodeError) as info:
+        decode(frame, accept=CLIENT_TYPES)
+    assert info.value.frame is not None
+    assert secret[:12] not in info.value.frame
+    assert len(info.value.frame) <= 80
+
+
 @pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
 def test_encode_writes_to_json(message: Message) -> None:
     """encode() is the compact JSON text of to_json(), with the message's type."""
