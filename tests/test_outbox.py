@@ -311,6 +311,11 @@ def test_outbox_command_bad_input():
         call_command("appsync_outbox", "--once", "--api", "nope")
     assert info.value.returncode == 2
     assert "no alias 'nope'" in str(info.value)
+    with pytest.raises(CommandError) as info:
+        call_command("appsync_outbox", "--once", "--database", "nowhere")
+    assert info.value.returncode == 2
+    assert "'nowhere'" in str(info.value)
+    assert "DATABASES" in str(info.value)
 
 
 def test_drain_once_ends_while_the_service_is_down(settings):

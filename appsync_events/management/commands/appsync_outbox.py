@@ -12,6 +12,7 @@ from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
 
 from ...conf import get_api_config
 from ...exceptions import ConfigurationError
@@ -44,6 +45,12 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be at least 1.", returncode=2)
         if options["lease"] is not None and options["lease"] <= 0:
             raise CommandError("--lease must be a positive number of seconds.", returncode=2)
+        if options["database"] not in connections.settings:
+            raise CommandError(
+                f"--database {options['database']!r} is not in DATABASES; use one of "
+                f"{', '.join(connections.settings)}.",
+                returncode=2,
+            )
         try:
             if options["api"] is not None:
                 get_api_config(options["api"])
