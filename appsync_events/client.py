@@ -96,7 +96,7 @@ from .protocol import (
     encode,
     loads,
 )
-from .redaction import redacting_logger
+from .redaction import redact, redacting_logger
 from .results import PublishResult
 
 __all__ = [
@@ -334,8 +334,11 @@ class Connection:
                 f"the websocket upgrade failed with HTTP {status}", api=api.alias
             ) from None
         except (OSError, TimeoutError, InvalidHandshake) as exc:
+            # redact(): a server or proxy that echoes the offered subprotocols makes
+            # websockets quote the header- subprotocol (the credentials) in its error.
             raise ConnectionFailed(
-                f"could not open the websocket: {type(exc).__name__}: {exc}", api=api.alias
+                f"could not open the websocket: {type(exc).__name__}: {redact(str(exc))}",
+                api=api.alias,
             ) from None
         try:
             ack = await cls._handshake(ws, api.alias, handshake_timeout)

@@ -83,6 +83,7 @@ class FakeAppSync:
         self.send_ack = True
         self.reject_connect = False
         self.http_status: int | None = None
+        self.echo_subprotocols = False  # answer with every offered subprotocol (broken proxy)
         self.refuse_channels: dict[str, tuple[str, int]] = {}  # channel -> (errorType, times)
         self.ignore_subscribes: set[str] = set()
         self.failed_marker = "bad"
@@ -104,6 +105,7 @@ class FakeAppSync:
             subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
             select_subprotocol=self.select,
             process_request=self.process_request,
+            process_response=self.process_response,
             ping_interval=None,
             compression=None,
         )
@@ -121,6 +123,14 @@ class FakeAppSync:
         if self.http_status is not None:
             return Response(self.http_status, "Refused", Headers(), b"refused")
         return None
+
+    def process_response(
+        self, connection: ServerConnection, request: Any, response: Response
+    ) -> Response:
+        if self.echo_subprotocols:
+            del response.headers["Sec-WebSocket-Protocol"]
+            response.headers["Sec-WebSocket-Protocol"] = request.headers["Sec-WebSocket-Protocol"]
+        return response
 
     @property
     def live(self) -> list[Peer]:
@@ -392,6 +402,27 @@ async def test_http_401_upgrade_raises_rejected(fake: FakeAppSync) -> None:
     with pytest.raises(ConnectionRejected) as info:
         await Connection.open(get_api_config(), on_data=nothing)
     assert info.value.status == 401
+
+
+async def test_failed_upgrade_never_shows_the_header_subprotocol(
+    fake: FakeAppSync, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server echoing the offered subprotocols fails the connect without revealing header-."""
+    fake.echo_subprotocols = True
+    seen = Collector()
+    client = seen.client()
+    with caplog.at_level(logging.DEBUG, logger="appsync_events.client"):
+        await client.connect(wait=False)
+        await until(lambda: any(s.state == "reconnecting" for s in seen.states))
+        await client.aclose()
+    reasons = " ".join(str(s.reason) for s in seen.states)
+    assert "Sec-WebSocket-Protocol" in reasons  # the real cause is still reported
+    client_records = " ".join(
+        r.getMessage() for r in caplog.records if r.name == "appsync_events.client"
+    )
+    for text in (reasons, client_records):
+        assert "header-eyJ" not in text
+        assert API_KEY not in text
 
 
 async def test_rejected_connect_backs_off_to_the_cap_loudly(
