@@ -52,13 +52,22 @@ class OutboxEventAdmin(_ModelAdmin):
 
     @admin.action(description=_("Retry selected events now"))
     def retry(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
-        """Make the selected unsent rows due now, with a fresh attempt budget."""
-        count = queryset.exclude(state=OutboxEvent.State.SENT).update(
-            state=OutboxEvent.State.PENDING,
-            attempts=0,
-            next_attempt_at=timezone.now(),
-            locked_by="",
-            locked_until=None,
+        """Make the selected unsent rows due now, with a fresh attempt budget.
+
+        Rows a drainer holds right now (an unexpired lease) are left alone: clearing
+        their lease would let a second drainer send them while the first still is.
+        """
+        now = timezone.now()
+        count = (
+            queryset.exclude(state=OutboxEvent.State.SENT)
+            .exclude(locked_until__gt=now)
+            .update(
+                state=OutboxEvent.State.PENDING,
+                attempts=0,
+                next_attempt_at=now,
+                locked_by="",
+                locked_until=None,
+            )
         )
         self.message_user(
             request,

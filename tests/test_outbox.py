@@ -281,6 +281,26 @@ def test_admin_retry_action(admin_user):
     assert model_admin.short_error(OutboxEvent.objects.get(state="pending")) == "boom"
 
 
+def test_admin_retry_leaves_rows_a_drainer_holds(admin_user):
+    """Retry does not clear the lease of rows a live drainer is sending (no second owner)."""
+    publish("/chat/a", 1, 2, durable=True)
+    held, failed = OutboxEvent.objects.order_by("id")
+    OutboxEvent.objects.filter(pk=failed.pk).update(state="failed", attempts=20)
+    OutboxEvent.objects.filter(pk=held.pk).update(
+        locked_by="drainer-1:abc", locked_until=timezone.now() + dt.timedelta(seconds=60)
+    )
+    model_admin = OutboxEventAdmin(OutboxEvent, AdminSite())
+    request = RequestFactory().post("/")
+    request.user = admin_user
+    with mock.patch.object(model_admin, "message_user") as message:
+        model_admin.retry(request, OutboxEvent.objects.all())
+    assert "1 event queued" in message.call_args.args[1]
+    held.refresh_from_db()
+    assert held.locked_by == "drainer-1:abc"
+    failed.refresh_from_db()
+    assert (failed.state, failed.attempts) == ("pending", 0)
+
+
 def test_admin_changelist_renders(admin_client):
     """The admin change list shows the rows with their state."""
     publish("/chat/a", 1, durable=True)
