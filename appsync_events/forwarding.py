@@ -273,14 +273,8 @@ class ChannelLayerForwarder:
         if not self.forwards(subscription):
             self.stats.skipped += 1
             return
-        group = self._groups.get(subscription) or self.group_for(subscription)
-        message = {
-            "type": self.message_type,
-            "api": event.api,
-            "subscription": subscription,
-            "payload": event.payload,
-            "received_at": event.received_at.timestamp(),
-        }
+        group = self.group_for(subscription)
+        message = forward_message(event, self.message_type)
         try:
             await self.layer.group_send(group, message)
         except ChannelFull:
