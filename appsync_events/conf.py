@@ -92,6 +92,15 @@ PUBLISH_BACKENDS: Final = MappingProxyType(
 )
 
 
+# User info: after the scheme, or at the start of a bare domain (HTTP_URL accepts those).
+_USER_INFO_RE: Final = re.compile(r"(?:(?<=://)|^)[^/?#@\s]*@")
+
+
+def _shown(value: Any) -> Any:
+    """Return a URL setting as error messages may quote it: user info (a password) hidden."""
+    return _USER_INFO_RE.sub("<redacted>@", value) if isinstance(value, str) else value
+
+
 def _empty() -> Mapping[str, Any]:
     """Return an empty read-only mapping: config objects are frozen all the way down."""
     return MappingProxyType({})
@@ -166,7 +175,8 @@ class ListenerConfig:
     subscribe_retries: int = 3
     #: ``--exclusive`` lease backend: ``"auto"``, ``"postgres"`` or ``"redis"``.
     lease: Literal["auto", "postgres", "redis"] = "auto"
-    lease_redis_url: str | None = None
+    #: Not in ``repr()``: the URL may hold the Redis password.
+    lease_redis_url: str | None = field(default=None, repr=False)
     lease_ttl: float = 15.0
     lease_poll_interval: float = 1.0
 
@@ -510,14 +520,14 @@ class _Parser:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise self.error(
                 "HTTP_URL",
-                f"{value!r} is not an http(s) URL or a domain name.",
+                f"{_shown(value)!r} is not an http(s) URL or a domain name.",
                 "appsync_events.E002",
             )
         self._check_url_extras("HTTP_URL", value, parts)
         if ".appsync-realtime-api." in parts.hostname and _STANDARD_HOST_RE.match(parts.hostname):
             raise self.error(
                 "HTTP_URL",
-                f"{value!r} is the real-time (websocket) host; HTTP_URL takes the HTTP "
+                f"{_shown(value)!r} is the real-time (websocket) host; HTTP_URL takes the HTTP "
                 "endpoint, whose host has 'appsync-api' in place of 'appsync-realtime-api'.",
                 "appsync_events.E002",
             )
@@ -527,7 +537,8 @@ class _Parser:
         elif not path.endswith("/event"):
             raise self.error(
                 "HTTP_URL",
-                f"{value!r} must end in '/event' (the Event API's HTTP path), or have no path.",
+                f"{_shown(value)!r} must end in '/event' (the Event API's HTTP path), "
+                "or have no path.",
                 "appsync_events.E002",
             )
         # Host names are case-insensitive; lowercase them so derivation and signing agree.
@@ -538,14 +549,14 @@ class _Parser:
         if parts.query or parts.fragment or parts.username or parts.password:
             raise self.error(
                 key,
-                f"{value!r} must not carry a query, fragment or user info.",
+                f"{_shown(value)!r} must not carry a query, fragment or user info.",
                 "appsync_events.E002",
             )
         try:
             parts.port  # noqa: B018 - raises ValueError for a bad port
         except ValueError:
             raise self.error(
-                key, f"{value!r} has an invalid port.", "appsync_events.E002"
+                key, f"{_shown(value)!r} has an invalid port.", "appsync_events.E002"
             ) from None
 
     def realtime_url(self, value: Any) -> str:
@@ -559,7 +570,7 @@ class _Parser:
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise self.error(
                 "REALTIME_URL",
-                f"{value!r} must be a ws:// or wss:// URL, e.g. "
+                f"{_shown(value)!r} must be a ws:// or wss:// URL, e.g. "
                 "'wss://abc.appsync-realtime-api.eu-west-1.amazonaws.com/event/realtime'.",
                 "appsync_events.E002",
             )
@@ -797,7 +808,7 @@ class _Parser:
                 ):
                     raise self.error(
                         "LISTENER']['LEASE_REDIS_URL",
-                        f"must be a redis:// URL, not {value!r}.",
+                        f"must be a redis:// URL, not {_shown(value)!r}.",
                         "appsync_events.E009",
                     )
             elif name == "subscribe_retries":

@@ -589,12 +589,38 @@ def test_reprs_never_show_secrets() -> None:
     config = parse(
         AUTH={"API_KEY": KEY, "AWS_LAMBDA": "lambda-token-secret"},
         EMULATOR={"IAM_CREDENTIALS": {"AKIDEXAMPLE": "iam-secret-value"}},
+        LISTENER={"LEASE_REDIS_URL": "redis://:redis-password-value@127.0.0.1:6379/0"},
     )
+    assert config.listener.lease_redis_url is not None
     text = repr(config)
-    for secret in (KEY, "lambda-token-secret", "iam-secret-value", "AKIDEXAMPLE"):
+    for secret in (
+        KEY,
+        "lambda-token-secret",
+        "iam-secret-value",
+        "AKIDEXAMPLE",
+        "redis-password-value",
+    ):
         assert secret not in text
     assert "redacted" in repr(config.auth["API_KEY"])
     assert "redacted" in repr(config.emulator)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"HTTP_URL": "https://user:url-password-value@api.example.com/event"},
+        {"HTTP_URL": "ftp://user:url-password-value@api.example.com/event"},
+        {"HTTP_URL": "user:url-password-value@api.example.com/graphql"},
+        {"REALTIME_URL": "wss://user:url-password-value@rt.example.com/event/realtime"},
+        {"REALTIME_URL": "https://user:url-password-value@rt.example.com/event/realtime"},
+        {"LISTENER": {"LEASE_REDIS_URL": "http://:url-password-value@127.0.0.1:6379/0"}},
+    ],
+)
+def test_url_errors_never_quote_a_password(overrides: dict[str, Any]) -> None:
+    """An error about a URL setting quotes the URL with its user info hidden."""
+    error = failure(**overrides)
+    assert "url-password-value" not in str(error)
+    assert "<redacted>@" in str(error)
 
 
 def test_configuration_error_is_not_operational() -> None:
