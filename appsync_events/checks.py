@@ -46,6 +46,7 @@ __all__ = [
     "check_default_alias",
     "check_forwarding",
     "check_insecure_endpoints",
+    "check_publishing",
     "check_settings",
     "check_subscription_namespaces",
     "register",

@@ -5,7 +5,7 @@ a ``data`` frame names only the subscription it matched. An event received on
 ``/chat/*`` may come from ``/chat/rooms/7`` or ``/chat/lobby``; ``subscription`` is
 ``/chat/*`` either way. Publishers that want receivers to know the concrete channel put
 it (or the fields it is built from) in the payload, as the declarative event classes
-of :mod:`appsync_events.publishing` do.
+of :mod:`appsync_events.declarative` do.
 """
 
 from __future__ import annotations
