@@ -696,8 +696,10 @@ class Listener:
         except BaseException:
             self._follows.pop(channel, None)
             raise
-        count, _ = self._follows.get(channel, (0, None))
-        if count == 0:  # unfollowed while subscribing
+        count, held = self._follows.get(channel, (0, None))
+        if count == 0 or held is not None:
+            # Unfollowed while subscribing, or unfollowed and followed again with the
+            # other follow's subscription in place first: one subscription per path.
             await sub.aclose()
             return
         self._follows[channel] = (count, sub)

@@ -281,6 +281,29 @@ async def test_follow_and_unfollow_at_runtime(
     assert await running.stop() == 0
 
 
+async def test_follow_unfollow_follow_while_subscribing_holds_one_subscription(
+    settings: Any, emulator: AppSyncEventsEmulator, run: Any
+) -> None:
+    """A follow, unfollow and follow again before the first subscribe answers leak nothing."""
+    configure(settings)
+    running = run()
+    listener = running.listener
+    await asyncio.to_thread(emulator.wait_for_subscriptions, 1)
+    first = asyncio.create_task(listener.follow("/default/today"))
+    await asyncio.sleep(0)  # one loop turn: the follow runs up to its subscribe's answer
+    assert listener.followed == {"/default/today": 1}
+    assert not first.done()
+    await listener.unfollow("/default/today")  # before the service answered the first
+    second = asyncio.create_task(listener.follow("/default/today"))
+    await asyncio.gather(first, second)
+    assert listener.followed == {"/default/today": 1}
+    await until(lambda: len(emulator.subscriptions) == 2)
+    assert sorted(s.channel for s in emulator.subscriptions) == ["/chat/*", "/default/today"]
+    await listener.unfollow("/default/today")
+    await until(lambda: [s.channel for s in emulator.subscriptions] == ["/chat/*"])
+    assert await running.stop() == 0
+
+
 async def test_max_idle_stops(settings: Any, emulator: AppSyncEventsEmulator, run: Any) -> None:
     """--max-idle stops a listener that received nothing, with status 0."""
     configure(settings)
