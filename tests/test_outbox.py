@@ -232,6 +232,19 @@ def test_lease_running_out_releases_rows():
     locmem.assert_nothing_published()
 
 
+def test_only_requests_that_can_time_out_within_the_lease_are_sent(settings):
+    """With room for two requests' timeouts left in the lease, 10 of 12 events go; 2 are released."""
+    value = {**BASE, "PUBLISH": {"BACKEND": "locmem"}, "TIMEOUTS": {"HTTP": 10}}
+    settings.APPSYNC_EVENTS = {"default": value}
+    publish("/chat/a", *range(12), durable=True)
+    # 25 s: two 10 s timeouts and the 1 s margin fit, a third request would not.
+    report = OutboxDrainer(lease=25.0).drain_batch()
+    assert (report.claimed, report.sent, report.released) == (12, 10, 2)
+    assert locmem.published_events("/chat/a") == list(range(10))
+    released = OutboxEvent.objects.filter(state="pending", locked_by="")
+    assert sorted(r.event for r in released) == [10, 11]
+
+
 def test_api_filter():
     """A drainer for one alias leaves other aliases' rows alone."""
     publish("/chat/a", 1, durable=True)

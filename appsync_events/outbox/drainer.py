@@ -38,6 +38,7 @@ from django.db.models import Case, CharField, F, Q, Subquery, Value, When
 from django.utils import timezone
 
 from ..backends import get_backend
+from ..batching import chunk_indices
 from ..conf import DEFAULT_API, OutboxConfig, get_api_config
 from ..exceptions import PartialPublishError
 from ..models import OutboxEvent
@@ -50,9 +51,9 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _MAX_ERROR = 2000
-# Seconds kept in reserve before the lease ends, on top of one HTTP timeout.
+# Seconds kept in reserve before the lease ends, on top of the requests' HTTP timeouts.
 _LEASE_MARGIN = 1.0
-# Events sent between two lease checks (five requests).
+# Events sent between two lease checks (five requests of small events).
 _SLICE = 25
 
 
@@ -332,9 +333,11 @@ class OutboxDrainer:
     def drain_batch(self, *, due_before: Any = None) -> DrainReport:
         """Claim one batch and send it. Returns what happened (``claimed == 0``: nothing due).
 
-        Rows go out per alias and channel, in slices of 25 events; before each slice the
-        drainer checks that one more request can time out before its lease ends, and
-        otherwise releases the rest of the batch for the next claim.
+        Rows go out per alias and channel, in slices of 25 events. Before each slice the
+        drainer counts the requests it takes (the same chunking the backend applies) and
+        sends only as many of them as could all time out before its lease ends; the rest
+        of the batch is released for the next claim. So no row is still being sent when
+        its lease expires and another drainer may claim it.
         """
         started = time.monotonic()
         objs = self.claim(due_before=due_before)
@@ -348,14 +351,18 @@ class OutboxDrainer:
             for i in range(0, len(group), _SLICE)
         ]
         for number, (api, channel, part) in enumerate(slices):
-            needed = get_api_config(api).timeouts.http + _LEASE_MARGIN
-            if time.monotonic() - started + needed > self.lease:
-                rest = [o for _, _, p in slices[number:] for o in p]
+            chunks = chunk_indices(channel, [o.payload for o in part])
+            left = self.lease - (time.monotonic() - started) - _LEASE_MARGIN
+            fit = min(len(chunks), max(0, int(left // get_api_config(api).timeouts.http)))
+            sendable = part[: sum(len(chunk) for chunk in chunks[:fit])]
+            if sendable:
+                self._send_group(api, channel, sendable, report)
+            if fit < len(chunks):
+                rest = part[len(sendable) :] + [o for _, _, p in slices[number + 1 :] for o in p]
                 self._release(rest)
                 report.released += len(rest)
                 logger.info("Outbox lease running out; released %d rows unsent", len(rest))
                 break
-            self._send_group(api, channel, part, report)
         return report
 
     def drain(self, *, on_batch: Callable[[DrainReport], None] | None = None) -> DrainReport:
