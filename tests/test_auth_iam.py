@@ -527,6 +527,10 @@ def test_failing_refresh_is_wrapped_without_secrets(settings):
         ({"session_factory": "tests.nope.factory"}, "cannot be imported"),
         ({"session_factory": 42}, "callable"),
         ({"credentials": "not-creds"}, "botocore Credentials"),
+        (
+            {"credentials": Credentials(ACCESS_KEY, "s" * 20), "role_arn": "arn:aws:iam::1:role/r"},
+            "cannot assume a role with 'credentials'",
+        ),
         ({"external_id": "x"}, "only applies with 'role_arn'"),
         ({"role_arn": "arn", "duration_seconds": 60}, ">= 900"),
         ({"profile": ""}, "non-empty string"),

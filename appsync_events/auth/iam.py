@@ -224,6 +224,13 @@ class IAMAuth(AuthBackend):
             raise self._config_error(
                 f"choose one credential source, not {' and '.join(repr(s) for s in sources)}."
             )
+        if "credentials" in options and "role_arn" in options:
+            # The role would be assumed with a snapshot of these credentials, which could
+            # not be refreshed once they expire: every later role refresh would fail.
+            raise self._config_error(
+                "'role_arn' cannot assume a role with 'credentials'; give a 'profile' or a "
+                "'session_factory' whose session holds the base credentials instead."
+            )
         if "credentials" in options and not hasattr(
             options["credentials"], "get_frozen_credentials"
         ):
@@ -285,7 +292,7 @@ class IAMAuth(AuthBackend):
                 mode=self.mode,
             )
         if "role_arn" in options:
-            # Static keys that assume a role: wrap them in a one-off session.
+            # Static keys (never refreshed, so a snapshot is exact) that assume a role.
             base = boto3.Session(
                 aws_access_key_id=creds.access_key,
                 aws_secret_access_key=creds.secret_key,
