@@ -233,7 +233,7 @@ def test_lease_running_out_releases_rows():
 
 
 def test_only_requests_that_can_time_out_within_the_lease_are_sent(settings):
-    """With room for two requests' timeouts left in the lease, 10 of 12 events go; 2 are released."""
+    """Two requests fit in the lease left (10 s timeouts, 25 s lease): 10 events go, 2 wait."""
     value = {**BASE, "PUBLISH": {"BACKEND": "locmem"}, "TIMEOUTS": {"HTTP": 10}}
     settings.APPSYNC_EVENTS = {"default": value}
     publish("/chat/a", *range(12), durable=True)
