@@ -59,7 +59,7 @@ from .client import AppSyncEventsClient, StateChange, Subscription
 from .conf import APIConfig, get_api_config
 from .dispatch import Dispatcher, Router, _Entry
 from .events import ReceivedEvent
-from .exceptions import AppSyncEventsError
+from .exceptions import AppSyncEventsError, ConnectionFailed
 from .lease import Lease, get_lease
 from .paths import normalize_channel
 
@@ -287,6 +287,9 @@ class Listener:
         self._stop = asyncio.Event()
         self._accepting = False
         self._follows: dict[str, tuple[int, Subscription | None]] = {}
+        # Follows whose subscribe is still waiting for the service, by path: a concurrent
+        # follow of the same path waits for that answer instead of returning early.
+        self._subscribing: dict[str, asyncio.Future[None]] = {}
         self._last_drop_log = 0.0
         self._drops_since_log = 0
         self._last_touch = 0.0
@@ -671,7 +674,9 @@ class Listener:
 
         The subscription is forward-only: its events go to the sinks, not to
         ``event_received`` or handlers (unless ``path`` is a configured subscription,
-        which stays static). See the module documentation.
+        which stays static). See the module documentation. It returns once the service
+        has accepted the subscription, also when another follow of the same path is still
+        waiting for that answer (it then fails as that follow does).
 
         Raises:
             InvalidChannelError: the path breaks the grammar.
@@ -682,20 +687,38 @@ class Listener:
         count, sub = self._follows.get(channel, (0, None))
         if count:
             self._follows[channel] = (count + 1, sub)
+            pending = self._subscribing.get(channel)
+            if pending is not None:
+                # Return when the service accepted the path, or fail as that follow did.
+                await asyncio.shield(pending)
             return
         if channel in self.channels:
             self._follows[channel] = (1, None)  # held anyway
             return
         if self.client is None:
-            from .exceptions import ConnectionFailed
-
             raise ConnectionFailed("the listener is not running", api=self.alias, channel=channel)
         self._follows[channel] = (1, None)
+        pending = asyncio.get_running_loop().create_future()
+        # Waiters see the outcome; with none, a failure must not warn "never retrieved".
+        pending.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._subscribing[channel] = pending
         try:
             sub = await self.client.subscribe(channel)
-        except BaseException:
+        except BaseException as exc:
             self._follows.pop(channel, None)
+            if not isinstance(exc, Exception):  # cancelled: waiters must not look cancelled
+                exc = ConnectionFailed(
+                    "the follow was cancelled before the service answered",
+                    api=self.alias,
+                    channel=channel,
+                )
+            pending.set_exception(exc)
             raise
+        finally:
+            if self._subscribing.get(channel) is pending:
+                del self._subscribing[channel]
+        if not pending.done():
+            pending.set_result(None)
         count, held = self._follows.get(channel, (0, None))
         if count == 0 or held is not None:
             # Unfollowed while subscribing, or unfollowed and followed again with the

@@ -437,3 +437,41 @@ async def test_sync_async_and_failing_receivers_through_the_listener(
             signals.event_received.disconnect(receiver)
     assert sorted(got) == [("async", 1), ("async", 2), ("sync", 2)]
     assert running.listener.stats.handler_errors == 2
+
+
+async def test_a_concurrent_follow_returns_once_the_service_accepted_the_path(
+    settings: Any, emulator: AppSyncEventsEmulator, run: Any
+) -> None:
+    """A second follow of a path still subscribing returns only after the service accepted it."""
+    configure(settings)
+    running = run()
+    listener = running.listener
+    await asyncio.to_thread(emulator.wait_for_subscriptions, 1)
+    first = asyncio.create_task(listener.follow("/default/busy"))
+    await asyncio.sleep(0)  # one loop turn: the first follow waits for its subscribe's answer
+    assert not first.done()
+    await listener.follow("/default/busy")
+    assert "/default/busy" in [s.channel for s in emulator.subscriptions]
+    await first
+    assert listener.followed == {"/default/busy": 2}
+    assert await running.stop() == 0
+
+
+async def test_a_concurrent_follow_fails_when_the_first_one_does(
+    settings: Any, emulator: AppSyncEventsEmulator, run: Any
+) -> None:
+    """When the service refuses a path, a follow waiting on that subscribe fails too."""
+    from appsync_events.exceptions import SubscriptionError
+
+    configure(settings, SUBSCRIBE_RETRIES=0)
+    running = run()
+    listener = running.listener
+    await asyncio.to_thread(emulator.wait_for_subscriptions, 1)
+    first = asyncio.create_task(listener.follow("/nosuch/room"))
+    await asyncio.sleep(0)
+    with pytest.raises(SubscriptionError):
+        await listener.follow("/nosuch/room")
+    with pytest.raises(SubscriptionError):
+        await first
+    assert listener.followed == {}
+    assert await running.stop() == 0
