@@ -6,9 +6,19 @@ from typing import Any
 
 import pytest
 
+from appsync_events.auth import AuthBackend
 from appsync_events.checks import check_auth
 
 HOST = "example1234567890000.appsync-api.us-east-1.amazonaws.com"
+
+
+class PickyAuth(AuthBackend):
+    """A custom backend whose constructor needs an option it was not given."""
+
+    mode = "AWS_LAMBDA"
+
+    def __init__(self, api: Any, *, audience: str) -> None:
+        super().__init__(api)
 
 
 def run(settings: Any, auth: dict[str, Any]) -> list[tuple[str, str]]:
@@ -28,6 +38,10 @@ def run(settings: Any, auth: dict[str, Any]) -> list[tuple[str, str]]:
         ({"AWS_IAM": {"access_key_id": "AKID"}}, "go together"),
         ({"AWS_IAM": {"role": "x"}}, "unknown option(s) role"),
         ({"AWS_LAMBDA": {"BACKEND": "tests.nowhere.Backend"}}, "cannot be imported"),
+        (
+            {"AWS_LAMBDA": {"BACKEND": "tests.test_auth_checks.PickyAuth", "OPTIONS": {}}},
+            "refused its options: TypeError",
+        ),
     ],
 )
 def test_incomplete_auth_settings_are_errors_for_every_mode(settings, auth, fragment):

@@ -28,6 +28,7 @@ from ..conf import APIConfig, Operation
 from ..exceptions import ConfigurationError, ProtocolError
 from ..paths import parse_channel
 from ..protocol import HEADER_SUBPROTOCOL_PREFIX, signing_body
+from ..redaction import redact
 from .base import AuthBackend, AuthRequest, Transport
 
 __all__ = [
@@ -105,7 +106,19 @@ def get_auth_backend(api: APIConfig, mode: str) -> AuthBackend:
         key="AUTH",
         check_id="appsync_events.E008",
     )
-    backend = cls(api, **dict(config.options))
+    try:
+        backend = cls(api, **dict(config.options))
+    except ConfigurationError:
+        raise
+    except (TypeError, ValueError) as exc:
+        # A custom backend refusing its options its own way: report it like ours do.
+        raise ConfigurationError(
+            f"APPSYNC_EVENTS[{api.alias!r}]['AUTH'][{mode!r}]: {path} refused its options: "
+            f"{type(exc).__name__}: {redact(str(exc))}",
+            api=api.alias,
+            key="AUTH",
+            check_id="appsync_events.E008",
+        ) from exc
     with _lock:
         _backends[key] = backend
     return backend
