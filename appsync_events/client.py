@@ -1309,9 +1309,10 @@ class AppSyncEventsClient:
             TypeError / ValueError: ``events`` is empty or holds non-strings.
             PublishError: the service refused the whole publish (``publish_error``), or
                 the connection was lost before it answered (the events may or may
-                not have been published); a later chunk's failure raises
-                :class:`~appsync_events.exceptions.PartialPublishError`.
-            OperationTimeout: no answer in time.
+                not have been published); a later chunk's failure or timeout raises
+                :class:`~appsync_events.exceptions.PartialPublishError`, whose
+                ``accepted`` lists the events of the chunks already accepted.
+            OperationTimeout: no answer in time to the first chunk.
         """
         from .exceptions import PartialPublishError
 
@@ -1331,9 +1332,11 @@ class AppSyncEventsClient:
             indices = range(start, start + len(chunk))
             try:
                 part = await self._publish_chunk(path, chunk, indices, mode, timeout)
-            except PublishError as exc:
+            except (PublishError, OperationTimeout) as exc:
                 if result is None:
                     raise
+                # Earlier chunks were accepted: say which, whatever stopped this one (a
+                # timed-out chunk may or may not have been published).
                 raise PartialPublishError(
                     str(exc),
                     accepted=[e.index for e in result.successful],

@@ -650,6 +650,29 @@ async def test_publish_error_raises(fake: FakeAppSync) -> None:
     assert info.value.error_types == ("UnauthorizedException",)
 
 
+async def test_publish_timeout_after_an_accepted_chunk_is_partial(fake: FakeAppSync) -> None:
+    """When a later chunk gets no answer, PartialPublishError names the events already accepted."""
+    from appsync_events.exceptions import PartialPublishError
+
+    async with AppSyncEventsClient() as client:
+        original = fake.on_message
+        publishes = 0
+
+        async def silent_second(peer: Peer, message: dict[str, Any]) -> None:
+            nonlocal publishes
+            if message["type"] == "publish":
+                publishes += 1
+                if publishes == 2:
+                    return  # never answered
+            await original(peer, message)
+
+        fake.on_message = silent_second  # type: ignore[method-assign]
+        with pytest.raises(PartialPublishError) as info:
+            await client.publish("/chat/a", [json.dumps(n) for n in range(7)], timeout=0.5)
+    assert info.value.accepted == (0, 1, 2, 3, 4)
+    assert info.value.not_sent == (5, 6)
+
+
 async def test_publish_validates_input(fake: FakeAppSync) -> None:
     """Non-string events and wildcard channels are refused before sending."""
     async with AppSyncEventsClient() as client:
