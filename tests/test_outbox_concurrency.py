@@ -244,7 +244,9 @@ async def test_drainer_killed_mid_batch_loses_nothing(database, subscriber):
     """A drainer SIGKILLed mid-batch loses nothing: its rows are re-sent after its lease."""
     total = 500
     port = free_port()
-    env = environment(database, port, APPSYNC_OUTBOX_LEASE="5", APPSYNC_OUTBOX_HTTP_TIMEOUT="2")
+    # The lease fits a whole slice (five 2 s requests and the 1 s margin), so the drainer
+    # is mid-slice when it dies; the survivor re-claims the rows once that lease expires.
+    env = environment(database, port, APPSYNC_OUTBOX_LEASE="12", APPSYNC_OUTBOX_HTTP_TIMEOUT="2")
     await prepare(database, env, total, channels=1)
     entered, release = threading.Event(), threading.Event()
     calls: list[int] = []
