@@ -688,6 +688,16 @@ class _Parser:
         listener = self.listener()
         forwarding = self.forwarding()
         outbox = self.outbox()
+        if outbox.lease <= timeouts.http + 1:
+            # A drainer sends only requests that can time out within its lease: with less
+            # room than one request it would release every batch unsent, for ever.
+            raise self.error(
+                "OUTBOX']['LEASE",
+                f"is {outbox.lease:g} s, too short for even one HTTP request "
+                f"(TIMEOUTS['HTTP'] = {timeouts.http:g} s, plus 1 s); make it several times "
+                "longer (the default is 300).",
+                "appsync_events.E009",
+            )
         emulator = self.emulator()
         return APIConfig(
             alias=self.alias,

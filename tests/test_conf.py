@@ -830,6 +830,7 @@ BAD_SECTIONS = [
     ("OUTBOX", {"BATCH_SIZE": 2.0}, "OUTBOX['BATCH_SIZE']", "appsync_events.E009", "integer"),
     ("OUTBOX", {"MAX_ATTEMPTS": 0}, "OUTBOX['MAX_ATTEMPTS']", "appsync_events.E009", "integer"),
     ("OUTBOX", {"RETENTION": None}, "OUTBOX['RETENTION']", "appsync_events.E009", "None"),
+    ("OUTBOX", {"LEASE": 11}, "OUTBOX['LEASE']", "appsync_events.E009", "too short"),
     ("EMULATOR", {"HOST": ""}, "EMULATOR['HOST']", "appsync_events.E009", "non-empty"),
     ("EMULATOR", {"PORT": 70000}, "EMULATOR['PORT']", "appsync_events.E009", "0 to 65535"),
     ("EMULATOR", {"PORT": "80"}, "EMULATOR['PORT']", "appsync_events.E009", "0 to 65535"),
