@@ -74,22 +74,9 @@ node-deps:
 # -- the two commands -------------------------------------------------------------------------
 
 .PHONY: demo test
-demo: install ## run the demo (migrates first); until it is built, run the checks and say what is missing
+demo: install ## run the demo chat on 127.0.0.1 (emulator, web server and listener in one process)
 	$(PY) manage.py migrate --no-input
-	@commands="$$($(PY) manage.py help --commands)"; \
-	if grep -qx appsync_demo <<<"$$commands"; then \
-	  exec $(PY) manage.py appsync_demo $(DEMO_ARGS); \
-	fi; \
-	$(PY) manage.py check; \
-	echo; echo "The demo is not built yet; this is what exists and what is missing:"; \
-	for pair in "appsync_emulator:the local AppSync Events emulator" \
-	            "appsync_listen:the listener" \
-	            "appsync_demo:the demo runner (emulator + listener + chat page)"; do \
-	  name="$${pair%%:*}"; what="$${pair#*:}"; \
-	  if grep -qx "$$name" <<<"$$commands"; then state="built  "; else state="missing"; fi; \
-	  printf '  %s  manage.py %-17s %s\n' "$$state" "$$name" "$$what"; \
-	done; \
-	echo "Meanwhile: 'make test' runs the test suite."
+	exec $(PY) manage.py appsync_demo $(DEMO_ARGS)
 
 test: install ## run the whole test suite with branch coverage (fails under the floor in pyproject)
 	@rm -f .coverage .coverage.*
