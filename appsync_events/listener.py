@@ -376,8 +376,20 @@ class Listener:
         self._last_event = time.monotonic()
         if self.health_file is not None:
             self.health_file.touch()
-        for sink in self.sinks:
-            await sink.start(self)
+        started: list[Any] = []
+        try:
+            for sink in self.sinks:
+                await sink.start(self)
+                started.append(sink)
+        except BaseException:
+            # Undo what already started: no half-started listener is left behind.
+            for sink in reversed(started):
+                try:
+                    await sink.stop()
+                except Exception:
+                    logger.exception("Sink %r failed to stop (api=%s)", sink, self.alias)
+            await client.aclose()
+            raise
         self._stopped_sinks = []
         dispatcher = asyncio.create_task(self._dispatch_loop(), name="appsync-dispatch")
         stats = asyncio.create_task(self._stats_loop(), name="appsync-stats")

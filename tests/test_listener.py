@@ -475,3 +475,32 @@ async def test_a_concurrent_follow_fails_when_the_first_one_does(
         await first
     assert listener.followed == {}
     assert await running.stop() == 0
+
+
+async def test_a_sink_failing_to_start_stops_the_sinks_already_started(
+    settings: Any, emulator: AppSyncEventsEmulator
+) -> None:
+    """When one sink's start() raises, the run fails and the sinks started before it stop."""
+    configure(settings)
+    calls: list[str] = []
+
+    class Sink:
+        def __init__(self, name: str, fail: bool = False) -> None:
+            self.name, self.fail = name, fail
+
+        async def start(self, listener: Listener) -> None:
+            if self.fail:
+                raise RuntimeError("no layer")
+            calls.append(f"start {self.name}")
+
+        async def dispatch(self, event: Any) -> None:
+            pass
+
+        async def stop(self) -> None:
+            calls.append(f"stop {self.name}")
+
+    listener = Listener(sinks=[Sink("a"), Sink("b", fail=True)])
+    with pytest.raises(RuntimeError, match="no layer"):
+        await listener.run(install_signal_handlers=False)
+    assert calls == ["start a", "stop a"]
+    assert emulator.connections == []
