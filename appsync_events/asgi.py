@@ -197,6 +197,8 @@ class AppSyncEventsLifespan:
                     await astart_in_process_listeners(self.apis)
                 except Exception as exc:
                     logger.exception("starting the in-process listeners failed")
+                    # The server will not start: stop the listeners that did.
+                    await astop_in_process_listeners()
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})

@@ -19,6 +19,20 @@ async def test_startup_fails_loudly_for_a_misconfigured_alias():
     assert "'missing'" in reply["message"]
 
 
+async def test_a_failed_startup_stops_the_listeners_already_started():
+    """When one alias cannot start, the listeners started before it are stopped too."""
+    import asyncio
+
+    from appsync_events import asgi
+
+    app = AppSyncEventsLifespan(lambda *a: None, apis=["default", "missing"])  # type: ignore[arg-type]
+    lifespan = ApplicationCommunicator(app, {"type": "lifespan"})
+    await lifespan.send_input({"type": "lifespan.startup"})
+    assert (await lifespan.receive_output(5))["type"] == "lifespan.startup.failed"
+    loop_id = id(asyncio.get_running_loop())
+    assert [key for key in asgi._running if key[0] == loop_id] == []
+
+
 async def test_other_scopes_reach_the_wrapped_app():
     """HTTP and websocket scopes pass through untouched."""
     seen: list[dict[str, Any]] = []
