@@ -50,7 +50,13 @@ class OutboxEventAdmin(_ModelAdmin):
         """The last error, cut to one line of the change list."""
         return Truncator(obj.last_error).chars(80)
 
-    @admin.action(description=_("Retry selected events now"))
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        """Retrying changes rows: it needs the model's change permission (the change
+        form itself stays read-only for everyone)."""
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    @admin.action(description=_("Retry selected events now"), permissions=["retry"])
     def retry(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
         """Make the selected unsent rows due now, with a fresh attempt budget.
 

@@ -314,6 +314,21 @@ def test_admin_retry_leaves_rows_a_drainer_holds(admin_user):
     assert (failed.state, failed.attempts) == ("pending", 0)
 
 
+def test_admin_retry_action_needs_the_change_permission(django_user_model):
+    """Staff who may only view outbox rows do not get the retry action; change permission does."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("viewer", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_outboxevent"))
+    model_admin = OutboxEventAdmin(OutboxEvent, AdminSite())
+    request = RequestFactory().get("/")
+    request.user = django_user_model.objects.get(pk=user.pk)
+    assert "retry" not in model_admin.get_actions(request)
+    user.user_permissions.add(Permission.objects.get(codename="change_outboxevent"))
+    request.user = django_user_model.objects.get(pk=user.pk)  # a fresh permission cache
+    assert "retry" in model_admin.get_actions(request)
+
+
 def test_admin_changelist_renders(admin_client):
     """The admin change list shows the rows with their state."""
     publish("/chat/a", 1, durable=True)
