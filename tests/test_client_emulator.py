@@ -9,49 +9,24 @@ from typing import Any
 
 import pytest
 
-from appsync_events.client import AppSyncEventsClient, StateChange
+from appsync_events.client import AppSyncEventsClient
 from appsync_events.emulator import AppSyncEventsEmulator
-from appsync_events.events import ReceivedEvent
 from appsync_events.exceptions import HandshakeTimeout, SubscriptionError
 from appsync_events.testing.pytest_plugin import (  # noqa: F401 - fixtures
     appsync_emulator,
     appsync_emulator_faults,
     appsync_events_emulator,
 )
-from tests.test_client import DEADLINE, until
+from tests.test_client import DEADLINE, Collector, until
 
 
-class Seen:
-    """Events, states and subscription outcomes reported by a client."""
-
-    def __init__(self) -> None:
-        self.events: list[ReceivedEvent] = []
-        self.states: list[StateChange] = []
-        self.subscribed: list[str] = []
-        self.failed: list[tuple[str, Exception, bool]] = []
-
-    async def on_event(self, event: ReceivedEvent) -> None:
-        self.events.append(event)
-
-    async def on_state(self, change: StateChange) -> None:
-        self.states.append(change)
-
-    async def on_subscribed(self, sub: Any) -> None:
-        self.subscribed.append(sub.channel)
-
-    async def on_failed(self, sub: Any, error: Exception, will_retry: bool) -> None:
-        self.failed.append((sub.channel, error, will_retry))
+class Seen(Collector):
+    """The callback collector of the scripted-server tests, with a fast reconnect backoff."""
 
     def client(self, **kwargs: Any) -> AppSyncEventsClient:
         kwargs.setdefault("backoff_initial", 0.05)
         kwargs.setdefault("backoff_max", 0.3)
-        return AppSyncEventsClient(
-            on_event=self.on_event,
-            on_state=self.on_state,
-            on_subscribed=self.on_subscribed,
-            on_subscription_failed=self.on_failed,
-            **kwargs,
-        )
+        return super().client(**kwargs)
 
 
 @pytest.fixture
