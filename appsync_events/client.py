@@ -44,7 +44,15 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
@@ -234,6 +242,11 @@ _ws_logger: Final = redacting_logger("websockets.client")
 #: function returning ``None`` or an awaitable: the reader awaits whatever is returned
 #: (backpressure), so a consumer that never needs to wait costs no coroutine per event.
 DataCallback: TypeAlias = Callable[["Connection", Data], Awaitable[None] | None]
+
+
+def _describe(errors: Iterable[ErrorEntry]) -> str:
+    """The service's error entries in one log-friendly line."""
+    return "; ".join(f"{e.error_type}: {e.message}" for e in errors)
 
 
 class Connection:
@@ -496,7 +509,7 @@ class Connection:
                     self.api,
                     self.label,
                     message.id,
-                    "; ".join(f"{e.error_type}: {e.message}" for e in message.errors),
+                    _describe(message.errors),
                 )
             return
         if isinstance(message, BroadcastError):
@@ -505,7 +518,7 @@ class Connection:
                 message.id,
                 self.api,
                 self.label,
-                "; ".join(f"{e.error_type}: {e.message}" for e in message.errors),
+                _describe(message.errors),
             )
             return
         if isinstance(message, ConnectionErrorMessage):
@@ -1124,7 +1137,7 @@ class AppSyncEventsClient:
                 "The service refused to unsubscribe %s (api=%s): %s",
                 channel,
                 self.alias,
-                "; ".join(f"{e.error_type}: {e.message}" for e in getattr(answer, "errors", ())),
+                _describe(getattr(answer, "errors", ())),
             )
 
     def _slot_for(self, sub: Subscription) -> _Slot:
