@@ -58,6 +58,7 @@ __all__ = [
     "UnsubscribeErrorMessage",
     "UnsubscribeSuccess",
     "decode",
+    "decode_data",
     "dumps",
     "encode",
     "loads",
@@ -584,6 +585,34 @@ CLIENT_TYPES: Final = frozenset({"connection_init", "subscribe", "unsubscribe", 
 SERVER_TYPES: Final = frozenset(_DECODERS) - CLIENT_TYPES
 
 
+def _data_fields(obj: dict[str, Any]) -> tuple[str, str] | None:
+    # JSON parsing only ever makes exact ``str`` objects, so the class test is exact.
+    data_id = obj.get("id")
+    event = obj.get("event")
+    if data_id.__class__ is str and event.__class__ is str:
+        return data_id, event
+    return None
+
+
+def decode_data(frame: str | bytes) -> tuple[str, str] | None:
+    """Return ``(id, event)`` when ``frame`` is a well-formed ``data`` message.
+
+    The receive hot path of every subscriber: no message object is built. ``None``
+    means "anything else": call :func:`decode`, which returns that message or raises
+    the exact :class:`DecodeError`. For a frame where this returns a pair,
+    ``decode(frame)`` returns ``Data(*pair)``.
+    """
+    if frame.__class__ is not str:
+        return None
+    try:
+        obj, end = _scan_once(frame, 0)
+    except (StopIteration, ValueError, RecursionError):
+        return None
+    if end != len(frame) or obj.__class__ is not dict or obj.get("type") != "data":
+        return None
+    return _data_fields(obj)
+
+
 def decode(frame: str | bytes, *, accept: frozenset[str] | None = None) -> Message:
     """Parse one websocket frame into a message.
 
@@ -607,14 +636,12 @@ def decode(frame: str | bytes, *, accept: frozenset[str] | None = None) -> Messa
         raise DecodeError("frame is not a JSON object", reason="not_object", frame=frame)
     type_ = obj.get("type")
     if type_ == "data" and (accept is None or "data" in accept):
-        # The hot path of every subscriber: a well-formed data frame becomes Data without
-        # the generic reader. Anything else about it (a missing or non-string member)
-        # takes the generic path below, which raises the same errors as always. JSON
-        # parsing only ever makes exact ``str`` objects, so the class test is exact.
-        data_id = obj.get("id")
-        event = obj.get("event")
-        if data_id.__class__ is str and event.__class__ is str:
-            return Data(data_id, event)
+        # A well-formed data frame becomes Data without the generic reader. Anything
+        # else about it (a missing or non-string member) takes the generic path below,
+        # which raises the same errors as always.
+        fields = _data_fields(obj)
+        if fields is not None:
+            return Data(*fields)
     raw_id = obj.get("id")
     message_id = raw_id if isinstance(raw_id, str) else None
     if not isinstance(type_, str):

@@ -37,6 +37,7 @@ from appsync_events.protocol import (
     UnsubscribeErrorMessage,
     UnsubscribeSuccess,
     decode,
+    decode_data,
     dumps,
     encode,
     signing_body,
@@ -251,12 +252,53 @@ def test_decode_well_typed_frames_with_arbitrary_members(
     type_: str, members: dict[str, Any]
 ) -> None:
     """Frames of every known type with arbitrary members decode or raise DecodeError only."""
-    result = _outcome(dumps({**members, "type": type_}))
+    frame = dumps({**members, "type": type_})
+    result = _outcome(frame)
     if isinstance(result, DecodeError):
         assert result.message_type == type_
         assert result.reason in {"missing_field", "wrong_type"}
     else:
         assert result.type == type_
+    assert_decode_data_agrees(frame)
+
+
+def assert_decode_data_agrees(frame: str | bytes) -> None:
+    """decode_data() returns a pair exactly for the frames decode() makes Data of."""
+    pair = decode_data(frame)
+    result = _outcome(frame)
+    if isinstance(result, Data) and isinstance(frame, str) and frame == frame.strip():
+        assert pair == (result.id, result.event)
+    else:
+        assert pair is None or result == Data(*pair)
+
+
+@given(any_text, any_text)
+def test_decode_data_reads_every_data_frame(sub_id: str, event: str) -> None:
+    frame = encode(Data(sub_id, event))
+    assert decode_data(frame) == (sub_id, event)
+
+
+@given(st.one_of(st.text(max_size=300), st.binary(max_size=300)))
+def test_decode_data_agrees_with_decode_on_anything(frame: str | bytes) -> None:
+    assert_decode_data_agrees(frame)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"type":"data","id":"s","event":"{}"}',
+        ' {"type":"data","id":"s","event":"{}"}',  # whitespace: decode() path, same Data
+        '{"type":"data","id":"s","event":"{}"} x',
+        '{"type":"data","id":1,"event":"{}"}',
+        '{"type":"data","id":"s"}',
+        '{"type":"ka"}',
+        b'{"type":"data","id":"s","event":"{}"}',
+        "[]",
+        "",
+    ],
+)
+def test_decode_data_examples(frame: str | bytes) -> None:
+    assert_decode_data_agrees(frame)
 
 
 # -- hostile input -------------------------------------------------------------------
