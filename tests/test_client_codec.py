@@ -130,3 +130,20 @@ def test_data_fast_path_result() -> None:
     message = decode(frame, accept=SERVER_TYPES)
     assert message == Data("sub-1", '{"text": "\\u00e9"}')
     assert type(message) is Data
+
+
+def test_make_event_builds_the_same_event_as_the_constructor() -> None:
+    from dataclasses import FrozenInstanceError
+    from datetime import UTC, datetime
+
+    from appsync_events.events import ReceivedEvent, make_event
+
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    args = ("default", "/chat/*", {"a": [1]}, '{"a":[1]}', "sub-1", at)
+    made = make_event(*args)
+    assert made == ReceivedEvent(*args)
+    assert type(made) is ReceivedEvent
+    assert (made.api, made.subscription, made.payload, made.raw) == args[:4]
+    assert (made.subscription_id, made.received_at) == args[4:]
+    with pytest.raises(FrozenInstanceError):
+        made.api = "other"  # type: ignore[misc]
