@@ -54,15 +54,20 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeAlias
+from datetime import UTC, datetime
+from typing import Any, Final, Literal, TypeAlias, cast
 
-from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import (
+    ConnectionClosed,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidStatus,
+)
 
 from . import auth
 from .conf import APIConfig, get_api_config
-from .events import ReceivedEvent
+from .events import ReceivedEvent, make_event
 from .exceptions import (
     AppSyncEventsError,
     AuthError,
@@ -75,6 +80,7 @@ from .exceptions import (
     PublishError,
     SubscriptionError,
 )
+from .framing import EventSocket
 from .limits import EVENTS_PER_PUBLISH, SUBSCRIPTIONS_PER_CONNECTION
 from .paths import normalize_channel
 from .protocol import (
@@ -101,6 +107,7 @@ from .protocol import (
     UnsubscribeErrorMessage,
     UnsubscribeSuccess,
     decode,
+    decode_data,
     encode,
     loads,
 )
@@ -238,10 +245,12 @@ _ws_logger: Final = redacting_logger("websockets.client")
 # -- one connection -----------------------------------------------------------------------
 
 
-#: Called by the reader for each ``data`` message. It may be ``async def`` or a plain
-#: function returning ``None`` or an awaitable: the reader awaits whatever is returned
-#: (backpressure), so a consumer that never needs to wait costs no coroutine per event.
-DataCallback: TypeAlias = Callable[["Connection", Data], Awaitable[None] | None]
+#: Called by the reader for each ``data`` message, with the connection, the
+#: subscription id, the event's JSON text and when its batch of frames was read. It may
+#: be ``async def`` or a plain function returning ``None`` or an awaitable: the reader
+#: awaits whatever is returned (backpressure), so a consumer that never needs to wait
+#: costs no coroutine per event.
+DataCallback: TypeAlias = Callable[["Connection", str, str, datetime], Awaitable[None] | None]
 
 
 def _describe(errors: Iterable[ErrorEntry]) -> str:
@@ -264,7 +273,7 @@ class Connection:
 
     def __init__(
         self,
-        ws: ClientConnection,
+        ws: EventSocket,
         *,
         api: str,
         connection_timeout: float,
@@ -330,8 +339,8 @@ class Connection:
                 close_timeout=CLOSE_TIMEOUT,
                 compression=None,
                 max_size=MAX_FRAME_BYTES,
-                max_queue=64,
                 proxy=None,
+                create_connection=EventSocket,
                 logger=_ws_logger,
                 user_agent_header="django-appsync-events",
             )
@@ -353,6 +362,7 @@ class Connection:
                 f"could not open the websocket: {type(exc).__name__}: {redact(str(exc))}",
                 api=api.alias,
             ) from None
+        ws = cast(EventSocket, ws)  # create_connection=EventSocket
         try:
             ack = await cls._handshake(ws, api.alias, handshake_timeout)
         except BaseException:
@@ -370,11 +380,17 @@ class Connection:
 
     @staticmethod
     async def _handshake(
-        ws: ClientConnection,
+        ws: EventSocket,
         alias: str,
         timeout: float,  # noqa: ASYNC109
     ) -> ConnectionAck:
-        await ws.send(encode(ConnectionInit()))
+        try:
+            await ws.send(encode(ConnectionInit()))
+        except ConnectionClosed as exc:
+            raise ConnectionFailed(
+                f"the service closed the connection during the handshake (code {_code(exc)})",
+                api=alias,
+            ) from None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -383,15 +399,20 @@ class Connection:
                 raise HandshakeTimeout(
                     f"no connection_ack within {timeout:g} s of connection_init", api=alias
                 )
-            try:
-                frame = await asyncio.wait_for(ws.recv(), remaining)
-            except TimeoutError:
-                continue  # re-checked above, raising HandshakeTimeout
-            except ConnectionClosed as exc:
-                raise ConnectionFailed(
-                    f"the service closed the connection during the handshake (code {_code(exc)})",
-                    api=alias,
-                ) from None
+            if not ws.messages:
+                if ws.is_closed:
+                    raise ConnectionFailed(
+                        "the service closed the connection during the handshake "
+                        f"(code {_code(ws.protocol.close_exc)})",
+                        api=alias,
+                    )
+                try:
+                    await asyncio.wait_for(ws.wait_messages(), remaining)
+                except TimeoutError:
+                    pass  # re-checked above, raising HandshakeTimeout
+                continue
+            frame = ws.messages.popleft()
+            ws.drained()
             try:
                 message = decode(frame, accept=SERVER_TYPES)
             except DecodeError as exc:
@@ -421,50 +442,69 @@ class Connection:
     # -- reading ------------------------------------------------------------------
 
     async def _read(self) -> None:
+        """Drain the socket's messages, a batch (the frames read together) per wake-up."""
         reason: BaseException = ConnectionFailed("the connection ended", api=self.api)
+        ws = self._ws
+        messages = ws.messages
         on_frame = self._on_frame
         on_data = self._on_data
         loop = self._loop
         try:
-            async for frame in self._ws:
+            while True:
+                if not messages:
+                    if ws.is_closed:
+                        break
+                    await ws.wait_messages()
+                    continue
                 self._last_seen = loop.time()
-                self.frames += 1
+                received_at = datetime.now(UTC)
                 if on_frame is not None:
                     on_frame()
-                try:
-                    message = decode(frame, accept=SERVER_TYPES)
-                except DecodeError as exc:
-                    logger.warning(
-                        "Skipped an undecodable frame (api=%s%s, reason=%s): %s [%s]",
-                        self.api,
-                        self.label,
-                        exc.reason,
-                        exc.message,
-                        exc.frame,
-                    )
-                    continue
-                if message.__class__ is Data:
-                    pending = on_data(self, message)
+                while messages:
+                    frame = messages.popleft()
+                    self.frames += 1
+                    fields = decode_data(frame)
+                    if fields is not None:
+                        pending = on_data(self, fields[0], fields[1], received_at)
+                    else:
+                        try:
+                            message = decode(frame, accept=SERVER_TYPES)
+                        except DecodeError as exc:
+                            logger.warning(
+                                "Skipped an undecodable frame (api=%s%s, reason=%s): %s [%s]",
+                                self.api,
+                                self.label,
+                                exc.reason,
+                                exc.message,
+                                exc.frame,
+                            )
+                            continue
+                        if not isinstance(message, Data):
+                            self._handle(message)
+                            continue
+                        pending = on_data(self, message.id, message.event, received_at)
                     if pending is None:
                         continue
                     # While the consumer applies backpressure we are not reading, so
                     # silence is ours, not the service's: the watchdog must not count it.
                     self._delivering = True
+                    ws.drained()
                     try:
                         await pending
                     finally:
                         self._delivering = False
                         self._last_seen = loop.time()
-                    continue
-                self._handle(message)
-            code = self._ws.close_code
-            reason = ConnectionFailed(
-                f"the service closed the connection (code {code})", api=self.api
-            )
-        except ConnectionClosed as exc:
-            reason = ConnectionFailed(
-                f"the connection was lost (code {_code(exc)}): {type(exc).__name__}", api=self.api
-            )
+                ws.drained()
+            close = ws.protocol.close_exc
+            if isinstance(close, ConnectionClosedOK):
+                reason = ConnectionFailed(
+                    f"the service closed the connection (code {ws.close_code})", api=self.api
+                )
+            else:
+                reason = ConnectionFailed(
+                    f"the connection was lost (code {_code(close)}): {type(close).__name__}",
+                    api=self.api,
+                )
         except asyncio.CancelledError:
             reason = self.closed.result() if self.closed.done() else reason
             raise
@@ -1441,15 +1481,16 @@ class AppSyncEventsClient:
             else:
                 yield queue.get_nowait()
 
-    def _on_data(self, connection: Connection, message: Data) -> Awaitable[None] | None:
+    def _on_data(
+        self, connection: Connection, sub_id: str, raw: str, received_at: datetime
+    ) -> Awaitable[None] | None:
         """Decode one data message's event (once) and hand it on; see ``DataCallback``."""
-        sub = connection.routes.get(message.id)
+        sub = connection.routes.get(sub_id)
         if sub is None or sub.state == "closed":
             logger.debug(
-                "Dropped an event for inactive subscription %s (api=%s)", message.id, self.alias
+                "Dropped an event for inactive subscription %s (api=%s)", sub_id, self.alias
             )
             return None
-        raw = message.event
         try:
             payload = loads(raw)
         except (ValueError, RecursionError):
@@ -1462,7 +1503,7 @@ class AppSyncEventsClient:
                 raw,
             )
             return None
-        event = ReceivedEvent(self.alias, sub.channel, payload, raw, message.id)
+        event = make_event(self.alias, sub.channel, payload, raw, sub_id, received_at)
         if self._on_event is not None:
             return self._on_event(event)
         queue = self._queue
