@@ -863,6 +863,10 @@ class _Slot:
         try:
             new = await self._open()
         except Exception as exc:
+            fatal = client._process_exception(exc)
+            if fatal is not None:  # e.g. a ConfigurationError: retrying cannot help
+                await client._fatal(fatal)
+                return None
             # The old connection still works: keep it, try again after a delay.
             delay = min(client.backoff_max, max(client.backoff_initial, 1.0))
             logger.warning(

@@ -594,6 +594,32 @@ async def test_rotation_is_make_before_break(fake: FakeAppSync) -> None:
         assert seen.subscribed.count("/chat/a") >= 2
 
 
+async def test_a_fatal_error_opening_the_replacement_stops_the_client(
+    fake: FakeAppSync, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What process_exception() calls fatal stops the client at rotation too (no retry loop)."""
+    from appsync_events import client as client_module
+
+    opened = 0
+    real_open = client_module._Slot._open
+
+    async def open_once(self: Any) -> Connection:
+        nonlocal opened
+        opened += 1
+        if opened > 1:
+            raise ConfigurationError("APPSYNC_EVENTS['default']: broken after a settings change")
+        return await real_open(self)
+
+    monkeypatch.setattr(client_module._Slot, "_open", open_once)
+    seen = Collector()
+    client = seen.client(rotate_after=0.2)
+    await client.connect()
+    with pytest.raises(ConfigurationError, match="broken after a settings change"):
+        await asyncio.wait_for(client.wait_closed(), DEADLINE)
+    assert opened == 2
+    assert isinstance(client.fatal_error, ConfigurationError)
+
+
 # -- operations ------------------------------------------------------------------------------
 
 
