@@ -87,15 +87,55 @@ class Lease:
         raise NotImplementedError
 
     async def acquire(self) -> None:
-        """Wait until the lease is held, trying every ``poll_interval`` seconds."""
+        """Wait until the lease is held, trying every ``poll_interval`` seconds.
+
+        A standby outlives an outage of the lease's store (the database or Redis
+        restarting): a failed attempt is logged (a WARNING when the failures start,
+        then at most one a minute, with the count) and tried again. Only a missing
+        optional package (:class:`ImproperlyInstalled`) is raised.
+        """
         announced = False
-        while not await self.try_acquire():
-            if not announced:
-                logger.info("Lease %s is held by another listener; standing by", self.name)
-                announced = True
+        failures = 0
+        last_warning = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if await self.try_acquire():
+                    break
+            except ImproperlyInstalled:
+                raise
+            except Exception as exc:
+                failures += 1
+                now = loop.time()
+                if failures == 1 or now - last_warning >= 60.0:
+                    last_warning = now
+                    logger.warning(
+                        "Lease %s: could not reach its store (%d failed attempt(s)): %s: %s; "
+                        "trying again every %.1f s",
+                        self.name,
+                        failures,
+                        type(exc).__name__,
+                        exc,
+                        self.poll_interval,
+                    )
+                await self.reset()
+            else:
+                if failures:
+                    logger.info(
+                        "Lease %s: its store answers again after %d failed attempt(s)",
+                        self.name,
+                        failures,
+                    )
+                    failures = 0
+                if not announced:
+                    logger.info("Lease %s is held by another listener; standing by", self.name)
+                    announced = True
             await asyncio.sleep(self.poll_interval)
         self.held = True
         logger.info("Lease %s acquired by %s", self.name, self.holder)
+
+    async def reset(self) -> None:
+        """Drop whatever connection a failed attempt may have left broken."""
 
     async def wait_lost(self) -> None:
         """Return when the lease is lost (checked every ``poll_interval`` seconds)."""
@@ -174,6 +214,15 @@ class PostgresLease(Lease):
             logger.warning("The lease connection broke (lease %s)", self.name, exc_info=True)
             return False
         return True
+
+    async def reset(self) -> None:
+        """Close the dedicated connection; the next attempt opens a new one."""
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            try:
+                await conn.close()
+            except Exception:
+                logger.debug("Closing a broken lease connection failed", exc_info=True)
 
     async def release(self) -> None:
         """Unlock and close the dedicated connection."""

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import logging
+import socket
 import uuid
 from typing import Any
 
 import pytest
 
-from appsync_events.exceptions import ConfigurationError
-from appsync_events.lease import PostgresLease, RedisLease, get_lease, lease_key
+from appsync_events.exceptions import ConfigurationError, ImproperlyInstalled
+from appsync_events.lease import Lease, PostgresLease, RedisLease, get_lease, lease_key
 from tests.prereqs import require_postgres, require_redis
 
 PG = {"dbname": "test", "user": "postgres", "host": "127.0.0.1", "port": 5432, "autocommit": True}
@@ -49,6 +52,71 @@ async def test_redis_lease_is_exclusive_renewed_and_released() -> None:
     finally:
         await one.release()
         await two.release()
+
+
+class FlakyLease(Lease):
+    """A lease whose store fails ``failures`` times, is taken once, then is free."""
+
+    def __init__(self, outcomes: list[bool | Exception]) -> None:
+        super().__init__("tests:flaky", poll_interval=0.001)
+        self.outcomes = outcomes
+        self.resets = 0
+
+    async def try_acquire(self) -> bool:
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def reset(self) -> None:
+        self.resets += 1
+
+
+async def test_a_standby_outlives_an_outage_of_the_lease_store(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Store errors while standing by are logged and retried, never fatal."""
+    caplog.set_level(logging.INFO, logger="appsync_events.lease")
+    lease = FlakyLease([False, OSError("connection refused"), OSError("still down"), False, True])
+    await asyncio.wait_for(lease.acquire(), 10)
+    assert lease.held
+    assert lease.resets == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "Lease tests:flaky: could not reach its store (1 failed attempt(s)): "
+        "OSError: connection refused; trying again every 0.0 s"
+    ]
+    assert "its store answers again after 2 failed attempt(s)" in caplog.text
+
+
+async def test_a_missing_package_is_not_retried() -> None:
+    lease = FlakyLease([ImproperlyInstalled(missing_package="redis", install_extra="redis")])
+    with pytest.raises(ImproperlyInstalled):
+        await asyncio.wait_for(lease.acquire(), 10)
+
+
+@pytest.mark.postgres
+async def test_postgres_standby_retries_an_unreachable_server(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A real connection failure (nothing listens on the port) is retried, not raised."""
+    require_postgres()
+    with socket.socket() as probe:  # a free port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    lease = PostgresLease(f"tests:{uuid.uuid4()}", {**PG, "port": port}, poll_interval=0.01)
+    task = asyncio.create_task(lease.acquire())
+    try:
+        async with asyncio.timeout(10):
+            while "could not reach its store" not in caplog.text:
+                assert not task.done(), task
+                await asyncio.sleep(0.01)
+        assert not task.done()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await lease.release()
 
 
 def test_get_lease_needs_a_backend(settings: Any) -> None:
