@@ -84,7 +84,22 @@ def test_header_subprotocol_has_no_padding_and_is_url_safe():
         assert decode_header_subprotocol(value) == {"host": "h" * n, "x": "?>~" * n}
 
 
-@pytest.mark.parametrize("value", ["nope", "header-!!!", "header-WzFd", "header-eyJhIjoxfQ"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "nope",
+        "header-!!!",
+        "header-WzFd",
+        "header-eyJhIjoxfQ",
+        # A valid object with characters outside the alphabet, which a lenient decoder
+        # skips: standard base64, padding, an inserted dot or space.
+        "header-eyJhIjoiYiJ9" + "=",
+        "header-eyJhIjoi.YiJ9",
+        "header-eyJhIjoi YiJ9",
+        "header-eyJhIjoi+YiJ9",
+        "header-eyJhIjoiYiJ9a",  # a length no base64 text can have
+    ],
+)
 def test_decode_rejects_bad_values(value):
     """Decoding refuses anything but base64url JSON objects of strings."""
     with pytest.raises(ProtocolError):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -130,6 +131,9 @@ def encode_header_subprotocol(headers: Mapping[str, str]) -> str:
     return HEADER_SUBPROTOCOL_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def decode_header_subprotocol(value: str) -> dict[str, str]:
     """Decode a ``header-…`` subprotocol back into its header object.
 
@@ -139,6 +143,11 @@ def decode_header_subprotocol(value: str) -> dict[str, str]:
     if not value.startswith(HEADER_SUBPROTOCOL_PREFIX):
         raise ProtocolError("not a header- subprotocol")
     data = value[len(HEADER_SUBPROTOCOL_PREFIX) :]
+    if not _BASE64URL.fullmatch(data) or len(data) % 4 == 1:
+        # The decoder would silently skip characters outside the alphabet.
+        raise ProtocolError(
+            "the header- subprotocol is not unpadded base64url (A-Z, a-z, 0-9, '-', '_')"
+        )
     try:
         raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
         obj = json.loads(raw)
