@@ -43,9 +43,12 @@ Error codes (the socket stays open after every one of them):
 ``publish_failed``         the service refused the publish or could not be reached
 =========================  ==========================================================
 
-Subscribing to a channel the listener holds statically (``SUBSCRIPTIONS``) is confirmed
-at once; any other channel is *followed*: the consumer asks the listener over the
-control channel (:mod:`appsync_events.follows`) and confirms when the listener does.
+Every subscription is *followed*: the consumer tells the listener over the control
+channel (:mod:`appsync_events.follows`). A channel in the alias's ``SUBSCRIPTIONS``
+(and forwarded) is confirmed at once, and its follow is not awaited: the listener holds
+it anyway, or, when ``appsync_listen --channel`` replaced the configured subscriptions,
+subscribes to it on that follow. Any other channel is confirmed when the listener
+answers the follow.
 
 Authorization: override :meth:`AppSyncEventsConsumer.can_subscribe` and
 :meth:`AppSyncEventsConsumer.can_publish` (async; wrap ORM work in
@@ -92,7 +95,6 @@ class _Subscription:
 
     path: str
     group: str
-    followed: bool  # held through a dynamic follow (not a static subscription)
     confirmed: bool = False
     request_id: str | int | None = None
     timeout: asyncio.TimerHandle | None = None
@@ -370,40 +372,47 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
             )
         if not await self.can_subscribe(self.scope.get("user"), path):
             raise _Reject("forbidden", "you may not subscribe to this channel", path)
-        static = self._held_statically(config, path)
         sub = _Subscription(
             path,
             group_name(path, prefix=config.forwarding.group_prefix),
-            followed=not static,
             request_id=request_id,
         )
         self.subscriptions[path] = sub
         await self.channel_layer.group_add(sub.group, self.channel_name)
+        static = self._configured(config, path)
         if static:
             sub.confirmed = True
             await self._reply("subscribed", path, request_id)
-            return
         try:
+            # Also for a configured path (unacknowledged): the listener knows what it
+            # really holds (appsync_listen --channel replaces SUBSCRIPTIONS) and
+            # subscribes to a path it does not hold; for its own it changes nothing.
             await self.channel_layer.send(
                 config.forwarding.control_channel,
-                follow_message(self.api, path, self.channel_name, ack=True),
+                follow_message(self.api, path, self.channel_name, ack=not static),
             )
         except ChannelFull:
-            await self._forget(sub)
             logger.warning(
                 "control channel %s is full: is the listener of %r running?",
                 config.forwarding.control_channel,
                 self.api,
             )
+            if static:
+                return
+            await self._forget(sub)
             raise _Reject(
                 "listener_unavailable", "the event listener is not keeping up; retry later", path
             ) from None
         except Exception:
-            await self._forget(sub)
             logger.exception("sending a follow of %s to the control channel failed", path)
+            if static:
+                return
+            await self._forget(sub)
             raise _Reject(
                 "listener_unavailable", "the event listener cannot be reached", path
             ) from None
+        if static:
+            return
         timeout = self.follow_timeout
         if timeout is None:
             timeout = config.forwarding.follow_timeout
@@ -411,7 +420,9 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
             timeout, self._spawn_timeout, sub, timeout
         )
 
-    def _held_statically(self, config: conf.APIConfig, path: str) -> bool:
+    @staticmethod
+    def _configured(config: conf.APIConfig, path: str) -> bool:
+        """Whether ``path`` is one of the alias's forwarded ``SUBSCRIPTIONS``."""
         forwarded = config.forwarding.subscriptions
         return any(
             s.path == path and (forwarded is None or any(f.path == path for f in forwarded))
@@ -445,7 +456,7 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
         """Handle the listener's answer to a follow (``appsync.follow.result``)."""
         path = message.get("channel")
         sub = self.subscriptions.get(path) if isinstance(path, str) else None
-        if sub is None or sub.confirmed or not sub.followed:
+        if sub is None or sub.confirmed:
             return  # an answer for a subscription this socket gave up meanwhile
         if sub.timeout is not None:
             sub.timeout.cancel()
@@ -484,10 +495,8 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
             logger.exception("leaving group %s failed", sub.group)
 
     async def _drop(self, sub: _Subscription) -> None:
-        """Leave the group of ``sub`` and tell the listener when it was followed."""
+        """Leave the group of ``sub`` and tell the listener (unfollow)."""
         await self._forget(sub)
-        if not sub.followed:
-            return
         try:
             await self.channel_layer.send(
                 self._config.forwarding.control_channel,
@@ -504,8 +513,6 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
         while True:
             await asyncio.sleep(interval)
             for sub in list(self.subscriptions.values()):
-                if not sub.followed:
-                    continue
                 try:
                     await self.channel_layer.send(
                         forwarding.control_channel,

@@ -156,7 +156,8 @@ class ChannelLayerForwarder:
         control_channel: the channel consumers send follows to; ``None`` disables
             dynamic follows.
         static: the subscriptions the listener holds anyway (never followed nor
-            dropped dynamically).
+            dropped dynamically); replaced at :meth:`start` by the listener's
+            ``static_channels`` when it has them.
         unfollow_grace: seconds to keep a followed subscription after its last follower.
         follow_lease: seconds a follow lives without renewal.
         max_follows: dynamic follows held at most.
@@ -331,10 +332,19 @@ class ChannelLayerForwarder:
             )
         if listener is None or self.control_channel is None or self.controller is not None:
             return
+        held = getattr(listener, "static_channels", None)
+        if held is not None:
+            # What the listener really holds (``appsync_listen --channel`` replaces the
+            # configured SUBSCRIPTIONS): follows of anything else subscribe.
+            self.static = frozenset(held)
         self.registry = FollowRegistry(
             listener.follow,
             listener.unfollow,
-            static=self.static,
+            # Following a static path that is not forwarded counts its followers, so
+            # its events reach them (the listener's follow() of it subscribes nothing).
+            static=(
+                self.static if self.subscriptions is None else self.static & self.subscriptions
+            ),
             grace=self.unfollow_grace,
             lease=self.follow_lease,
             max_follows=self.max_follows,

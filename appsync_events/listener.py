@@ -313,6 +313,11 @@ class Listener:
 
     # -- running ----------------------------------------------------------------------
 
+    @property
+    def static_channels(self) -> frozenset[str]:
+        """The paths this listener holds for its whole run (``channels``), not follows."""
+        return self._static
+
     def request_stop(self, reason: str = "stop requested") -> None:
         """Ask a running listener to shut down cleanly (thread-safe from the loop only)."""
         if not self._stop.is_set():

@@ -417,3 +417,52 @@ async def test_unreachable_service_is_publish_failed_and_a_veto_is_forbidden(set
         pre_publish.disconnect(veto)
     assert reply["code"] == "forbidden"
     await ws.disconnect()
+
+
+class ChannelOverrideListener(FakeListener):
+    """A listener started with ``appsync_listen --channel /chat/other``."""
+
+    static_channels = frozenset({"/chat/other"})
+
+
+async def test_the_listeners_real_channels_decide_what_it_subscribes(settings):
+    """SUBSCRIPTIONS replaced by --channel: the configured path is confirmed at once and
+    its follow makes the listener subscribe; the path the listener really holds needs no
+    subscription."""
+    api_settings(settings)
+    fake = ChannelOverrideListener()
+    forwarder = ChannelLayerForwarder.from_settings(in_process=True)
+    await forwarder.start(fake)
+    try:
+        ws = await connect()
+        for path in ("/chat/static", "/chat/other"):
+            reply = await request(ws, action="subscribe", channel=path)
+            assert reply["type"] == "subscribed", reply
+        await fake.wait_for(lambda: fake.follows == ["/chat/static"])
+        await forwarder.dispatch(ReceivedEvent("default", "/chat/static", {"n": 1}, ""))
+        assert (await ws.receive_json_from(timeout=3))["payload"] == {"n": 1}
+        await ws.disconnect()
+        await fake.wait_for(lambda: fake.unfollows == ["/chat/static"])
+        assert fake.follows == ["/chat/static"]
+    finally:
+        await forwarder.stop()
+
+
+async def test_a_static_path_outside_forwarding_subscriptions_reaches_its_followers(settings):
+    """FORWARDING['SUBSCRIPTIONS'] leaves the static path out: a browser that subscribes
+    to it is a follower, so its events reach it."""
+    api_settings(settings, SUBSCRIPTIONS=["/chat/rooms/*"])
+    fake = FakeListener()
+    forwarder = ChannelLayerForwarder.from_settings(in_process=True)
+    await forwarder.start(fake)
+    try:
+        assert not forwarder.forwards("/chat/static")
+        ws = await connect()
+        reply = await request(ws, action="subscribe", channel="/chat/static")
+        assert reply["type"] == "subscribed"
+        assert forwarder.forwards("/chat/static")
+        await forwarder.dispatch(ReceivedEvent("default", "/chat/static", {"n": 2}, ""))
+        assert (await ws.receive_json_from(timeout=3))["payload"] == {"n": 2}
+        await ws.disconnect()
+    finally:
+        await forwarder.stop()

@@ -338,6 +338,15 @@ def test_default_sinks_include_the_forwarder(settings: Any) -> None:
     assert Listener().sinks == []
 
 
+def test_static_channels_are_the_channels_it_runs_with(settings: Any) -> None:
+    """--channel replaces SUBSCRIPTIONS, and the forwarder learns the real set from here."""
+    from appsync_events.conf import get_api_config
+
+    configured = {c.path for c in get_api_config().listener.subscriptions}
+    assert Listener().static_channels == configured
+    assert Listener(channels=["/chat/x/*"]).static_channels == {"/chat/x/*"}
+
+
 async def test_followed_subscriptions_are_forward_only(
     settings: Any, emulator: AppSyncEventsEmulator, run: Any, receivers: Any
 ) -> None:
