@@ -235,6 +235,9 @@ class Listener:
         status: a callable receiving one-line state reports (the command prints them
             to stderr).
         in_process: the listener runs inside the ASGI process (for the forwarder).
+        drain_outbox: also drain the durable outbox's rows of this alias while
+            dispatching (:class:`~appsync_events.outbox.drainer.OutboxDrainer` in a
+            worker thread); with ``exclusive``, only the lease holder drains.
         client_options: extra keyword arguments for
             :class:`~appsync_events.client.AppSyncEventsClient`.
     """
@@ -254,6 +257,7 @@ class Listener:
         health_file: str | os.PathLike[str] | None = None,
         status: Callable[[str], None] | None = None,
         in_process: bool = False,
+        drain_outbox: bool = False,
         client_options: dict[str, Any] | None = None,
     ) -> None:
         self.config: APIConfig = get_api_config(api)
@@ -277,6 +281,9 @@ class Listener:
         self.max_idle = max_idle
         self.health_file = Path(health_file) if health_file is not None else None
         self._status = status
+        self.drain_outbox = drain_outbox
+        self._outbox_stop = asyncio.Event()
+        self._outbox: asyncio.Task[None] | None = None
         self.client_options = dict(client_options or {})
         self.stats = ListenerStats()
         self.client: AppSyncEventsClient | None = None
@@ -396,6 +403,8 @@ class Listener:
             await client.aclose()
             raise
         self._stopped_sinks = []
+        if self.drain_outbox:
+            self._outbox = self._start_outbox()
         dispatcher = asyncio.create_task(self._dispatch_loop(), name="appsync-dispatch")
         stats = asyncio.create_task(self._stats_loop(), name="appsync-stats")
         watchers = [
@@ -442,6 +451,7 @@ class Listener:
         dispatcher.cancel()
         stats.cancel()
         await asyncio.gather(dispatcher, stats, *watchers, return_exceptions=True)
+        await self._stop_outbox(timeout)
         # 3. Unsubscribe and close with 1000.
         fatal = client.fatal_error
         await client.aclose()
@@ -460,6 +470,39 @@ class Listener:
                 raise fatal
             return True
         return False
+
+    def _start_outbox(self) -> asyncio.Task[None]:
+        from .outbox.drainer import OutboxDrainer
+
+        drainer = OutboxDrainer(api=self.alias)
+        self._say(f"draining the outbox of {self.alias!r} (worker {drainer.worker})")
+
+        def on_batch(report: Any) -> None:
+            logger.info("Outbox batch (api=%s): %s", self.alias, report)
+
+        self._outbox_stop.clear()
+        return asyncio.create_task(
+            drainer.arun(self._outbox_stop, on_batch=on_batch), name="appsync-outbox"
+        )
+
+    async def _stop_outbox(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Let the drainer finish its batch (within ``timeout``), then stop it."""
+        task, self._outbox = self._outbox, None
+        if task is None:
+            return
+        self._outbox_stop.set()
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            logger.warning(
+                "Shutdown timeout (%.1f s): the outbox batch in flight was cut short; its "
+                "unsent rows are sent again once their claim expires (api=%s)",
+                timeout,
+                self.alias,
+            )
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        elif (exc := task.exception()) is not None:
+            logger.error("The outbox drainer failed (api=%s)", self.alias, exc_info=exc)
 
     # -- receiving --------------------------------------------------------------------
 

@@ -195,6 +195,15 @@ def test_call_command_max_idle(emulator: AppSyncEventsEmulator, capsys: Any) -> 
     assert "closed" in capsys.readouterr().err
 
 
+@pytest.mark.django_db(transaction=True)
+def test_drain_outbox_flag_runs_the_drainer(emulator: AppSyncEventsEmulator, capsys: Any) -> None:
+    """--drain-outbox drains the alias's outbox inside the listener (a state line says so)."""
+    call_command("appsync_listen", channels=["/chat/*"], max_idle=0.5, drain_outbox=True)
+    err = capsys.readouterr().err
+    assert "draining the outbox of 'default'" in err
+    assert "closed" in err
+
+
 @pytest.mark.postgres
 def test_exclusive_failover_between_two_processes(
     emulator: AppSyncEventsEmulator, env: dict[str, str], procs: list[Proc]

@@ -22,6 +22,7 @@ from appsync_events.testing.pytest_plugin import (  # noqa: F401 - fixtures
     appsync_events_emulator,
 )
 from tests.test_client import until
+from tests.test_outbox import forget_thread_connections
 
 
 @pytest.fixture
@@ -513,3 +514,38 @@ async def test_a_sink_failing_to_start_stops_the_sinks_already_started(
         await listener.run(install_signal_handlers=False)
     assert calls == ["start a", "stop a"]
     assert emulator.connections == []
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_drain_outbox_sends_durable_rows_while_listening(
+    settings: Any, emulator: AppSyncEventsEmulator, run: Any
+) -> None:
+    """--drain-outbox: rows written while nothing drained are sent by the listener's
+    drainer (here back to its own subscription), marked sent, and the drainer stops
+    with the listener."""
+    from asgiref.sync import sync_to_async
+
+    from appsync_events import publish as publish_events
+    from appsync_events.models import OutboxEvent
+
+    configure(settings)
+    settings.APPSYNC_EVENTS = {
+        **settings.APPSYNC_EVENTS,
+        "default": {**settings.APPSYNC_EVENTS["default"], "OUTBOX": {"POLL_INTERVAL": 0.05}},
+    }
+    router = Router()
+    got: list[Any] = []
+    router.add("/chat/*", lambda event: got.append(event.payload))
+    running = run(router=router, drain_outbox=True)
+    await emulator.await_for_subscriptions(channel="/chat/*", timeout=10)
+    await sync_to_async(publish_events)("/chat/durable", {"n": 1}, {"n": 2}, durable=True)
+    await until(lambda: len(got) == 2)
+    assert sorted(p["n"] for p in got) == [1, 2]
+    assert await running.stop() == 0
+    assert running.listener._outbox is None  # stopped with the listener
+
+    def states() -> list[str]:
+        return sorted(OutboxEvent.objects.values_list("state", flat=True))
+
+    assert await sync_to_async(states)() == ["sent", "sent"]
+    await sync_to_async(forget_thread_connections)()

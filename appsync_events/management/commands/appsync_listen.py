@@ -73,6 +73,11 @@ class Command(BaseCommand):
             help="hold the alias's lease so only one listener dispatches; others stand by",
         )
         parser.add_argument(
+            "--drain-outbox",
+            action="store_true",
+            help="also drain this alias's durable outbox (as appsync_outbox does)",
+        )
+        parser.add_argument(
             "--health-file",
             metavar="PATH",
             help="touch PATH on inbound frames (at most once a second), for liveness probes",
@@ -98,6 +103,7 @@ class Command(BaseCommand):
                 max_events=options["max_events"],
                 max_idle=options["max_idle"],
                 health_file=options["health_file"],
+                drain_outbox=options["drain_outbox"],
                 status=status,
             )
         except (ConfigurationError, InvalidChannelError) as exc:
