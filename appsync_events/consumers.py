@@ -30,6 +30,8 @@ Error codes (the socket stays open after every one of them):
 ``malformed``              not a JSON object, a binary frame, or a bad ``id``
 ``too_large``              the frame is over ``max_message_size`` characters
 ``rate_limited``           more than ``rate_limit`` messages in ``rate_period`` seconds
+                           (every dropped request with an ``id`` is answered; others
+                           hear it once until a message gets through)
 ``unknown_action``         ``action`` is missing or not one of the three above
 ``invalid_channel``        the channel breaks the grammar, or its namespace is unknown
 ``forbidden``              ``can_subscribe`` / ``can_publish`` said no
@@ -87,6 +89,15 @@ logger = logging.getLogger(__name__)
 
 _MAX_ID_LENGTH: Final = 64
 _ACTIONS: Final = ("subscribe", "unsubscribe", "publish")
+
+
+def _valid_id(value: Any) -> str | int | None:
+    """``value`` when it is a usable request id (a short string or an integer)."""
+    if (isinstance(value, str) and len(value) <= _MAX_ID_LENGTH) or (
+        isinstance(value, int) and not isinstance(value, bool)
+    ):
+        return value
+    return None
 
 
 @dataclass(slots=True)
@@ -275,8 +286,11 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
         request_id: str | int | None = None
         try:
             if not self._take_token():
-                if self._rate_limited:
-                    return  # told once already; say it again after a message gets through
+                # A request with an id is answered, so the page's request settles now;
+                # anything else hears it once, until a message gets through again.
+                request_id = self._request_id(text_data)
+                if request_id is None and self._rate_limited:
+                    return
                 self._rate_limited = True
                 raise _Reject(
                     "rate_limited",
@@ -298,12 +312,8 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
                 raise _Reject("malformed", "the message is not valid JSON") from None
             if not isinstance(content, dict):
                 raise _Reject("malformed", "the message must be a JSON object")
-            request_id = content.get("id")
-            if request_id is not None and not (
-                (isinstance(request_id, str) and len(request_id) <= _MAX_ID_LENGTH)
-                or (isinstance(request_id, int) and not isinstance(request_id, bool))
-            ):
-                request_id = None
+            request_id = _valid_id(content.get("id"))
+            if request_id is None and content.get("id") is not None:
                 raise _Reject("malformed", f"'id' must be a string of at most {_MAX_ID_LENGTH}")
             await self.receive_json(content)
         except _Reject as reject:
@@ -326,6 +336,16 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
             await self.unsubscribe(raw_channel, content.get("id"))
         else:
             await self.publish(raw_channel, content, content.get("id"))
+
+    def _request_id(self, text_data: str | None) -> str | int | None:
+        """The valid ``id`` of a frame that is dropped unparsed otherwise, if any."""
+        if text_data is None or len(text_data) > self.max_message_size:
+            return None
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            return None
+        return _valid_id(content.get("id")) if isinstance(content, dict) else None
 
     def _take_token(self) -> bool:
         now = asyncio.get_running_loop().time()

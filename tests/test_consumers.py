@@ -214,6 +214,12 @@ async def test_rate_limit_drops_excess_messages_and_says_so_once(listener):
     assert (await request(ws, action="subscribe", channel="/chat/d"))["code"] == "rate_limited"
     await ws.send_json_to({"action": "subscribe", "channel": "/chat/e"})
     assert await ws.receive_nothing(timeout=0.1)
+    # A dropped request with an id is answered every time, so the page does not wait.
+    for request_id in ("r1", 7):
+        reply = await request(ws, action="publish", channel="/chat/a", events=[1], id=request_id)
+        assert (reply["code"], reply["id"]) == ("rate_limited", request_id)
+    await ws.send_to(text_data='{"id": ' + "1" * 10 + ', "action": "nope"')  # not JSON
+    assert await ws.receive_nothing(timeout=0.1)
     assert listener.follows == ["/chat/a", "/chat/b", "/chat/c"]
     await ws.disconnect()
 
