@@ -123,12 +123,25 @@ class AppSyncEventsError(Exception):
         if self.api is not None:
             context.append(f"api={self.api!r}")
         if self.channel is not None:
-            context.append(f"channel={self.channel!r}")
+            context.append(f"channel={short_repr(self.channel)}")
         if context:
             text = f"{text} ({', '.join(context)})"
         if self.errors:
             text = f"{text}: {_describe_errors(self.errors)}"
         return text
+
+
+def short_repr(value: object, limit: int = 120) -> str:
+    """``repr(value)``, cut to about ``limit`` characters with the full length noted.
+
+    Channels and other inputs in messages come from callers and browsers; a megabyte of
+    path must not become a megabyte of exception text and log line.
+    """
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f"{len(value)} characters" if isinstance(value, str | bytes) else "cut"
+    return f"{text[:limit]}… ({size})"
 
 
 class ValidationError(AppSyncEventsError, ValueError):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
-from .exceptions import InvalidChannelError
+from .exceptions import InvalidChannelError, short_repr
 from .limits import CHANNEL_MAX_SEGMENTS, SEGMENT_MAX_LENGTH
 
 __all__ = [
@@ -80,7 +80,7 @@ class Channel:
 
 
 def _fail(path: object, reason: str) -> InvalidChannelError:
-    return InvalidChannelError(f"Invalid channel {path!r}: {reason}", channel=str(path))
+    return InvalidChannelError(f"Invalid channel {short_repr(path)}: {reason}", channel=str(path))
 
 
 def parse_channel(path: str, *, allow_wildcard: bool = False) -> Channel:

@@ -362,3 +362,14 @@ def test_group_names_distinct_past_a_shared_head(
     second = "/" + "/".join([*head, tail_b]) + ("/*" if wildcard else "")
     assume(first != second)
     assert group_name(first) != group_name(second)
+
+
+def test_a_huge_invalid_path_is_quoted_short() -> None:
+    """A megabyte of path must not become a megabyte of message and log line."""
+    path = "/chat/" + "x!" * 500_000
+    with pytest.raises(InvalidChannelError) as info:
+        parse_channel(path)
+    text = str(info.value)
+    assert len(text) < 600
+    assert f"({len(path)} characters)" in text
+    assert info.value.channel == path  # the full value stays available to code
