@@ -157,8 +157,15 @@ def _coerce(value: Any, tp: Any) -> Any:
         return value
     if origin in (list, tuple, Sequence) and isinstance(value, list):
         args = get_args(tp)
-        if args and (len(args) == 1 or args[-1] is Ellipsis):
+        if (
+            args
+            and (len(args) == 1 or args[-1] is Ellipsis)
+            and not (origin is tuple and len(args) == 1)
+        ):
             value = [_coerce(v, args[0]) for v in value]
+        elif origin is tuple and args and len(args) == len(value):
+            # A fixed-length tuple: one annotation per position.
+            value = [_coerce(v, a) for v, a in zip(value, args, strict=True)]
         return tuple(value) if origin is tuple else value
     if not isinstance(value, str):
         if tp is float and isinstance(value, int) and not isinstance(value, bool):
@@ -660,8 +667,11 @@ class PublishChangesMixin:
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Save, then publish ``created`` or ``updated``."""
         adding = self._state.adding  # type: ignore[attr-defined]
-        super().save(*args, **kwargs)  # type: ignore[misc]
         update_fields = kwargs.get("update_fields")
+        if update_fields is not None:
+            # Read once here: a generator would be empty after Django's save() read it.
+            update_fields = kwargs["update_fields"] = tuple(update_fields)
+        super().save(*args, **kwargs)  # type: ignore[misc]
         if update_fields is not None and not update_fields:
             return  # Django saves nothing for update_fields=[]; nothing to announce
         action = "created" if adding else "updated"

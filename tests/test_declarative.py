@@ -461,3 +461,39 @@ def test_empty_update_fields_publishes_nothing(note_model):
     locmem.clear()
     note.save(update_fields=[])
     locmem.assert_nothing_published()
+
+
+class Shipped(Event):
+    """Fixed-length tuple fields: one type per position."""
+
+    channel = "/shop/shipped"
+
+    window: tuple[dt.date, dt.date]
+    parcel: tuple[uuid.UUID]
+    weights: tuple[decimal.Decimal, ...] = ()
+
+
+def test_fixed_length_tuples_are_coerced_per_position():
+    event = Shipped(
+        window=(dt.date(2026, 1, 1), dt.date(2026, 1, 3)),
+        parcel=(uuid.UUID(int=9),),
+        weights=(decimal.Decimal("1.5"), decimal.Decimal("2")),
+    )
+    parsed = Shipped.from_event(event.encode())
+    assert parsed == event
+    assert all(type(d) is dt.date for d in parsed.window)
+    assert type(parsed.parcel[0]) is uuid.UUID
+    assert all(type(w) is decimal.Decimal for w in parsed.weights)
+    with pytest.raises(EventValidationError, match="window"):
+        Shipped.from_event({**json.loads(event.encode()), "window": ["2026-01-01"]})
+
+
+def test_update_fields_given_as_a_generator(note_model):
+    """A generator is read once by Django's save(); the event still names the fields."""
+    note = note_model.objects.create(room_id=8, text="x")
+    note.text = "y"
+    note.save(update_fields=(name for name in ["text"]))
+    events = locmem.published_events("/chat/rooms/8/notes")
+    assert events[-1]["updated_fields"] == ["text"]
+    note.refresh_from_db()
+    assert note.text == "y"
