@@ -1004,6 +1004,9 @@ class _Configs:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cache: dict[str, APIConfig] = {}
+        # Bumped by reset(): a parse that started before a reset must not be cached, or
+        # a thread racing a settings change would pin the old value.
+        self._generation = 0
 
     def raw(self) -> Mapping[str, Any]:
         value = getattr(settings, "APPSYNC_EVENTS", {})
@@ -1020,6 +1023,7 @@ class _Configs:
         cached = self._cache.get(alias)
         if cached is not None:
             return cached
+        generation = self._generation
         raw = self.raw()
         if alias not in raw:
             known = ", ".join(repr(a) for a in raw) or "none"
@@ -1039,11 +1043,13 @@ class _Configs:
             )
         config = _Parser(alias, value).parse()
         with self._lock:
-            self._cache[alias] = config
+            if generation == self._generation:
+                self._cache[alias] = config
         return config
 
     def reset(self) -> None:
         with self._lock:
+            self._generation += 1
             self._cache.clear()
 
 

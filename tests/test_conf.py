@@ -927,3 +927,22 @@ def test_auth_modes_constant() -> None:
         "OPENID_CONNECT",
         "AWS_LAMBDA",
     }
+
+
+def test_a_parse_racing_a_settings_change_is_not_cached(settings: Any, monkeypatch: Any) -> None:
+    """A settings change while an alias is being parsed (another thread) must not leave
+    the old value cached for good."""
+    old = {**settings.APPSYNC_EVENTS["default"], "HTTP_URL": "http://127.0.0.1:8001/event"}
+    new = {**old, "HTTP_URL": "http://127.0.0.1:8002/event"}
+    settings.APPSYNC_EVENTS = {"default": old}
+    real_parse = conf._Parser.parse
+
+    def parse_during_a_change(self: Any) -> Any:
+        config = real_parse(self)
+        monkeypatch.setattr(conf._Parser, "parse", real_parse)
+        settings.APPSYNC_EVENTS = {"default": new}  # setting_changed: reset()
+        return config
+
+    monkeypatch.setattr(conf._Parser, "parse", parse_during_a_change)
+    assert conf.get_api_config().http_url == "http://127.0.0.1:8001/event"  # read before
+    assert conf.get_api_config().http_url == "http://127.0.0.1:8002/event"
