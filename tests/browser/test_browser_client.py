@@ -437,6 +437,52 @@ def test_publish_times_out_while_the_server_is_unreachable(page: Any, server: Pa
     locmem.assert_nothing_published()
 
 
+# Six publishes at once; each outcome is "ok" or the rejection's code.
+SIX_PUBLISHES = """async (options) => {
+  ${connect}(options);
+  const sends = [0, 1, 2, 3, 4, 5].map((n) => client.publish("/chat/lobby", {n}));
+  const outcomes = await Promise.allSettled(sends);
+  return outcomes.map((o) => (o.status === "fulfilled" ? "ok" : o.reason.code));
+}""".replace("${connect}", f"({CONNECT})")
+
+
+def test_the_client_paces_its_sends_under_the_consumers_rate_limit(
+    page: Any, server: PageServer, monkeypatch: pytest.MonkeyPatch
+):
+    """With the consumer allowing 3 messages a second, six publishes at once all go
+    through at the client's pace; unpaced, the excess is refused at once (not at the
+    request timeout), each with its own id."""
+    monkeypatch.setattr(PageConsumer, "rate_limit", 3)
+    outcomes = page.evaluate(SIX_PUBLISHES, {"rateLimit": 2, "ratePeriod": 1000})
+    assert outcomes == ["ok"] * 6
+    assert [e["n"] for e in locmem.published_events("/chat/lobby")] == list(range(6))
+
+    page.evaluate("client.close()")
+    locmem.clear()
+    outcomes = page.evaluate(SIX_PUBLISHES, {"rateLimit": 0, "requestTimeout": 60000})
+    assert outcomes == ["ok"] * 3 + ["rate_limited"] * 3
+    assert [e["n"] for e in locmem.published_events("/chat/lobby")] == [0, 1, 2]
+
+
+def test_publishes_held_by_the_rate_limit_go_out_on_the_next_socket(page: Any, server: PageServer):
+    """A publish the client held back (never sent) when the socket closed is sent after
+    the reconnect: it resolves, and nothing is published twice."""
+    page.evaluate(
+        """async () => {
+          ${connect}({rateLimit: 1, ratePeriod: 2000});
+          window.first = await client.publish("/chat/lobby", {n: 0});
+          window.held = client.publish("/chat/lobby", {n: 1}).then(
+            () => "ok", (e) => e.code);
+        }""".replace("${connect}", f"({CONNECT})")
+    )
+    assert [e["n"] for e in locmem.published_events("/chat/lobby")] == [0]
+    server.drop_socket(code=4000)
+    assert page.evaluate("window.held") == "ok"
+    assert [e["n"] for e in locmem.published_events("/chat/lobby")] == [0, 1]
+    states = [e["state"] for e in _log(page, "state")]
+    assert states.count("open") == 2
+
+
 def test_backoff_is_exponential_capped_and_jittered(page: Any):
     """backoffDelay grows by factor from minDelay, stops at maxDelay, and jitter only lowers it."""
     delays = page.evaluate(

@@ -44,6 +44,11 @@
  *     requestTimeout: 30000         ms a publish() waits for its answer (time queued while
  *                                   connecting included); 0 waits forever.
  *     maxQueue: 100                 publishes held while connecting; more are rejected.
+ *     rateLimit: 18, ratePeriod: 1000
+ *                                   send at most `rateLimit` messages per `ratePeriod` ms
+ *                                   (short bursts allowed), holding the rest back in
+ *                                   order, so the consumer's own limit (20 per second by
+ *                                   default) never drops them; rateLimit 0 sends at once.
  *     protocols                     websocket subprotocols, passed to WebSocket.
  *     WebSocket                     the WebSocket constructor (tests, polyfills).
  *
@@ -99,6 +104,8 @@
     stableAfter: 5000,
     requestTimeout: 30000,
     maxQueue: 100,
+    rateLimit: 18,
+    ratePeriod: 1000,
     protocols: undefined,
     WebSocket: undefined,
     onStateChange: null,
@@ -157,7 +164,9 @@
   }
 
   function checkOptions(o) {
-    const numbers = ["minDelay", "maxDelay", "factor", "stableAfter", "requestTimeout", "maxQueue"];
+    const numbers = [
+      "minDelay", "maxDelay", "factor", "stableAfter", "requestTimeout", "maxQueue", "rateLimit",
+    ];
     for (const name of numbers) {
       if (typeof o[name] !== "number" || !(o[name] >= 0) || o[name] === Infinity) {
         throw new TypeError("option " + name + " must be a finite number >= 0, not " + o[name]);
@@ -166,6 +175,9 @@
     if (o.factor < 1) throw new TypeError("option factor must be at least 1, not " + o.factor);
     if (o.maxDelay < o.minDelay) {
       throw new TypeError("option maxDelay (" + o.maxDelay + ") is below minDelay (" + o.minDelay + ")");
+    }
+    if (typeof o.ratePeriod !== "number" || !(o.ratePeriod > 0) || o.ratePeriod === Infinity) {
+      throw new TypeError("option ratePeriod must be a finite number > 0, not " + o.ratePeriod);
     }
     if (typeof o.jitter !== "number" || !(o.jitter >= 0 && o.jitter <= 1)) {
       throw new TypeError("option jitter must be a number from 0 to 1, not " + o.jitter);
@@ -200,6 +212,10 @@
       this._subs = new Map(); // normalised path -> {path, listeners, status, requestId}
       this._pending = new Map(); // request id -> what waits for the answer
       this._queue = []; // publishes waiting for the socket to open
+      this._paced = []; // {text, entry} held back by the rate limit, in order
+      this._paceTimer = null;
+      this._tokens = 0;
+      this._refilledAt = 0;
       this._nextId = 0;
       this._attempt = 0;
       this._openedAt = 0;
@@ -234,6 +250,9 @@
       socket.onopen = () => {
         if (socket !== this._socket) return;
         this._openedAt = Date.now();
+        // The consumer's limit is per socket and starts full: so does ours.
+        this._tokens = this.options.rateLimit;
+        this._refilledAt = this._openedAt;
         this._setState("open", { attempt: this._attempt });
         // Subscriptions first (the server forgot them with the old socket), then the
         // publishes queued meanwhile, in the order they were made.
@@ -254,6 +273,11 @@
     }
 
     _lost(code, reason) {
+      // Publishes the rate limit held back were never sent: they go out on the next
+      // socket, as if made while connecting (nothing is ever sent twice).
+      const unsent = this._dropPaced().filter((item) => item.entry !== null);
+      for (const item of unsent) this._pending.delete(item.entry.id);
+      this._queue.unshift(...unsent);
       for (const entry of this._pending.values()) {
         if (entry.kind === "publish") {
           this._settle(entry, null, new AppSyncEventsError(
@@ -300,6 +324,7 @@
 
     _shutDown(detail) {
       this._closed = true;
+      this._dropPaced();
       if (this._timer !== null) clearTimeout(this._timer);
       this._timer = null;
       const closed = () => new AppSyncEventsError("closed", "the client was closed");
@@ -319,8 +344,49 @@
       return this._nextId;
     }
 
-    _send(message) {
-      this._socket.send(typeof message === "string" ? message : JSON.stringify(message));
+    _send(message, entry) {
+      const text = typeof message === "string" ? message : JSON.stringify(message);
+      if (this._paced.length === 0 && this._takeToken()) {
+        this._socket.send(text);
+        return;
+      }
+      this._paced.push({ text: text, entry: entry || null });
+      this._pace();
+    }
+
+    _takeToken() {
+      const limit = this.options.rateLimit;
+      if (!limit) return true;
+      const now = Date.now();
+      const refill = ((now - this._refilledAt) * limit) / this.options.ratePeriod;
+      this._tokens = Math.min(limit, this._tokens + refill);
+      this._refilledAt = now;
+      if (this._tokens < 1) return false;
+      this._tokens -= 1;
+      return true;
+    }
+
+    // Send held-back messages as tokens come back (one timer at a time).
+    _pace() {
+      if (this._paceTimer !== null) return;
+      const wait = ((1 - this._tokens) * this.options.ratePeriod) / this.options.rateLimit;
+      this._paceTimer = setTimeout(() => {
+        this._paceTimer = null;
+        while (this._paced.length > 0 && this._isOpen() && this._takeToken()) {
+          this._socket.send(this._paced.shift().text);
+        }
+        if (this._paced.length > 0 && this._isOpen()) this._pace();
+      }, Math.max(1, Math.ceil(wait)));
+    }
+
+    // Held-back messages belong to the socket that closed: subscriptions are sent again
+    // on the next one, and publishes waiting for an answer are settled by the caller.
+    _dropPaced() {
+      const dropped = this._paced;
+      this._paced = [];
+      if (this._paceTimer !== null) clearTimeout(this._paceTimer);
+      this._paceTimer = null;
+      return dropped;
     }
 
     _sendSubscribe(sub) {
@@ -333,7 +399,7 @@
 
     _sendRequest(entry, text) {
       this._pending.set(entry.id, entry);
-      this._send(text);
+      this._send(text, entry);
     }
 
     _settle(entry, value, error) {
@@ -418,8 +484,11 @@
         if (this.options.requestTimeout > 0) {
           entry.timer = setTimeout(() => {
             this._pending.delete(id);
-            const at = this._queue.findIndex((item) => item.entry === entry);
-            if (at !== -1) this._queue.splice(at, 1);
+            // Not sent yet (connecting, or held back by the rate limit): never send it.
+            for (const list of [this._queue, this._paced]) {
+              const at = list.findIndex((item) => item.entry === entry);
+              if (at !== -1) list.splice(at, 1);
+            }
             this._settle(entry, null, new AppSyncEventsError(
               "timeout",
               "no answer within " + this.options.requestTimeout + " ms",
