@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -37,16 +38,25 @@ def api_settings(settings: Any, **forwarding: Any) -> None:
     }
 
 
+@contextlib.asynccontextmanager
+async def serving(fake: FakeListener) -> AsyncIterator[ChannelLayerForwarder]:
+    """A forwarder started for ``fake`` (as the in-process listener runs it), then stopped."""
+    forwarder = ChannelLayerForwarder.from_settings("default", in_process=True)
+    await forwarder.start(fake)
+    try:
+        yield forwarder
+    finally:
+        await forwarder.stop()
+
+
 @pytest.fixture
 async def listener(settings) -> AsyncIterator[FakeListener]:
     """A fake listener behind a started forwarder (as the in-process listener would run it)."""
     api_settings(settings)
     fake = FakeListener()
-    forwarder = ChannelLayerForwarder.from_settings("default", in_process=True)
-    await forwarder.start(fake)
-    fake.forwarder = forwarder  # type: ignore[attr-defined]
-    yield fake
-    await forwarder.stop()
+    async with serving(fake) as forwarder:
+        fake.forwarder = forwarder  # type: ignore[attr-defined]
+        yield fake
 
 
 def member() -> User:
@@ -375,9 +385,7 @@ async def test_a_closed_socket_stops_renewing(settings):
     """After disconnect no renewal arrives, so nothing keeps the follow alive."""
     api_settings(settings, FOLLOW_LEASE=0.3)
     fake = FakeListener()
-    forwarder = ChannelLayerForwarder.from_settings(in_process=True)
-    await forwarder.start(fake)
-    try:
+    async with serving(fake) as forwarder:
         ws = await connect()
         assert (await request(ws, action="subscribe", channel="/chat/a"))["type"] == "subscribed"
         await ws.disconnect()
@@ -388,8 +396,6 @@ async def test_a_closed_socket_stops_renewing(settings):
         await asyncio.sleep(0.4)  # longer than a renewal period: none may come
         assert controller.counts["followed"] == before
         await until(lambda: not forwarder.registry.is_followed("/chat/a"))
-    finally:
-        await forwarder.stop()
 
 
 async def test_unreachable_service_is_publish_failed_and_a_veto_is_forbidden(settings):
@@ -437,9 +443,7 @@ async def test_the_listeners_real_channels_decide_what_it_subscribes(settings):
     subscription."""
     api_settings(settings)
     fake = ChannelOverrideListener()
-    forwarder = ChannelLayerForwarder.from_settings(in_process=True)
-    await forwarder.start(fake)
-    try:
+    async with serving(fake) as forwarder:
         ws = await connect()
         for path in ("/chat/static", "/chat/other"):
             reply = await request(ws, action="subscribe", channel=path)
@@ -450,18 +454,13 @@ async def test_the_listeners_real_channels_decide_what_it_subscribes(settings):
         await ws.disconnect()
         await fake.wait_for(lambda: fake.unfollows == ["/chat/static"])
         assert fake.follows == ["/chat/static"]
-    finally:
-        await forwarder.stop()
 
 
 async def test_a_static_path_outside_forwarding_subscriptions_reaches_its_followers(settings):
     """FORWARDING['SUBSCRIPTIONS'] leaves the static path out: a browser that subscribes
     to it is a follower, so its events reach it."""
     api_settings(settings, SUBSCRIPTIONS=["/chat/rooms/*"])
-    fake = FakeListener()
-    forwarder = ChannelLayerForwarder.from_settings(in_process=True)
-    await forwarder.start(fake)
-    try:
+    async with serving(FakeListener()) as forwarder:
         assert not forwarder.forwards("/chat/static")
         ws = await connect()
         reply = await request(ws, action="subscribe", channel="/chat/static")
@@ -470,5 +469,3 @@ async def test_a_static_path_outside_forwarding_subscriptions_reaches_its_follow
         await forwarder.dispatch(ReceivedEvent("default", "/chat/static", {"n": 2}, ""))
         assert (await ws.receive_json_from(timeout=3))["payload"] == {"n": 2}
         await ws.disconnect()
-    finally:
-        await forwarder.stop()
