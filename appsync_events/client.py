@@ -384,13 +384,16 @@ class Connection:
         alias: str,
         timeout: float,  # noqa: ASYNC109
     ) -> ConnectionAck:
+        def closed(exc: ConnectionClosed) -> ConnectionFailed:
+            return ConnectionFailed(
+                f"the service closed the connection during the handshake (code {_code(exc)})",
+                api=alias,
+            )
+
         try:
             await ws.send(encode(ConnectionInit()))
         except ConnectionClosed as exc:
-            raise ConnectionFailed(
-                f"the service closed the connection during the handshake (code {_code(exc)})",
-                api=alias,
-            ) from None
+            raise closed(exc) from None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -401,11 +404,7 @@ class Connection:
                 )
             if not ws.messages:
                 if ws.is_closed:
-                    raise ConnectionFailed(
-                        "the service closed the connection during the handshake "
-                        f"(code {_code(ws.protocol.close_exc)})",
-                        api=alias,
-                    )
+                    raise closed(ws.protocol.close_exc)
                 try:
                     await asyncio.wait_for(ws.wait_messages(), remaining)
                 except TimeoutError:
