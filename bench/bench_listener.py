@@ -111,6 +111,23 @@ def start_sender(events: int) -> tuple[subprocess.Popen[str], int]:
 # -- receivers ----------------------------------------------------------------------------
 
 
+def connect_to(port: int, **options: Any) -> Any:
+    """``websockets``' ``connect`` to the sender, with the listener's subprotocols."""
+    from websockets.asyncio.client import connect
+
+    from appsync_events.auth import encode_header_subprotocol
+
+    header = encode_header_subprotocol({"host": f"127.0.0.1:{port}", "x-api-key": "da2-bench"})
+    return connect(
+        f"ws://127.0.0.1:{port}/event/realtime",
+        subprotocols=["aws-appsync-event-ws", header],
+        compression=None,
+        ping_interval=None,
+        proxy=None,
+        **options,
+    )
+
+
 async def bare_loop(port: int, events: int, *, decode: bool = False) -> float:
     """Count frames with a bare websockets client; return events per second.
 
@@ -118,20 +135,10 @@ async def bare_loop(port: int, events: int, *, decode: bool = False) -> float:
     payload parsed (the work the listener cannot skip), and nothing else: the ceiling
     for any listener that decodes every frame.
     """
-    from websockets.asyncio.client import connect
-
-    from appsync_events.auth import encode_header_subprotocol
     from appsync_events.protocol import SERVER_TYPES, Data, loads
     from appsync_events.protocol import decode as decode_frame
 
-    header = encode_header_subprotocol({"host": f"127.0.0.1:{port}", "x-api-key": "da2-bench"})
-    async with connect(
-        f"ws://127.0.0.1:{port}/event/realtime",
-        subprotocols=["aws-appsync-event-ws", header],  # type: ignore[list-item]
-        compression=None,
-        ping_interval=None,
-        proxy=None,
-    ) as ws:
+    async with connect_to(port) as ws:
         await ws.send('{"type":"connection_init"}')
         await ws.recv()
         # A subscription id like the listener's (a UUID), so both get frames of one size.
@@ -160,20 +167,9 @@ async def socket_loop(port: int, events: int) -> float:
     from), drained in batches as the client drains it, counting only: the ceiling of
     the listener's receive path, for reference.
     """
-    from websockets.asyncio.client import connect
-
-    from appsync_events.auth import encode_header_subprotocol
     from appsync_events.framing import EventSocket
 
-    header = encode_header_subprotocol({"host": f"127.0.0.1:{port}", "x-api-key": "da2-bench"})
-    ws = await connect(
-        f"ws://127.0.0.1:{port}/event/realtime",
-        subprotocols=["aws-appsync-event-ws", header],  # type: ignore[list-item]
-        compression=None,
-        ping_interval=None,
-        proxy=None,
-        create_connection=EventSocket,
-    )
+    ws = await connect_to(port, create_connection=EventSocket)
     assert isinstance(ws, EventSocket)
     messages = ws.messages
 
