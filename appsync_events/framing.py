@@ -148,9 +148,7 @@ class EventSocket(ClientConnection):
                 self._partial_size = frame_size(partial) or 0
             if self._partial_size == 0 or len(partial) < self._partial_size:
                 return
-            data = bytes(partial)
-            self._partial = bytearray()
-            self._partial_size = 0
+            data = self._take_partial()
         self._cut(data, protocol.max_message_size)
         self._after_websockets()
 
@@ -227,11 +225,16 @@ class EventSocket(ClientConnection):
         if self.protocol.state is not State.OPEN and stop < end:
             super().data_received(data[stop:])  # discarded by websockets while closing
 
+    def _take_partial(self) -> bytes:
+        """Return the bytes of the frame begun here and forget them."""
+        partial = bytes(self._partial)
+        self._partial = bytearray()
+        self._partial_size = 0
+        return partial
+
     def _to_websockets(self, data: bytes) -> None:
         if self._partial:
-            data = bytes(self._partial) + data
-            self._partial = bytearray()
-            self._partial_size = 0
+            data = self._take_partial() + data
         super().data_received(data)
         self._after_websockets()
 
@@ -294,9 +297,7 @@ class EventSocket(ClientConnection):
     def eof_received(self) -> None:
         if self._partial:
             # websockets reports the truncated frame (1006, unexpected end of stream).
-            partial = bytes(self._partial)
-            self._partial = bytearray()
-            super().data_received(partial)
+            super().data_received(self._take_partial())
         super().eof_received()
         self._after_websockets()
 
