@@ -1,5 +1,7 @@
 """Load pluggable classes named in settings, and check the options given to them.
 
+No Django here: the auth backends and the client load classes with it too.
+
 Publishing backends (``PUBLISH['BACKEND']``) and auth backends (``AUTH[mode]['BACKEND']``)
 are both dotted paths to a subclass of a base class, constructed with options from
 settings; both turn a bad path or an unknown option into the same kind of
@@ -8,16 +10,38 @@ settings; both turn a bad path or an unknown option into the same kind of
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
-from typing import TypeVar
-
-from django.utils.module_loading import import_string
+from typing import Any, TypeVar
 
 from .exceptions import ConfigurationError
 
-__all__ = ["import_class", "reject_unknown_options"]
+__all__ = ["import_class", "import_string", "reject_unknown_options"]
 
 T = TypeVar("T")
+
+
+def import_string(dotted_path: str) -> Any:
+    """Import ``"package.module.attribute"`` and return the attribute.
+
+    The standard-library equivalent of Django's ``import_string`` (this module is used
+    by the parts that need no Django).
+
+    Raises:
+        ImportError: the path has no dot, the module cannot be imported, or it has no
+            such attribute.
+    """
+    try:
+        module_path, name = dotted_path.rsplit(".", 1)
+    except (ValueError, AttributeError):
+        raise ImportError(f"{dotted_path!r} does not look like a module path") from None
+    module = importlib.import_module(module_path)
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise ImportError(
+            f"Module {module_path!r} does not define a {name!r} attribute/class"
+        ) from None
 
 
 def import_class(

@@ -4,6 +4,10 @@ No sockets here. :func:`encode_events` turns the caller's values into the JSON t
 service carries (and fails naming the event's position and type); :func:`chunk_indices`
 splits them into requests bounded by the event count **and** the request body size, using
 the exact wire body :func:`request_body` builds (``{"channel":…,"events":[…]}``, compact).
+
+No Django at import time: the default encoder (Django's ``DjangoJSONEncoder``, as
+``PUBLISH['ENCODER']`` defaults to) is loaded on first use; without Django, pass
+``encoder=json.JSONEncoder`` or your own.
 """
 
 from __future__ import annotations
@@ -13,20 +17,23 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from django.core.serializers.json import DjangoJSONEncoder
-from django.utils.module_loading import import_string
-
+from ._loading import import_string
 from .exceptions import ConfigurationError, EventEncodingError, EventTooLargeError
 from .limits import EVENTS_PER_PUBLISH, MAX_EVENT_BYTES, MAX_REQUEST_BYTES
 from .protocol import dumps
 
 __all__ = [
+    "DEFAULT_ENCODER",
     "chunk_indices",
     "encode_event",
     "encode_events",
     "load_encoder",
     "request_body",
 ]
+
+
+#: The encoder used when none is given (``PUBLISH['ENCODER']``'s default).
+DEFAULT_ENCODER = "django.core.serializers.json.DjangoJSONEncoder"
 
 
 @lru_cache(maxsize=32)
@@ -57,7 +64,7 @@ def encode_event(
     event: Any,
     *,
     index: int = 0,
-    encoder: type[json.JSONEncoder] = DjangoJSONEncoder,
+    encoder: type[json.JSONEncoder] | None = None,
     max_bytes: int = MAX_EVENT_BYTES,
 ) -> str:
     """Encode one event as compact JSON text and check its size.
@@ -65,7 +72,7 @@ def encode_event(
     Args:
         event: any JSON-serialisable value (``encoder`` handles datetimes, Decimals...).
         index: the event's position in the caller's arguments, for error messages.
-        encoder: the ``JSONEncoder`` subclass to use.
+        encoder: the ``JSONEncoder`` subclass to use (default: :data:`DEFAULT_ENCODER`).
         max_bytes: the per-event limit, in UTF-8 bytes.
 
     Raises:
@@ -73,6 +80,8 @@ def encode_event(
             holds NaN/infinity, which JSON cannot carry.
         EventTooLargeError: the encoded text is over ``max_bytes``.
     """
+    if encoder is None:
+        encoder = load_encoder(DEFAULT_ENCODER)
     try:
         text = json.dumps(
             event, cls=encoder, separators=(",", ":"), ensure_ascii=False, allow_nan=False
@@ -100,10 +109,12 @@ def encode_event(
 def encode_events(
     events: Iterable[Any],
     *,
-    encoder: type[json.JSONEncoder] = DjangoJSONEncoder,
+    encoder: type[json.JSONEncoder] | None = None,
     max_bytes: int = MAX_EVENT_BYTES,
 ) -> tuple[str, ...]:
     """Encode every event (see :func:`encode_event`); the first failure raises."""
+    if encoder is None:
+        encoder = load_encoder(DEFAULT_ENCODER)
     return tuple(
         encode_event(event, index=index, encoder=encoder, max_bytes=max_bytes)
         for index, event in enumerate(events)

@@ -66,7 +66,7 @@ from websockets.exceptions import (
 )
 
 from . import auth
-from .conf import APIConfig, get_api_config
+from .config import APIConfig
 from .events import ReceivedEvent, make_event
 from .exceptions import (
     AppSyncEventsError,
@@ -948,7 +948,12 @@ class AppSyncEventsClient:
         queue_size: int = 1000,
         process_exception: Callable[[BaseException], BaseException | None] = process_exception,
     ) -> None:
-        self.api = api if isinstance(api, APIConfig) else get_api_config(api)
+        if isinstance(api, APIConfig):
+            self.api = api
+        else:
+            from .conf import get_api_config  # a settings alias: the Django layer
+
+            self.api = get_api_config(api)
         self.alias = self.api.alias
         listener = self.api.listener
         self.url = url or self.api.realtime_url

@@ -22,7 +22,7 @@ The tree::
     │   └── OperationTimeout
     └── PublishCancelled                     a ``pre_publish`` receiver vetoed
 
-    ImproperlyConfigured
+    ImproperlyConfigured (Django's; Exception where Django is not installed)
     └── ConfigurationError                   deliberately *outside* the root, so a retry
         └── ImproperlyInstalled (+ImportError) loop catching AppSyncEventsError never
                                                hides a configuration mistake.
@@ -36,9 +36,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
-
 from .redaction import redact
+
+# Configuration errors reach Django users as what Django code catches for them,
+# ``ImproperlyConfigured``. The core (protocol, config, auth, client, emulator) must also
+# work where Django is not installed: there the base is a plain Exception. Only this one
+# exception class is imported, which needs no settings.
+try:
+    from django.core.exceptions import ImproperlyConfigured as _ConfigurationBase
+except ImportError:  # pragma: no cover - exercised by the Django-free subprocess test
+
+    class _ConfigurationBase(Exception):  # type: ignore[no-redef]
+        """Base of configuration errors where Django is not installed."""
+
 
 __all__ = [
     "AppSyncEventsError",
@@ -343,7 +353,7 @@ class PublishCancelled(AppSyncEventsError):
     """Raise from a ``pre_publish`` receiver to veto a publish."""
 
 
-class ConfigurationError(ImproperlyConfigured):
+class ConfigurationError(_ConfigurationBase):
     """Raised for a mistake in the ``APPSYNC_EVENTS`` setting.
 
     Deliberately not an :class:`AppSyncEventsError`: code that retries operational

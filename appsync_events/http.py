@@ -27,7 +27,7 @@ import httpx
 
 from .auth import ahttp_headers, http_headers
 from .batching import request_body
-from .conf import APIConfig
+from .config import APIConfig
 from .exceptions import PublishError
 from .protocol import SERVER_TYPES, DecodeError, ErrorEntry, PublishSuccess, decode, dumps
 

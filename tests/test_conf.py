@@ -935,14 +935,14 @@ def test_a_parse_racing_a_settings_change_is_not_cached(settings: Any, monkeypat
     old = {**settings.APPSYNC_EVENTS["default"], "HTTP_URL": "http://127.0.0.1:8001/event"}
     new = {**old, "HTTP_URL": "http://127.0.0.1:8002/event"}
     settings.APPSYNC_EVENTS = {"default": old}
-    real_parse = conf._Parser.parse
+    real_from_mapping = APIConfig.from_mapping
 
-    def parse_during_a_change(self: Any) -> Any:
-        config = real_parse(self)
-        monkeypatch.setattr(conf._Parser, "parse", real_parse)
+    def parse_during_a_change(alias: str, mapping: Any) -> Any:
+        config = real_from_mapping(alias, mapping)
+        monkeypatch.setattr(APIConfig, "from_mapping", real_from_mapping)
         settings.APPSYNC_EVENTS = {"default": new}  # setting_changed: reset()
         return config
 
-    monkeypatch.setattr(conf._Parser, "parse", parse_during_a_change)
+    monkeypatch.setattr(APIConfig, "from_mapping", parse_during_a_change)
     assert conf.get_api_config().http_url == "http://127.0.0.1:8001/event"  # read before
     assert conf.get_api_config().http_url == "http://127.0.0.1:8002/event"

@@ -19,13 +19,10 @@ import json
 import re
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
-
-from django.core.signals import setting_changed
-from django.dispatch import receiver
+from typing import Final
 
 from .._loading import import_class
-from ..conf import APIConfig, Operation
+from ..config import APIConfig, Operation
 from ..exceptions import ConfigurationError, ProtocolError
 from ..paths import parse_channel
 from ..protocol import HEADER_SUBPROTOCOL_PREFIX, signing_body
@@ -67,26 +64,19 @@ _CONNECT_BODY: Final = b"{}"
 IAM_WEBSOCKET_UNSAFE_CHARACTERS: Final = frozenset("<>&")
 
 _lock = threading.Lock()
-_backends: dict[tuple[int, str], AuthBackend] = {}
-
-
-@receiver(setting_changed)
-def _reset(*, setting: str, **kwargs: Any) -> None:
-    if setting == "APPSYNC_EVENTS":
-        with _lock:
-            _backends.clear()
 
 
 def get_auth_backend(api: APIConfig, mode: str) -> AuthBackend:
-    """Return the (cached) auth backend of ``api`` for ``mode``.
+    """Return the auth backend of ``api`` for ``mode``, built once per config object.
+
+    A changed setting gives a new config object, hence new backends.
 
     Raises:
         ConfigurationError: when the alias holds no credentials for ``mode``, or its
             backend cannot be imported or refuses its options.
     """
-    key = (id(api), mode)
-    backend = _backends.get(key)
-    if backend is not None and backend.api is api:
+    backend: AuthBackend | None = api.auth_backends.get(mode)
+    if backend is not None:
         return backend
     config = api.auth.get(mode)
     if config is None:
@@ -121,7 +111,9 @@ def get_auth_backend(api: APIConfig, mode: str) -> AuthBackend:
             check_id="appsync_events.E008",
         ) from exc
     with _lock:
-        _backends[key] = backend
+        # Two threads may build one concurrently: keep the first, so every caller
+        # shares one backend (and its cached credentials or token).
+        backend = api.auth_backends.setdefault(mode, backend)
     return backend
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..conf import APIConfig
+from ..config import APIConfig
 from ..exceptions import ConfigurationError
 from ..redaction import register_secret
 from .base import AuthBackend, AuthRequest

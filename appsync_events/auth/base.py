@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from .._loading import reject_unknown_options
-from ..conf import APIConfig
+from ..config import APIConfig
 from ..exceptions import ConfigurationError
 
 __all__ = ["AuthBackend", "AuthRequest", "Transport"]

@@ -1,10 +1,11 @@
 """IAM auth: AWS Signature Version 4 with botocore's signer.
 
-What is signed (see the protocol notes, §2.4): a ``POST`` to ``https://<HTTP host>/event``
-for service ``appsync`` in the API's region, whatever the transport. The body is ``{}`` for
-the websocket connect, the compact JSON of
+What is signed: a ``POST`` to ``https://<HTTP host>/event`` for service ``appsync`` in the
+API's region, whatever the transport. The body is ``{}`` for the websocket connect, the
+compact JSON of
 :func:`appsync_events.protocol.signing_body` for a websocket subscribe or publish, and the
-real request body for an HTTP publish.
+real request body for an HTTP publish. See "Authorization" in
+https://docs.aws.amazon.com/appsync/latest/eventapi/event-api-websocket-protocol.html
 
 Secrets and logging: botocore's ``SigV4Auth.add_auth`` logs the canonical request (with
 the session token) and the signature at DEBUG. This module never calls it: it composes
@@ -27,9 +28,9 @@ import boto3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials, RefreshableCredentials
-from django.utils.module_loading import import_string
 
-from ..conf import APIConfig
+from .._loading import import_string
+from ..config import APIConfig
 from ..exceptions import AuthError
 from ..redaction import redact, register_secret
 from .base import AuthBackend, AuthRequest

@@ -19,10 +19,9 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import jwt
-from asgiref.sync import async_to_sync
-from django.utils.module_loading import import_string
 
-from ..conf import APIConfig
+from .._loading import import_string
+from ..config import APIConfig
 from ..exceptions import TokenSourceError
 from ..redaction import redact, register_secret
 from .base import AuthBackend, AuthRequest
@@ -68,6 +67,19 @@ def _jwt_expiry(value: str) -> float | None:
     return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
 
 
+def _run_coroutine(coroutine: Any) -> Any:
+    """Run ``coroutine`` to completion from sync code, in a fresh event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    coroutine.close()
+    raise RuntimeError(
+        "an async token_callable cannot be called from a running event loop's thread "
+        "through the sync API; use aget_headers() (the async twin) there"
+    )
+
+
 class TokenAuth(AuthBackend):
     """Authorize with a bearer-style token read from a setting, the environment or a callable.
 
@@ -98,7 +110,8 @@ class TokenAuth(AuthBackend):
 
     Sync and async: :meth:`aget_headers` awaits an async callable directly and runs a sync
     one in a worker thread (it may do network I/O). :meth:`get_headers` runs an async
-    callable with :func:`asgiref.sync.async_to_sync`, so call it from sync code only.
+    callable in a fresh event loop (:func:`asyncio.run`), so call it from sync code only
+    (from async code, use :meth:`aget_headers`).
     """
 
     option_names: ClassVar[frozenset[str]] = frozenset(
@@ -312,7 +325,7 @@ class TokenAuth(AuthBackend):
         func: Callable[..., Any] = self._func
         try:
             if self._is_async:
-                result = async_to_sync(func)(**self._context(request))
+                result = _run_coroutine(func(**self._context(request)))
             else:
                 result = func(**self._context(request))
         except Exception as exc:

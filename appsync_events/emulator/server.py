@@ -28,7 +28,7 @@ from typing import Any, Final, TypeVar
 
 import uvicorn
 
-from ..conf import APIConfig, EmulatorConfig, get_api_config, is_loopback_host
+from ..config import APIConfig, EmulatorConfig, is_loopback_host
 from ..exceptions import ConfigurationError
 from ..protocol import dumps
 from .asgi import EmulatorApp
@@ -128,6 +128,15 @@ def _redact_server_logger() -> None:
         server_logger.addFilter(RedactingFilter())
 
 
+def _api_config(api: str | APIConfig | None) -> APIConfig | None:
+    """The config to emulate: as given, or a settings alias read through Django."""
+    if api is None or isinstance(api, APIConfig):
+        return api
+    from ..conf import get_api_config
+
+    return get_api_config(api)
+
+
 class AppSyncEventsEmulator:
     """A local AppSync Event API for development and tests.
 
@@ -139,8 +148,10 @@ class AppSyncEventsEmulator:
         host: the interface to bind; loopback by default (anything else is logged as a
             warning: the emulator accepts test credentials).
         port: the port; ``0`` picks a free one (read it back from :attr:`port`).
-        api: a settings alias to emulate, or ``None`` for the built-in defaults
-            (one ``default`` namespace allowing every mode).
+        api: what to emulate: an :class:`~appsync_events.config.APIConfig` (no Django
+            needed), a settings alias (read through :mod:`appsync_events.conf`), or
+            ``None`` for the built-in defaults (one ``default`` namespace allowing
+            every mode).
         api_keys: the API keys accepted; one is generated when none is configured.
         iam_credentials: access key id → secret key for verifying SigV4. Empty: IAM
             headers are accepted unverified.
@@ -172,7 +183,7 @@ class AppSyncEventsEmulator:
         host: str | None = None,
         port: int | None = None,
         *,
-        api: str | None = None,
+        api: str | APIConfig | None = None,
         api_keys: Iterable[str] | None = None,
         iam_credentials: Mapping[str, str] | None = None,
         namespaces: Iterable[str] | Mapping[str, Any] | Iterable[NamespaceSpec] | None = None,
@@ -187,7 +198,8 @@ class AppSyncEventsEmulator:
         fault_proxy: bool = False,
         **options: Any,
     ) -> None:
-        api_config: APIConfig | None = get_api_config(api) if api is not None else None
+        api_config = _api_config(api)
+        alias = api_config.alias if api_config is not None else None
         emu: EmulatorConfig = api_config.emulator if api_config else EmulatorConfig()
         merged: dict[str, Any] = {str(k).lower(): v for k, v in emu.options.items()}
         merged.update(options)
@@ -196,7 +208,7 @@ class AppSyncEventsEmulator:
             raise ConfigurationError(
                 f"Unknown emulator option(s) {', '.join(unknown)}; valid options: "
                 f"{', '.join(sorted(SERVICE_OPTIONS | AUTH_OPTIONS))}.",
-                api=api,
+                api=alias,
                 key="EMULATOR",
             )
         for name, choices in _CHOICES.items():
@@ -204,12 +216,12 @@ class AppSyncEventsEmulator:
                 raise ConfigurationError(
                     f"Emulator option {name} must be one of {', '.join(choices)}, "
                     f"not {merged[name]!r}.",
-                    api=api,
+                    api=alias,
                     key="EMULATOR",
                 )
         self.host = host if host is not None else emu.host
         self._requested_port = port if port is not None else (emu.port if api_config else 0)
-        self.api = api
+        self.api = alias
         keys = tuple(api_keys) if api_keys is not None else emu.api_keys
         self.api_keys: tuple[str, ...] = keys or (_generate_api_key(),)
         self.iam_credentials = dict(
