@@ -5,13 +5,13 @@ Ids are stable; a retired id is never reused (keep retired ones listed here).
 Errors
     E001  the setting's shape: not a dict, unknown key, wrong type
     E002  a malformed HTTP_URL or REALTIME_URL
-    E003  REGION missing (non-standard host) or malformed
+    E003  REGION malformed, or missing where AWS_IAM signs on a host that does not give it
     E004  an unknown auth mode
     E005  no credentials held for a mode the connection or a namespace requires
     E006  an invalid channel path in SUBSCRIPTIONS
     E007  an invalid namespace name
     E008  incomplete or invalid auth options for a mode
-    E009  an invalid value (timeouts, sizes, backends, emulator options)
+    E009  an invalid value (timeouts, sizes, PROXY, backends, emulator options)
     E010  the setting names no such alias
     E011  an optional dependency is missing
 Warnings

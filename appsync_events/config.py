@@ -24,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias
@@ -85,7 +85,9 @@ PUBLISH_BACKENDS: Final = MappingProxyType(
 
 
 # User info: after the scheme, or at the start of a bare domain (HTTP_URL accepts those).
-_USER_INFO_RE: Final = re.compile(r"(?:(?<=://)|^)[^/?#@\s]*@")
+# Greedy up to the last ``@`` of the authority, so a password holding an ``@`` is hidden
+# whole.
+_USER_INFO_RE: Final = re.compile(r"(?:(?<=://)|^)[^/?#\s]*@")
 
 
 def _shown(value: Any) -> Any:
@@ -171,6 +173,13 @@ class ListenerConfig:
     lease_redis_url: str | None = field(default=None, repr=False)
     lease_ttl: float = 15.0
     lease_poll_interval: float = 1.0
+    #: The largest inbound websocket message (bytes) the client accepts. The largest
+    #: legal event is 240,000 bytes (:data:`appsync_events.limits.MAX_EVENT_BYTES`); the
+    #: service may escape every character of it to ``\u003c`` (6 bytes), and the frame
+    #: carries that text inside a JSON string, escaping it again (``\\u003c``, 7 bytes
+    #: per character): 1,680,000 bytes, plus the frame's own members. 2 MiB holds that
+    #: with room to spare.
+    max_message_bytes: int = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,19 +249,24 @@ class APIConfig:
         http_url: the HTTP publish endpoint, ending in ``/event``.
         realtime_url: the websocket endpoint, ending in ``/event/realtime``.
         http_host: the host (with a non-default port) that auth headers name.
-        region: the AWS region.
+        region: the AWS region: ``REGION``, else read from a standard AppSync host,
+            else ``None`` (only IAM signing needs one, and validation demands it then).
         auth: the credentials the alias holds, by mode, in declaration order.
         connection_auth_mode: the mode used to open the websocket.
         namespaces: the namespaces the API declares, by name.
         default_publish_auth_modes / default_subscribe_auth_modes: the API's defaults,
             for namespaces that do not override them.
+        proxy: ``True`` to follow the proxy environment variables (``HTTPS_PROXY``,
+            ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``), ``False`` for no proxy at all,
+            or a proxy URL, for both the websocket and HTTP publishing. Not in
+            ``repr()``: the URL may hold a password.
     """
 
     alias: str
     http_url: str
     realtime_url: str
     http_host: str
-    region: str
+    region: str | None
     auth: Mapping[str, AuthModeConfig]
     connection_auth_mode: str
     namespaces: Mapping[str, NamespaceConfig]
@@ -264,6 +278,7 @@ class APIConfig:
     forwarding: ForwardingConfig
     outbox: OutboxConfig
     emulator: EmulatorConfig
+    proxy: str | bool = field(default=True, repr=False)
     #: The auth backends built for this config, by mode (see
     #: :func:`appsync_events.auth.get_auth_backend`): they live and die with it.
     auth_backends: dict[str, Any] = field(
@@ -322,8 +337,412 @@ class APIConfig:
         )
 
 
-# -- parsing -------------------------------------------------------------------------
+# -- validators ----------------------------------------------------------------------
+#
+# A validator takes a setting's value and returns it (converted when the kind says so),
+# or raises _Invalid with what is wrong; the parser puts the setting's path in front.
 
+
+class _Invalid(Exception):
+    """Raised when a validator refuses a value; ``message`` follows the setting's path."""
+
+    def __init__(self, message: str, check_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        #: Overrides the setting's check id (a wrong shape is E001 whatever the setting).
+        self.check_id = check_id
+
+
+_Validator: TypeAlias = Callable[[Any], Any]
+
+_E001: Final = "appsync_events.E001"
+_E003: Final = "appsync_events.E003"
+_E004: Final = "appsync_events.E004"
+_E005: Final = "appsync_events.E005"
+_E006: Final = "appsync_events.E006"
+_E009: Final = "appsync_events.E009"
+
+
+def _number(*, integer: bool = False, minimum: float = 0, zero_ok: bool = False) -> _Validator:
+    """Return a validator of finite numbers (integers with ``integer``) above ``minimum``,
+    or at least ``minimum`` with ``zero_ok``."""
+    ok_type = int if integer else (int, float)
+    kind = "an integer" if integer else "a finite number"
+    bound = "at least" if zero_ok else "greater than"
+
+    def validate(value: Any) -> Any:
+        valid = (
+            not isinstance(value, bool)
+            and isinstance(value, ok_type)
+            # NaN compares False with everything and infinity overflows timers.
+            and not (isinstance(value, float) and not math.isfinite(value))
+            and (value >= minimum if zero_ok else value > minimum)
+        )
+        if not valid:
+            raise _Invalid(f"must be {kind} {bound} {minimum:g}, not {value!r}.")
+        return value
+
+    return validate
+
+
+def _integer_range(low: int, high: int) -> _Validator:
+    """Return a validator of integers from ``low`` to ``high``, both included."""
+
+    def validate(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise _Invalid(f"must be an integer from {low} to {high}, not {value!r}.")
+        return value
+
+    return validate
+
+
+def _boolean(value: Any) -> bool:
+    """Check ``True`` or ``False`` (not 0, 1 or a string)."""
+    if not isinstance(value, bool):
+        raise _Invalid(f"must be True or False, not {value!r}.")
+    return value
+
+
+def _string(value: Any) -> str:
+    """Check a non-empty string."""
+    if not isinstance(value, str) or not value:
+        raise _Invalid(f"must be a non-empty string, not {value!r}.")
+    return value
+
+
+def _choice(*options: str) -> _Validator:
+    """Return a validator accepting one of ``options``."""
+    listed = f"{', '.join(map(repr, options[:-1]))} or {options[-1]!r}"
+
+    def validate(value: Any) -> str:
+        if value not in options:
+            raise _Invalid(f"must be {listed}, not {value!r}.")
+        return str(value)
+
+    return validate
+
+
+def _matching(pattern: str, message: str) -> _Validator:
+    """Return a validator of strings matching ``pattern`` (anchored by the caller);
+    ``message`` states the rule."""
+    regex = re.compile(pattern)
+
+    def validate(value: Any) -> str:
+        if not isinstance(value, str) or not regex.match(value):
+            raise _Invalid(message)
+        return value
+
+    return validate
+
+
+def _all(*validators: _Validator) -> _Validator:
+    """Return a validator running each of ``validators`` on what the previous returned."""
+
+    def validate(value: Any) -> Any:
+        for validator in validators:
+            value = validator(value)
+        return value
+
+    return validate
+
+
+def _optional(validator: _Validator) -> _Validator:
+    """Return a validator accepting ``None`` or what ``validator`` accepts."""
+
+    def validate(value: Any) -> Any:
+        return None if value is None else validator(value)
+
+    return validate
+
+
+def _mapping(value: Any) -> Mapping[Any, Any]:
+    """Check a dict (a wrong shape, E001)."""
+    if not isinstance(value, Mapping):
+        raise _Invalid(f"must be a dict, not {type(value).__name__}.", _E001)
+    return value
+
+
+def _read_only_mapping(value: Any) -> Mapping[Any, Any]:
+    """Check a dict and copy it read-only (config objects are frozen all the way down)."""
+    return MappingProxyType(dict(_mapping(value)))
+
+
+def _string_pairs(message: str) -> _Validator:
+    """Return a validator of dicts of non-empty strings to non-empty strings, copied
+    read-only; ``message`` states the rule."""
+
+    def validate(value: Any) -> Mapping[str, str]:
+        pairs = _mapping(value)
+        if not all(isinstance(k, str) and isinstance(v, str) and k and v for k, v in pairs.items()):
+            raise _Invalid(message)
+        return MappingProxyType(dict(pairs))
+
+    return validate
+
+
+def _strings(what: str) -> _Validator:
+    """Return a validator of lists of non-empty strings (not one string), as a tuple."""
+
+    def validate(value: Any) -> tuple[str, ...]:
+        if (
+            isinstance(value, str)
+            or not isinstance(value, Sequence)
+            or not all(isinstance(item, str) and item for item in value)
+        ):
+            raise _Invalid(f"must be a list of {what}.")
+        return tuple(value)
+
+    return validate
+
+
+def _channels(value: Any) -> tuple[Channel, ...]:
+    """Parse a list of channel paths, wildcards allowed."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise _Invalid(f"must be a list of channel paths, not {value!r}.", _E006)
+    out = []
+    for path in value:
+        try:
+            out.append(parse_channel(path, allow_wildcard=True))
+        except InvalidChannelError as exc:
+            raise _Invalid(f"{exc.message}.", _E006) from None
+    return tuple(out)
+
+
+def _auth_modes(value: Any) -> tuple[str, ...]:
+    """Check a non-empty list of AppSync auth mode names."""
+    if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+        raise _Invalid(f"must be a non-empty list of auth modes, not {value!r}.", _E004)
+    for mode in value:
+        if mode not in AUTH_MODES:
+            raise _Invalid(
+                f"unknown auth mode {mode!r}; use one of {', '.join(AUTH_MODES)}.", _E004
+            )
+    return tuple(value)
+
+
+def _redis_url(value: Any) -> str:
+    """Check a redis://, rediss:// or unix:// URL."""
+    if not isinstance(value, str) or not value.startswith(("redis://", "rediss://", "unix://")):
+        raise _Invalid(f"must be a redis:// URL, not {_shown(value)!r}.")
+    return value
+
+
+_PROXY_SCHEMES: Final = ("http", "https", "socks5", "socks5h", "socks4")
+
+
+def _proxy(value: Any) -> str | bool:
+    """Read ``PROXY``: ``True`` (the environment's proxy), ``False`` or ``None`` (no proxy,
+    stored as ``False``) or a proxy URL."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    schemes = ", ".join(f"{scheme}://" for scheme in _PROXY_SCHEMES)
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid(
+            "must be True (use the HTTPS_PROXY/HTTP_PROXY/ALL_PROXY/NO_PROXY environment "
+            f"variables), False (no proxy) or a proxy URL ({schemes}), not {value!r}."
+        )
+    text = value.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in _PROXY_SCHEMES or not parts.hostname:
+        raise _Invalid(f"{_shown(value)!r} is not a proxy URL; start it with one of {schemes}.")
+    if parts.query or parts.fragment or parts.path not in ("", "/"):
+        raise _Invalid(f"{_shown(value)!r} must not carry a path, query or fragment.")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise _Invalid(f"{_shown(value)!r} has an invalid port.") from None
+    return text
+
+
+_POSITIVE: Final = _number()
+_NON_NEGATIVE: Final = _number(zero_ok=True)
+_POSITIVE_INTEGER: Final = _number(integer=True)
+
+
+# -- the settings table --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Setting:
+    """One setting: where it is, the field it fills, how it is checked.
+
+    Attributes:
+        path: the keys leading to it: ``("LISTENER", "QUEUE_SIZE")`` inside a section,
+            ``("PROXY",)`` for a key of the alias itself.
+        target: the config dataclass it fills.
+        field: the dataclass field it fills.
+        validate: checks the value and returns it (converted when the kind says so).
+        check_id: the system check reporting a bad value (a validator may override it).
+        convert: applied to the validated value, for this setting alone.
+    """
+
+    path: tuple[str, ...]
+    target: type[Any]
+    field: str
+    validate: _Validator
+    check_id: str = _E009
+    convert: Callable[[Any], Any] | None = None
+
+
+#: Every setting validated by one rule of its own. Adding one: a row here and the field
+#: on its dataclass; the valid keys listed by "unknown key" errors follow from the rows.
+#: Rules across settings (and the endpoints, AUTH and NAMESPACES) are in _Parser.
+_SETTINGS: Final[tuple[_Setting, ...]] = (
+    # -- keys of the alias itself
+    _Setting(("SUBSCRIPTIONS",), ListenerConfig, "subscriptions", _channels, _E006),
+    _Setting(("PROXY",), APIConfig, "proxy", _proxy),
+    # -- TIMEOUTS
+    _Setting(("TIMEOUTS", "CONNECT"), Timeouts, "connect", _POSITIVE),
+    _Setting(("TIMEOUTS", "HANDSHAKE"), Timeouts, "handshake", _POSITIVE),
+    _Setting(("TIMEOUTS", "OPERATION"), Timeouts, "operation", _POSITIVE),
+    _Setting(("TIMEOUTS", "HTTP"), Timeouts, "http", _POSITIVE),
+    # -- PUBLISH
+    _Setting(
+        ("PUBLISH", "BACKEND"),
+        PublishConfig,
+        "backend",
+        _string,
+        convert=lambda name: PUBLISH_BACKENDS.get(name, name),
+    ),
+    _Setting(("PUBLISH", "OPTIONS"), PublishConfig, "options", _read_only_mapping),
+    _Setting(("PUBLISH", "ON_COMMIT"), PublishConfig, "on_commit", _boolean),
+    _Setting(("PUBLISH", "DURABLE"), PublishConfig, "durable", _boolean),
+    _Setting(("PUBLISH", "ENCODER"), PublishConfig, "encoder", _string),
+    # -- LISTENER
+    _Setting(("LISTENER", "QUEUE_SIZE"), ListenerConfig, "queue_size", _POSITIVE_INTEGER),
+    _Setting(
+        ("LISTENER", "OVERFLOW"),
+        ListenerConfig,
+        "overflow",
+        _choice("block", "drop_newest", "drop_oldest"),
+    ),
+    _Setting(("LISTENER", "BACKOFF_INITIAL"), ListenerConfig, "backoff_initial", _POSITIVE),
+    _Setting(("LISTENER", "BACKOFF_MAX"), ListenerConfig, "backoff_max", _POSITIVE),
+    _Setting(
+        ("LISTENER", "BACKOFF_FACTOR"),
+        ListenerConfig,
+        "backoff_factor",
+        _number(minimum=1, zero_ok=True),
+    ),
+    _Setting(("LISTENER", "STABLE_AFTER"), ListenerConfig, "stable_after", _POSITIVE),
+    _Setting(("LISTENER", "ROTATE_AFTER"), ListenerConfig, "rotate_after", _POSITIVE),
+    _Setting(("LISTENER", "STATS_INTERVAL"), ListenerConfig, "stats_interval", _POSITIVE),
+    _Setting(("LISTENER", "SHUTDOWN_TIMEOUT"), ListenerConfig, "shutdown_timeout", _POSITIVE),
+    _Setting(
+        ("LISTENER", "SUBSCRIBE_RETRIES"),
+        ListenerConfig,
+        "subscribe_retries",
+        _number(integer=True, zero_ok=True),
+    ),
+    _Setting(("LISTENER", "LEASE"), ListenerConfig, "lease", _choice("auto", "postgres", "redis")),
+    _Setting(("LISTENER", "LEASE_REDIS_URL"), ListenerConfig, "lease_redis_url", _redis_url),
+    _Setting(("LISTENER", "LEASE_TTL"), ListenerConfig, "lease_ttl", _POSITIVE),
+    _Setting(("LISTENER", "LEASE_POLL_INTERVAL"), ListenerConfig, "lease_poll_interval", _POSITIVE),
+    _Setting(
+        ("LISTENER", "MAX_MESSAGE_BYTES"),
+        ListenerConfig,
+        "max_message_bytes",
+        # The floor leaves room for every protocol frame; lower the limit only when the
+        # API's events are known to be small. ListenerConfig.max_message_bytes explains
+        # the default.
+        _number(integer=True, minimum=65_536, zero_ok=True),
+    ),
+    # -- FORWARDING
+    _Setting(("FORWARDING", "ENABLED"), ForwardingConfig, "enabled", _boolean),
+    _Setting(("FORWARDING", "CHANNEL_LAYER"), ForwardingConfig, "channel_layer", _string),
+    _Setting(
+        ("FORWARDING", "SUBSCRIPTIONS"),
+        ForwardingConfig,
+        "subscriptions",
+        _optional(_channels),
+        _E006,
+    ),
+    _Setting(
+        ("FORWARDING", "GROUP_PREFIX"),
+        ForwardingConfig,
+        "group_prefix",
+        _matching(
+            r"^[A-Za-z0-9._-]{1,40}\Z",
+            "must be 1-40 characters of letters, digits, '.', '_' and '-'.",
+        ),
+    ),
+    _Setting(
+        ("FORWARDING", "MESSAGE_TYPE"),
+        ForwardingConfig,
+        "message_type",
+        # Channels' own grammar for a message type.
+        _all(
+            _string,
+            _matching(
+                r"^[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*\Z",
+                "must be a Channels message type such as 'appsync.event' (letters, digits, "
+                "'_', dot-separated); consumers handle it in a method named like it with "
+                "'.' replaced by '_'.",
+            ),
+        ),
+    ),
+    _Setting(
+        ("FORWARDING", "CONTROL_CHANNEL"),
+        ForwardingConfig,
+        "control_channel",
+        # Channels' own grammar for a (non process-local) channel name.
+        _all(
+            _string,
+            _matching(
+                r"^[A-Za-z0-9._-]{1,99}\Z",
+                "must be a Channels channel name: 1-99 letters, digits, '.', '_' and '-'.",
+            ),
+        ),
+    ),
+    _Setting(("FORWARDING", "UNFOLLOW_GRACE"), ForwardingConfig, "unfollow_grace", _NON_NEGATIVE),
+    _Setting(("FORWARDING", "IN_PROCESS"), ForwardingConfig, "in_process", _boolean),
+    _Setting(("FORWARDING", "FOLLOW_LEASE"), ForwardingConfig, "follow_lease", _POSITIVE),
+    _Setting(("FORWARDING", "FOLLOW_TIMEOUT"), ForwardingConfig, "follow_timeout", _POSITIVE),
+    _Setting(("FORWARDING", "MAX_FOLLOWS"), ForwardingConfig, "max_follows", _POSITIVE_INTEGER),
+    # -- OUTBOX
+    _Setting(("OUTBOX", "BATCH_SIZE"), OutboxConfig, "batch_size", _POSITIVE_INTEGER),
+    _Setting(("OUTBOX", "MAX_ATTEMPTS"), OutboxConfig, "max_attempts", _POSITIVE_INTEGER),
+    _Setting(("OUTBOX", "BACKOFF_INITIAL"), OutboxConfig, "backoff_initial", _POSITIVE),
+    _Setting(("OUTBOX", "BACKOFF_MAX"), OutboxConfig, "backoff_max", _POSITIVE),
+    _Setting(("OUTBOX", "RETENTION"), OutboxConfig, "retention", _POSITIVE),
+    _Setting(("OUTBOX", "POLL_INTERVAL"), OutboxConfig, "poll_interval", _POSITIVE),
+    _Setting(("OUTBOX", "LEASE"), OutboxConfig, "lease", _POSITIVE),
+    # -- EMULATOR
+    _Setting(("EMULATOR", "HOST"), EmulatorConfig, "host", _string),
+    _Setting(("EMULATOR", "PORT"), EmulatorConfig, "port", _integer_range(0, 65535)),
+    _Setting(("EMULATOR", "API_KEYS"), EmulatorConfig, "api_keys", _strings("API key strings")),
+    _Setting(
+        ("EMULATOR", "IAM_CREDENTIALS"),
+        EmulatorConfig,
+        "iam_credentials",
+        _string_pairs("must map access key ids to secret keys (strings)."),
+    ),
+    _Setting(("EMULATOR", "KA_INTERVAL"), EmulatorConfig, "ka_interval", _POSITIVE),
+    _Setting(
+        ("EMULATOR", "CONNECTION_TIMEOUT_MS"),
+        EmulatorConfig,
+        "connection_timeout_ms",
+        _POSITIVE_INTEGER,
+    ),
+    _Setting(("EMULATOR", "MAX_LIFETIME"), EmulatorConfig, "max_lifetime", _POSITIVE),
+    _Setting(("EMULATOR", "OPTIONS"), EmulatorConfig, "options", _read_only_mapping),
+)
+
+
+def _index(settings: Sequence[_Setting]) -> dict[tuple[str, ...], dict[str, _Setting]]:
+    """Group the rows by the keys enclosing them (``()`` for the alias's own keys)."""
+    index: dict[tuple[str, ...], dict[str, _Setting]] = {}
+    for row in settings:
+        index.setdefault(row.path[:-1], {})[row.path[-1]] = row
+    return index
+
+
+_ROWS: Final = _index(_SETTINGS)
+#: The section each config dataclass is read from.
+_SECTIONS: Final = MappingProxyType(
+    {row.target: row.path[0] for row in _SETTINGS if len(row.path) == 2}
+)
+#: The alias's own keys: those the parser reads itself, and the table's.
 _TOP_KEYS: Final = frozenset(
     {
         "HTTP_URL",
@@ -334,15 +753,12 @@ _TOP_KEYS: Final = frozenset(
         "NAMESPACES",
         "DEFAULT_PUBLISH_AUTH_MODES",
         "DEFAULT_SUBSCRIBE_AUTH_MODES",
-        "SUBSCRIPTIONS",
-        "TIMEOUTS",
-        "PUBLISH",
-        "LISTENER",
-        "FORWARDING",
-        "OUTBOX",
-        "EMULATOR",
     }
+    | {row.path[0] for row in _SETTINGS}
 )
+
+
+# -- parsing -------------------------------------------------------------------------
 
 
 class _Parser:
@@ -352,126 +768,74 @@ class _Parser:
         self.alias = alias
         self.raw = raw
 
-    def error(
-        self, key: str, message: str, check_id: str = "appsync_events.E001"
-    ) -> ConfigurationError:
-        # Nested keys arrive spelled ``"TIMEOUTS']['CONNECT"`` (with or without quotes at
-        # the joins); split them so the message reads as the literal setting to fix:
-        # ``APPSYNC_EVENTS['default']['TIMEOUTS']['CONNECT']``.
-        parts = [part.strip("'") for part in key.split("][")]
-        where = "".join(f"[{part!r}]" for part in parts)
+    def error(self, path: Sequence[Any], message: str, check_id: str = _E001) -> ConfigurationError:
+        """Return the error for the setting at ``path``, reading as the literal setting.
+
+        The message starts ``APPSYNC_EVENTS['default']['TIMEOUTS']['CONNECT']: ``; the
+        error's ``key`` is ``TIMEOUTS['CONNECT']``.
+        """
+        first, *rest = path
         return ConfigurationError(
-            f"APPSYNC_EVENTS[{self.alias!r}]{where}: {message}",
+            f"APPSYNC_EVENTS[{self.alias!r}]{''.join(f'[{part!r}]' for part in path)}: {message}",
             api=self.alias,
-            key=parts[0] + "".join(f"[{part!r}]" for part in parts[1:]),
+            key=str(first) + "".join(f"[{part!r}]" for part in rest),
             check_id=check_id,
         )
 
-    def mapping(self, key: str, value: Any) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.error(key, f"must be a dict, not {type(value).__name__}.")
-        return value
+    def check(
+        self, path: Sequence[Any], validate: _Validator, value: Any, check_id: str = _E009
+    ) -> Any:
+        """Return ``validate(value)``, or raise its complaint as the error of ``path``."""
+        try:
+            return validate(value)
+        except _Invalid as exc:
+            raise self.error(path, exc.message, exc.check_id or check_id) from None
 
-    def keys(
-        self,
-        key: str,
-        value: Mapping[str, Any],
-        allowed: Mapping[str, Any] | frozenset[str],
-    ) -> None:
+    def keys(self, path: Sequence[Any], value: Mapping[str, Any], allowed: Iterable[str]) -> None:
+        """Refuse a key of ``value`` (the dict at ``path``) that is not in ``allowed``."""
         for name in value:
             if name not in allowed:
                 text = f"unknown key {name!r}; valid keys are {', '.join(sorted(allowed))}."
-                if key == "*":  # the alias's own keys: name the alias and the key alone
+                if not path:  # the alias's own keys: name the alias and the key alone
                     raise ConfigurationError(
                         f"APPSYNC_EVENTS[{self.alias!r}]: {text}", api=self.alias, key=str(name)
                     )
-                raise self.error(key, text)
+                raise self.error(path, text)
 
-    def number(
-        self,
-        key: str,
-        value: Any,
-        *,
-        integer: bool = False,
-        minimum: float = 0.0,
-        zero_ok: bool = False,
-    ) -> Any:
-        ok_type = int if integer else (int, float)
-        valid = (
-            not isinstance(value, bool)
-            and isinstance(value, ok_type)
-            # NaN compares False with everything and infinity overflows timers.
-            and not (isinstance(value, float) and not math.isfinite(value))
-            and (value >= minimum if zero_ok else value > minimum)
-        )
-        if not valid:
-            kind = "an integer" if integer else "a finite number"
-            bound = "at least" if zero_ok else "greater than"
-            raise self.error(
-                key,
-                f"must be {kind} {bound} {minimum:g}, not {value!r}.",
-                "appsync_events.E009",
-            )
-        return value
+    def fields(self, target: type[Any]) -> dict[str, Any]:
+        """Validate the settings the table maps onto ``target``; return them by field.
 
-    def boolean(self, key: str, value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise self.error(key, f"must be True or False, not {value!r}.", "appsync_events.E009")
-        return value
+        Reads the alias's own keys that fill ``target``, then its section (a dict whose
+        unknown keys are refused). Absent settings are left out: the dataclass defaults
+        apply.
+        """
+        values = self.read((), self.raw, target)
+        section = _SECTIONS.get(target)
+        if section is not None:
+            raw = self.check((section,), _mapping, self.raw.get(section, {}))
+            self.keys((section,), raw, _ROWS[(section,)])
+            values.update(self.read((section,), raw, target))
+        return values
 
-    def string(self, key: str, value: Any) -> str:
-        if not isinstance(value, str) or not value:
-            raise self.error(
-                key,
-                f"must be a non-empty string, not {value!r}.",
-                "appsync_events.E009",
-            )
-        return value
-
-    def modes(self, key: str, value: Any) -> tuple[str, ...]:
-        if isinstance(value, str) or not isinstance(value, Sequence) or not value:
-            raise self.error(
-                key,
-                f"must be a non-empty list of auth modes, not {value!r}.",
-                "appsync_events.E004",
-            )
-        for mode in value:
-            if mode not in AUTH_MODES:
-                raise self.error(
-                    key,
-                    f"unknown auth mode {mode!r}; use one of {', '.join(AUTH_MODES)}.",
-                    "appsync_events.E004",
-                )
-        return tuple(value)
-
-    def channels(self, key: str, value: Any) -> tuple[Channel, ...]:
-        if isinstance(value, str) or not isinstance(value, Sequence):
-            raise self.error(
-                key,
-                f"must be a list of channel paths, not {value!r}.",
-                "appsync_events.E006",
-            )
-        out = []
-        for path in value:
-            try:
-                out.append(parse_channel(path, allow_wildcard=True))
-            except InvalidChannelError as exc:
-                raise self.error(key, f"{exc.message}.", "appsync_events.E006") from None
-        return tuple(out)
-
-    def section(self, key: str, cls: type[Any], names: Mapping[str, str]) -> dict[str, Any]:
-        """Validate a sub-dict's keys against ``names`` (SETTING → field) and map them."""
-        value = self.mapping(key, self.raw.get(key, {}))
-        self.keys(key, value, names)
-        return {names[k]: v for k, v in value.items()}
+    def read(
+        self, where: tuple[str, ...], raw: Mapping[str, Any], target: type[Any]
+    ) -> dict[str, Any]:
+        """Validate the rows under ``where`` that fill ``target`` and are present in ``raw``."""
+        values: dict[str, Any] = {}
+        for key, row in _ROWS.get(where, {}).items():
+            if row.target is target and key in raw:
+                value = self.check(row.path, row.validate, raw[key], row.check_id)
+                values[row.field] = row.convert(value) if row.convert else value
+        return values
 
     # -- endpoints ---------------------------------------------------------------
 
-    def endpoints(self) -> tuple[str, str, str, str]:
+    def endpoints(self) -> tuple[str, str, str, str | None]:
+        """Return the HTTP URL, the real-time URL, the HTTP host and the region (if known)."""
         raw_url = self.raw.get("HTTP_URL")
         if raw_url is None:
             raise self.error(
-                "HTTP_URL",
+                ("HTTP_URL",),
                 "is missing; set it to your Event API's HTTP endpoint, e.g. "
                 "'https://abc.appsync-api.eu-west-1.amazonaws.com/event', or "
                 "'http://127.0.0.1:8765/event' for the emulator.",
@@ -495,33 +859,24 @@ class _Parser:
         if region is not None:
             if not isinstance(region, str) or not _REGION_RE.match(region):
                 raise self.error(
-                    "REGION",
-                    f"{region!r} is not an AWS region name like 'eu-west-1'.",
-                    "appsync_events.E003",
+                    ("REGION",), f"{region!r} is not an AWS region name like 'eu-west-1'.", _E003
                 )
             if match and region != match.group("region"):
                 # A signature for the wrong region is refused by the service.
                 raise self.error(
-                    "REGION",
+                    ("REGION",),
                     f"is {region!r} but HTTP_URL's host {hostname!r} is in "
                     f"{match.group('region')!r}; remove REGION or correct it.",
-                    "appsync_events.E003",
+                    _E003,
                 )
         elif match:
             region = match.group("region")
-        else:
-            raise self.error(
-                "REGION",
-                f"is missing; {hostname!r} is not a standard AppSync host, so the region cannot be "
-                "read from it. Add 'REGION': 'us-east-1' (your API's region).",
-                "appsync_events.E003",
-            )
         return http_url, realtime_url, host, region
 
     def http_url(self, value: Any) -> str:
         if not isinstance(value, str) or not value.strip():
             raise self.error(
-                "HTTP_URL",
+                ("HTTP_URL",),
                 f"must be a URL or domain string, not {value!r}.",
                 "appsync_events.E002",
             )
@@ -531,14 +886,14 @@ class _Parser:
         parts = urlsplit(text)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise self.error(
-                "HTTP_URL",
+                ("HTTP_URL",),
                 f"{_shown(value)!r} is not an http(s) URL or a domain name.",
                 "appsync_events.E002",
             )
         self._check_url_extras("HTTP_URL", value, parts)
         if ".appsync-realtime-api." in parts.hostname and _STANDARD_HOST_RE.match(parts.hostname):
             raise self.error(
-                "HTTP_URL",
+                ("HTTP_URL",),
                 f"{_shown(value)!r} is the real-time (websocket) host; HTTP_URL takes the HTTP "
                 "endpoint, whose host has 'appsync-api' in place of 'appsync-realtime-api'.",
                 "appsync_events.E002",
@@ -548,7 +903,7 @@ class _Parser:
             path = "/event"
         elif not path.endswith("/event"):
             raise self.error(
-                "HTTP_URL",
+                ("HTTP_URL",),
                 f"{_shown(value)!r} must end in '/event' (the Event API's HTTP path), "
                 "or have no path.",
                 "appsync_events.E002",
@@ -560,7 +915,7 @@ class _Parser:
         """Refuse a query, fragment, user info or bad port in the URL setting ``key``."""
         if parts.query or parts.fragment or parts.username or parts.password:
             raise self.error(
-                key,
+                (key,),
                 f"{_shown(value)!r} must not carry a query, fragment or user info.",
                 "appsync_events.E002",
             )
@@ -568,20 +923,20 @@ class _Parser:
             parts.port  # noqa: B018 - raises ValueError for a bad port
         except ValueError:
             raise self.error(
-                key, f"{_shown(value)!r} has an invalid port.", "appsync_events.E002"
+                (key,), f"{_shown(value)!r} has an invalid port.", "appsync_events.E002"
             ) from None
 
     def realtime_url(self, value: Any) -> str:
         if not isinstance(value, str):
             raise self.error(
-                "REALTIME_URL",
+                ("REALTIME_URL",),
                 f"must be a URL string, not {value!r}.",
                 "appsync_events.E002",
             )
         parts = urlsplit(value.strip())
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise self.error(
-                "REALTIME_URL",
+                ("REALTIME_URL",),
                 f"{_shown(value)!r} must be a ws:// or wss:// URL, e.g. "
                 "'wss://abc.appsync-realtime-api.eu-west-1.amazonaws.com/event/realtime'.",
                 "appsync_events.E002",
@@ -589,53 +944,72 @@ class _Parser:
         self._check_url_extras("REALTIME_URL", value, parts)
         return f"{parts.scheme}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
 
+    def signing_region(
+        self, http_url: str, region: str | None, auth: Mapping[str, AuthModeConfig]
+    ) -> None:
+        """Demand a region when AWS_IAM signs and neither REGION nor the host gives one.
+
+        API-key and token modes name no region, so they work on any host without one.
+        """
+        iam = auth.get("AWS_IAM")
+        if region is not None or iam is None or iam.options.get("region") is not None:
+            return
+        raise self.error(
+            ("REGION",),
+            f"is missing; AUTH holds AWS_IAM, whose signatures name a region, and "
+            f"{urlsplit(http_url).hostname!r} is not a standard AppSync host, so the region "
+            "cannot be read from it. Add 'REGION': 'us-east-1' (your API's region), or the "
+            "AWS_IAM option 'region'.",
+            _E003,
+        )
+
     # -- auth --------------------------------------------------------------------
 
     def auth(self) -> dict[str, AuthModeConfig]:
-        raw = self.mapping("AUTH", self.raw.get("AUTH", {}))
+        raw = self.check(("AUTH",), _mapping, self.raw.get("AUTH", {}))
         out: dict[str, AuthModeConfig] = {}
         for mode, value in raw.items():
             if mode not in AUTH_MODES:
                 raise self.error(
-                    "AUTH",
+                    ("AUTH",),
                     f"unknown auth mode {mode!r}; use one of {', '.join(AUTH_MODES)}.",
-                    "appsync_events.E004",
+                    _E004,
                 )
             out[mode] = self.auth_mode(mode, value)
         return out
 
     def auth_mode(self, mode: str, value: Any) -> AuthModeConfig:
-        key = f"AUTH'][{mode!r}"
+        path = ("AUTH", mode)
         if isinstance(value, str):
             if mode == "API_KEY":
                 return AuthModeConfig(mode, None, MappingProxyType({"api_key": value}))
             if mode in _TOKEN_MODES:
                 return AuthModeConfig(mode, None, MappingProxyType({"token": value}))
             raise self.error(
-                key,
+                path,
                 "must be a dict of options (e.g. {} for the default AWS credential chain).",
                 "appsync_events.E008",
             )
         if value is True and mode == "AWS_IAM":
             return AuthModeConfig(mode, None, MappingProxyType({}))
-        value = self.mapping(key, value)
+        value = self.check(path, _mapping, value)
         backend = value.get("BACKEND")
         if backend is not None and not isinstance(backend, str):
             raise self.error(
-                key,
+                path,
                 f"BACKEND must be a dotted path string, not {backend!r}.",
                 "appsync_events.E008",
             )
         if "BACKEND" in value or "OPTIONS" in value:
-            self.keys(key, value, frozenset({"BACKEND", "OPTIONS"}))
-            options = self.mapping(f"{key}']['OPTIONS", value.get("OPTIONS", {}))
+            self.keys(path, value, ("BACKEND", "OPTIONS"))
+            options = self.check((*path, "OPTIONS"), _mapping, value.get("OPTIONS", {}))
         else:
             # Shorthand: the options themselves, with lowercase or uppercase names.
             options = value
         for name in options:
             if not isinstance(name, str):
                 raise self.error(
-                    key,
+                    path,
                     f"option names must be strings, not {name!r}.",
                     "appsync_events.E008",
                 )
@@ -643,74 +1017,126 @@ class _Parser:
             mode, backend, MappingProxyType({k.lower(): v for k, v in options.items()})
         )
 
-    # -- the whole alias ---------------------------------------------------------
-
-    def parse(self) -> APIConfig:
-        self.keys("*", self.raw, _TOP_KEYS)
-        http_url, realtime_url, host, region = self.endpoints()
-        auth = self.auth()
+    def connection_auth_mode(self, auth: Mapping[str, AuthModeConfig]) -> str:
         conn_mode = self.raw.get("CONNECTION_AUTH_MODE")
         if conn_mode is None:
             if not auth:
                 raise self.error(
-                    "AUTH",
+                    ("AUTH",),
                     "holds no credentials; add at least one mode, "
                     "e.g. 'AUTH': {'API_KEY': 'da2-...'}.",
-                    "appsync_events.E005",
+                    _E005,
                 )
-            conn_mode = next(iter(auth))
-        elif conn_mode not in AUTH_MODES:
+            return next(iter(auth))
+        if conn_mode not in AUTH_MODES:
             raise self.error(
-                "CONNECTION_AUTH_MODE",
+                ("CONNECTION_AUTH_MODE",),
                 f"unknown auth mode {conn_mode!r}; use one of {', '.join(AUTH_MODES)}.",
-                "appsync_events.E004",
+                _E004,
             )
-        elif conn_mode not in auth:
+        if conn_mode not in auth:
             raise self.error(
-                "CONNECTION_AUTH_MODE",
+                ("CONNECTION_AUTH_MODE",),
                 f"is {conn_mode!r} but AUTH holds no credentials for it; add them to AUTH.",
-                "appsync_events.E005",
+                _E005,
             )
-        held = tuple(auth)
-        default_pub = self.modes(
-            "DEFAULT_PUBLISH_AUTH_MODES",
-            self.raw.get("DEFAULT_PUBLISH_AUTH_MODES", held),
-        )
-        default_sub = self.modes(
-            "DEFAULT_SUBSCRIBE_AUTH_MODES",
-            self.raw.get("DEFAULT_SUBSCRIBE_AUTH_MODES", held),
-        )
-        namespaces = self.namespaces(default_pub, default_sub, auth)
-        timeouts = Timeouts(
-            **{
-                k: self.number(f"TIMEOUTS'][{k.upper()!r}", v)
-                for k, v in self.section(
-                    "TIMEOUTS",
-                    Timeouts,
-                    {
-                        "CONNECT": "connect",
-                        "HANDSHAKE": "handshake",
-                        "OPERATION": "operation",
-                        "HTTP": "http",
-                    },
-                ).items()
-            }
-        )
-        publish = self.publish()
-        listener = self.listener()
-        forwarding = self.forwarding()
-        outbox = self.outbox()
+        return str(conn_mode)
+
+    # -- namespaces --------------------------------------------------------------
+
+    def namespaces(
+        self,
+        default_pub: tuple[str, ...],
+        default_sub: tuple[str, ...],
+        auth: Mapping[str, AuthModeConfig],
+    ) -> dict[str, NamespaceConfig]:
+        raw = self.raw.get("NAMESPACES", {"default": {}})
+        if isinstance(raw, Sequence) and not isinstance(raw, str):
+            raw = {name: {} for name in raw}
+        raw = self.check(("NAMESPACES",), _mapping, raw)
+        out: dict[str, NamespaceConfig] = {}
+        for name, value in raw.items():
+            if not isinstance(name, str) or not _NAMESPACE_RE.match(name):
+                raise self.error(
+                    ("NAMESPACES",),
+                    f"{name!r} is not a valid namespace name (1-50 letters, digits and '-', "
+                    "starting and ending with a letter or digit).",
+                    "appsync_events.E007",
+                )
+            path = ("NAMESPACES", name)
+            value = self.check(path, _mapping, value or {})
+            self.keys(path, value, ("PUBLISH_AUTH_MODES", "SUBSCRIBE_AUTH_MODES"))
+            pub = self.check(
+                (*path, "PUBLISH_AUTH_MODES"),
+                _auth_modes,
+                value.get("PUBLISH_AUTH_MODES", default_pub),
+            )
+            sub = self.check(
+                (*path, "SUBSCRIBE_AUTH_MODES"),
+                _auth_modes,
+                value.get("SUBSCRIBE_AUTH_MODES", default_sub),
+            )
+            for operation, modes in (("publish", pub), ("subscribe", sub)):
+                if not any(m in auth for m in modes):
+                    raise self.error(
+                        path,
+                        f"allows {operation} with {', '.join(modes)} "
+                        "but AUTH holds credentials for "
+                        f"none of them (it holds {', '.join(auth)}); add one to AUTH.",
+                        _E005,
+                    )
+            out[name] = NamespaceConfig(name, pub, sub)
+        return out
+
+    # -- rules across settings ---------------------------------------------------
+
+    def outbox_lease(self, outbox: OutboxConfig, timeouts: Timeouts) -> None:
         if outbox.lease <= timeouts.http + 1:
             # A drainer sends only requests that can time out within its lease: with less
             # room than one request it would release every batch unsent, for ever.
             raise self.error(
-                "OUTBOX']['LEASE",
+                ("OUTBOX", "LEASE"),
                 f"is {outbox.lease:g} s, too short for even one HTTP request "
                 f"(TIMEOUTS['HTTP'] = {timeouts.http:g} s, plus 1 s); make it several times "
                 "longer (the default is 300).",
-                "appsync_events.E009",
+                _E009,
             )
-        emulator = self.emulator()
+
+    @staticmethod
+    def emulator_api_keys(auth: Mapping[str, AuthModeConfig]) -> tuple[str, ...]:
+        """The emulator's keys when EMULATOR has no API_KEYS: the alias's own API key."""
+        api_key = auth.get("API_KEY")
+        key = api_key.options.get("api_key") if api_key else None  # however AUTH spells it
+        return (key,) if isinstance(key, str) and key else ()
+
+    # -- the whole alias ---------------------------------------------------------
+
+    def parse(self) -> APIConfig:
+        self.keys((), self.raw, _TOP_KEYS)
+        http_url, realtime_url, host, region = self.endpoints()
+        auth = self.auth()
+        self.signing_region(http_url, region, auth)
+        conn_mode = self.connection_auth_mode(auth)
+        held = tuple(auth)
+        default_pub = self.check(
+            ("DEFAULT_PUBLISH_AUTH_MODES",),
+            _auth_modes,
+            self.raw.get("DEFAULT_PUBLISH_AUTH_MODES", held),
+        )
+        default_sub = self.check(
+            ("DEFAULT_SUBSCRIBE_AUTH_MODES",),
+            _auth_modes,
+            self.raw.get("DEFAULT_SUBSCRIBE_AUTH_MODES", held),
+        )
+        namespaces = self.namespaces(default_pub, default_sub, auth)
+        timeouts = Timeouts(**self.fields(Timeouts))
+        publish = PublishConfig(**self.fields(PublishConfig))
+        listener = ListenerConfig(**self.fields(ListenerConfig))
+        forwarding = ForwardingConfig(**self.fields(ForwardingConfig))
+        outbox = OutboxConfig(**self.fields(OutboxConfig))
+        self.outbox_lease(outbox, timeouts)
+        emulator_fields = self.fields(EmulatorConfig)
+        emulator_fields.setdefault("api_keys", self.emulator_api_keys(auth))
         return APIConfig(
             alias=self.alias,
             http_url=http_url,
@@ -727,284 +1153,9 @@ class _Parser:
             listener=listener,
             forwarding=forwarding,
             outbox=outbox,
-            emulator=emulator,
+            emulator=EmulatorConfig(**emulator_fields),
+            **self.fields(APIConfig),
         )
-
-    def namespaces(
-        self,
-        default_pub: tuple[str, ...],
-        default_sub: tuple[str, ...],
-        auth: Mapping[str, AuthModeConfig],
-    ) -> dict[str, NamespaceConfig]:
-        raw = self.raw.get("NAMESPACES", {"default": {}})
-        if isinstance(raw, Sequence) and not isinstance(raw, str):
-            raw = {name: {} for name in raw}
-        raw = self.mapping("NAMESPACES", raw)
-        out: dict[str, NamespaceConfig] = {}
-        for name, value in raw.items():
-            key = f"NAMESPACES'][{name!r}"
-            if not isinstance(name, str) or not _NAMESPACE_RE.match(name):
-                raise self.error(
-                    "NAMESPACES",
-                    f"{name!r} is not a valid namespace name (1-50 letters, digits and '-', "
-                    "starting and ending with a letter or digit).",
-                    "appsync_events.E007",
-                )
-            value = self.mapping(key, value or {})
-            self.keys(key, value, frozenset({"PUBLISH_AUTH_MODES", "SUBSCRIBE_AUTH_MODES"}))
-            pub = self.modes(
-                f"{key}]['PUBLISH_AUTH_MODES",
-                value.get("PUBLISH_AUTH_MODES", default_pub),
-            )
-            sub = self.modes(
-                f"{key}]['SUBSCRIBE_AUTH_MODES",
-                value.get("SUBSCRIBE_AUTH_MODES", default_sub),
-            )
-            for operation, modes in (("publish", pub), ("subscribe", sub)):
-                if not any(m in auth for m in modes):
-                    raise self.error(
-                        key,
-                        f"allows {operation} with {', '.join(modes)} "
-                        "but AUTH holds credentials for "
-                        f"none of them (it holds {', '.join(auth)}); add one to AUTH.",
-                        "appsync_events.E005",
-                    )
-            out[name] = NamespaceConfig(name, pub, sub)
-        return out
-
-    def publish(self) -> PublishConfig:
-        fields = self.section(
-            "PUBLISH",
-            PublishConfig,
-            {
-                "BACKEND": "backend",
-                "OPTIONS": "options",
-                "ON_COMMIT": "on_commit",
-                "DURABLE": "durable",
-                "ENCODER": "encoder",
-            },
-        )
-        if "backend" in fields:
-            backend = self.string("PUBLISH']['BACKEND", fields["backend"])
-            fields["backend"] = PUBLISH_BACKENDS.get(backend, backend)
-        if "options" in fields:
-            fields["options"] = MappingProxyType(
-                dict(self.mapping("PUBLISH']['OPTIONS", fields["options"]))
-            )
-        for name in ("on_commit", "durable"):
-            if name in fields:
-                self.boolean(f"PUBLISH'][{name.upper()!r}", fields[name])
-        if "encoder" in fields:
-            self.string("PUBLISH']['ENCODER", fields["encoder"])
-        return PublishConfig(**fields)
-
-    def listener(self) -> ListenerConfig:
-        names = {
-            "QUEUE_SIZE": "queue_size",
-            "OVERFLOW": "overflow",
-            "BACKOFF_INITIAL": "backoff_initial",
-            "BACKOFF_MAX": "backoff_max",
-            "BACKOFF_FACTOR": "backoff_factor",
-            "STABLE_AFTER": "stable_after",
-            "ROTATE_AFTER": "rotate_after",
-            "STATS_INTERVAL": "stats_interval",
-            "SHUTDOWN_TIMEOUT": "shutdown_timeout",
-            "SUBSCRIBE_RETRIES": "subscribe_retries",
-            "LEASE": "lease",
-            "LEASE_REDIS_URL": "lease_redis_url",
-            "LEASE_TTL": "lease_ttl",
-            "LEASE_POLL_INTERVAL": "lease_poll_interval",
-        }
-        fields = self.section("LISTENER", ListenerConfig, names)
-        for name, value in fields.items():
-            if name == "lease":
-                if value not in ("auto", "postgres", "redis"):
-                    raise self.error(
-                        "LISTENER']['LEASE",
-                        f"must be 'auto', 'postgres' or 'redis', not {value!r}.",
-                        "appsync_events.E009",
-                    )
-            elif name == "lease_redis_url":
-                if not isinstance(value, str) or not value.startswith(
-                    ("redis://", "rediss://", "unix://")
-                ):
-                    raise self.error(
-                        "LISTENER']['LEASE_REDIS_URL",
-                        f"must be a redis:// URL, not {_shown(value)!r}.",
-                        "appsync_events.E009",
-                    )
-            elif name == "subscribe_retries":
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise self.error(
-                        "LISTENER']['SUBSCRIBE_RETRIES",
-                        f"must be an integer of 0 or more, not {value!r}.",
-                        "appsync_events.E009",
-                    )
-            elif name == "overflow":
-                if value not in ("block", "drop_newest", "drop_oldest"):
-                    raise self.error(
-                        "LISTENER']['OVERFLOW",
-                        f"must be 'block', 'drop_newest' or 'drop_oldest', not {value!r}.",
-                        "appsync_events.E009",
-                    )
-            else:
-                self.number(f"LISTENER'][{name.upper()!r}", value, integer=name == "queue_size")
-        if fields.get("backoff_factor", 2.0) < 1:
-            raise self.error(
-                "LISTENER']['BACKOFF_FACTOR",
-                "must be at least 1.",
-                "appsync_events.E009",
-            )
-        fields["subscriptions"] = self.channels("SUBSCRIPTIONS", self.raw.get("SUBSCRIPTIONS", ()))
-        return ListenerConfig(**fields)
-
-    def forwarding(self) -> ForwardingConfig:
-        names = {
-            "ENABLED": "enabled",
-            "CHANNEL_LAYER": "channel_layer",
-            "SUBSCRIPTIONS": "subscriptions",
-            "GROUP_PREFIX": "group_prefix",
-            "MESSAGE_TYPE": "message_type",
-            "CONTROL_CHANNEL": "control_channel",
-            "UNFOLLOW_GRACE": "unfollow_grace",
-            "IN_PROCESS": "in_process",
-            "FOLLOW_LEASE": "follow_lease",
-            "FOLLOW_TIMEOUT": "follow_timeout",
-            "MAX_FOLLOWS": "max_follows",
-        }
-        fields = self.section("FORWARDING", ForwardingConfig, names)
-        for name in ("enabled", "in_process"):
-            if name in fields:
-                self.boolean(f"FORWARDING'][{name.upper()!r}", fields[name])
-        for name in ("follow_lease", "follow_timeout"):
-            if name in fields:
-                self.number(f"FORWARDING'][{name.upper()!r}", fields[name])
-        if "max_follows" in fields:
-            self.number("FORWARDING']['MAX_FOLLOWS", fields["max_follows"], integer=True)
-        for name in ("channel_layer", "message_type", "control_channel"):
-            if name in fields:
-                self.string(f"FORWARDING'][{name.upper()!r}", fields[name])
-        # Channels' own grammar for a (non process-local) channel name and a message type.
-        if "control_channel" in fields and not re.match(
-            r"^[A-Za-z0-9._-]{1,99}\Z", fields["control_channel"]
-        ):
-            raise self.error(
-                "FORWARDING']['CONTROL_CHANNEL",
-                "must be a Channels channel name: 1-99 letters, digits, '.', '_' and '-'.",
-                "appsync_events.E009",
-            )
-        if "message_type" in fields and not re.match(
-            r"^[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*\Z", fields["message_type"]
-        ):
-            raise self.error(
-                "FORWARDING']['MESSAGE_TYPE",
-                "must be a Channels message type such as 'appsync.event' (letters, digits, "
-                "'_', dot-separated); consumers handle it in a method named like it with "
-                "'.' replaced by '_'.",
-                "appsync_events.E009",
-            )
-        if "group_prefix" in fields and not (
-            isinstance(fields["group_prefix"], str)
-            and re.match(r"^[A-Za-z0-9._-]{1,40}\Z", fields["group_prefix"])
-        ):
-            raise self.error(
-                "FORWARDING']['GROUP_PREFIX",
-                "must be 1-40 characters of letters, digits, '.', '_' and '-'.",
-                "appsync_events.E009",
-            )
-        if fields.get("subscriptions") is not None:
-            fields["subscriptions"] = self.channels(
-                "FORWARDING']['SUBSCRIPTIONS", fields["subscriptions"]
-            )
-        if "unfollow_grace" in fields:
-            self.number("FORWARDING']['UNFOLLOW_GRACE", fields["unfollow_grace"], zero_ok=True)
-        return ForwardingConfig(**fields)
-
-    def outbox(self) -> OutboxConfig:
-        names = {
-            "BATCH_SIZE": "batch_size",
-            "MAX_ATTEMPTS": "max_attempts",
-            "BACKOFF_INITIAL": "backoff_initial",
-            "BACKOFF_MAX": "backoff_max",
-            "RETENTION": "retention",
-            "POLL_INTERVAL": "poll_interval",
-            "LEASE": "lease",
-        }
-        fields = self.section("OUTBOX", OutboxConfig, names)
-        for name, value in fields.items():
-            self.number(
-                f"OUTBOX'][{name.upper()!r}",
-                value,
-                integer=name in ("batch_size", "max_attempts"),
-            )
-        return OutboxConfig(**fields)
-
-    def emulator(self) -> EmulatorConfig:
-        names = {
-            "HOST": "host",
-            "PORT": "port",
-            "API_KEYS": "api_keys",
-            "IAM_CREDENTIALS": "iam_credentials",
-            "KA_INTERVAL": "ka_interval",
-            "CONNECTION_TIMEOUT_MS": "connection_timeout_ms",
-            "MAX_LIFETIME": "max_lifetime",
-            "OPTIONS": "options",
-        }
-        fields = self.section("EMULATOR", EmulatorConfig, names)
-        if "host" in fields:
-            self.string("EMULATOR']['HOST", fields["host"])
-        if "port" in fields:
-            port = fields["port"]
-            if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-                raise self.error(
-                    "EMULATOR']['PORT",
-                    f"must be an integer from 0 to 65535, not {port!r}.",
-                    "appsync_events.E009",
-                )
-        if "api_keys" in fields:
-            keys = fields["api_keys"]
-            if (
-                isinstance(keys, str)
-                or not isinstance(keys, Sequence)
-                or not all(isinstance(k, str) and k for k in keys)
-            ):
-                raise self.error(
-                    "EMULATOR']['API_KEYS",
-                    "must be a list of API key strings.",
-                    "appsync_events.E009",
-                )
-            fields["api_keys"] = tuple(keys)
-        else:
-            # Accept the alias's own API key, however AUTH spells it.
-            api_key = self.auth().get("API_KEY")
-            key = api_key.options.get("api_key") if api_key else None
-            if isinstance(key, str) and key:
-                fields["api_keys"] = (key,)
-        if "iam_credentials" in fields:
-            creds = self.mapping("EMULATOR']['IAM_CREDENTIALS", fields["iam_credentials"])
-            if not all(
-                isinstance(k, str) and isinstance(v, str) and k and v for k, v in creds.items()
-            ):
-                raise self.error(
-                    "EMULATOR']['IAM_CREDENTIALS",
-                    "must map access key ids to secret keys (strings).",
-                    "appsync_events.E009",
-                )
-            fields["iam_credentials"] = MappingProxyType(dict(creds))
-        for name in ("ka_interval", "max_lifetime"):
-            if name in fields:
-                self.number(f"EMULATOR'][{name.upper()!r}", fields[name])
-        if "connection_timeout_ms" in fields:
-            self.number(
-                "EMULATOR']['CONNECTION_TIMEOUT_MS",
-                fields["connection_timeout_ms"],
-                integer=True,
-            )
-        if "options" in fields:
-            fields["options"] = MappingProxyType(
-                dict(self.mapping("EMULATOR']['OPTIONS", fields["options"]))
-            )
-        return EmulatorConfig(**fields)
 
 
 def is_loopback_host(host: str) -> bool:

@@ -26,6 +26,7 @@ from appsync_events.auth import (
 )
 from appsync_events.auth.iam import IAMAuth
 from appsync_events.conf import get_api_config
+from appsync_events.config import APIConfig
 from appsync_events.exceptions import AuthError, ConfigurationError
 from tests.prereqs import JS_DIR, require_node
 
@@ -40,7 +41,7 @@ CONNECT = b"{}"
 SUBSCRIBE = b'{"channel":"/default/foo"}'
 PUBLISH = b'{"channel":"/default/foo","events":["{\\"a\\":1}"]}'
 
-#: The three vectors of the protocol notes (§2.4), long-term keys.
+#: The three signing vectors (connect, subscribe, publish) with long-term keys.
 DOC_VECTORS = [
     (CONNECT, "eea55356d53e51c239dc6576fc3efa2208d112fddd8ce2f919f1411aadae7da7"),
     (SUBSCRIBE, "c4b4221f34398129186037bd6bc223d8ce4aac7d4e1f41c98d00a48fb5effc55"),
@@ -227,6 +228,44 @@ def test_emulator_host_with_port_is_signed_as_host(settings):
     headers = connect_headers(get_api_config())
     assert headers["host"] == "127.0.0.1:8765"
     assert reference_signature(headers, CONNECT, SECRET_KEY) == signature_of(headers)
+
+
+def test_region_option_signs_without_an_alias_region(settings):
+    """On a custom host without REGION the ``region`` option names the signing region."""
+    settings.APPSYNC_EVENTS = {
+        "default": {
+            "HTTP_URL": "https://events.example.com/event",
+            "AUTH": {
+                "AWS_IAM": {
+                    "access_key_id": ACCESS_KEY,
+                    "secret_access_key": SECRET_KEY,
+                    "region": "eu-west-3",
+                    "clock": lambda: DATE,
+                }
+            },
+        }
+    }
+    api = get_api_config()
+    assert api.region is None
+    headers = connect_headers(api)
+    assert (
+        f"Credential={ACCESS_KEY}/20250101/eu-west-3/appsync/aws4_request"
+        in (headers["authorization"])
+    )
+    assert reference_signature(headers, CONNECT, SECRET_KEY) == signature_of(headers)
+
+
+def test_no_region_at_all_refuses_to_build_the_signer():
+    """An IAM backend for a config without any region is a configuration error (E003)."""
+    api = APIConfig.from_mapping(
+        "local", {"HTTP_URL": "http://127.0.0.1:8765/event", "AUTH": {"API_KEY": "da2-x"}}
+    )
+    assert api.region is None
+    with pytest.raises(ConfigurationError) as info:
+        IAMAuth(api, access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY)
+    assert info.value.check_id == "appsync_events.E003"
+    assert "APPSYNC_EVENTS['local']['AUTH']['AWS_IAM']: no signing region" in str(info.value)
+    assert "'region'" in str(info.value)
 
 
 def test_fresh_date_for_every_signature(settings):

@@ -56,8 +56,8 @@ ERRORS = [
         "HTTP_URL",
     ),
     (
-        "custom-host-without-region",
-        {"default": {"HTTP_URL": "https://api.example.com/event", "AUTH": {"API_KEY": KEY}}},
+        "iam-on-a-custom-host-without-region",
+        {"default": {"HTTP_URL": "https://api.example.com/event", "AUTH": {"AWS_IAM": True}}},
         "default",
         "appsync_events.E003",
         "REGION",
@@ -298,3 +298,34 @@ def test_run_checks_through_django() -> None:
     # Other modules may register checks under the same tag; ours must be among them.
     assert ids(found).count("appsync_events.W001") == 2
     assert ids(found).count("appsync_events.W003") == 1
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"API_KEY": KEY},
+        {"AMAZON_COGNITO_USER_POOLS": "cognito-token"},
+        {"OPENID_CONNECT": "oidc-token"},
+        {"AWS_LAMBDA": "lambda-token"},
+    ],
+)
+def test_manage_py_check_needs_no_region_without_iam(auth: dict[str, Any]) -> None:
+    """`manage.py check` passes an emulator alias without REGION in a non-IAM mode, and
+    reports E003 once the alias also signs with AWS_IAM."""
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    local = {
+        "HTTP_URL": "http://127.0.0.1:8765/event",
+        "AUTH": auth,
+        "FORWARDING": {"ENABLED": False},
+    }
+    out = StringIO()
+    with override_settings(APPSYNC_EVENTS={"default": local}):
+        call_command("check", tag=[checks.TAG], stdout=out, stderr=out)
+    assert "System check identified no issues" in out.getvalue()
+    with override_settings(APPSYNC_EVENTS={"default": {**local, "AUTH": {**auth, "AWS_IAM": {}}}}):
+        with pytest.raises(SystemCheckError, match=r"appsync_events\.E003"):
+            call_command("check", tag=[checks.TAG], stdout=out, stderr=out)

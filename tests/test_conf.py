@@ -216,9 +216,15 @@ def test_bad_endpoints(overrides: dict[str, Any], key: str, text: str) -> None:
     assert text in str(error)
 
 
+IAM = {"AWS_IAM": True}
+
 BAD_REGIONS = [
-    ({"HTTP_URL": "https://api.example.com/event", "REGION": None}, "is missing"),
-    ({"HTTP_URL": "http://127.0.0.1:8765/event", "REGION": None}, "'127.0.0.1'"),
+    ({"HTTP_URL": "https://api.example.com/event", "REGION": None, "AUTH": IAM}, "is missing"),
+    ({"HTTP_URL": "http://127.0.0.1:8765/event", "REGION": None, "AUTH": IAM}, "'127.0.0.1'"),
+    (
+        {"REGION": None, "AUTH": {"API_KEY": KEY, "AWS_IAM": {"PROFILE": "p"}}},
+        "the AWS_IAM option 'region'",
+    ),
     ({"REGION": "US-EAST-1"}, "not an AWS region name"),
     ({"REGION": "useast1"}, "not an AWS region name"),
     ({"REGION": "us-east-1\n"}, "not an AWS region name"),
@@ -230,7 +236,8 @@ BAD_REGIONS = [
 
 @pytest.mark.parametrize(("overrides", "text"), BAD_REGIONS)
 def test_bad_or_missing_region(overrides: dict[str, Any], text: str) -> None:
-    """A custom host needs a valid REGION, and a standard host's REGION must agree (E003)."""
+    """IAM on a custom host needs a REGION, which must be valid and agree with a standard
+    host's (E003)."""
     error = failure(**overrides)
     assert error.check_id == "appsync_events.E003"
     assert error.key == "REGION"

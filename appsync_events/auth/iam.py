@@ -31,7 +31,7 @@ from botocore.credentials import Credentials, ReadOnlyCredentials, RefreshableCr
 
 from .._loading import import_string
 from ..config import APIConfig
-from ..exceptions import AuthError
+from ..exceptions import AuthError, ConfigurationError
 from ..redaction import redact, register_secret
 from .base import AuthBackend, AuthRequest
 
@@ -141,13 +141,15 @@ class IAMAuth(AuthBackend):
     ``external_id``, ``duration_seconds``), refreshed before they expire.
 
     Other options:
-        region: the signing region (default: the alias's region).
+        region: the signing region (default: the alias's region; one of the two is
+            needed, see :attr:`~appsync_events.config.APIConfig.region`).
         clock: a callable returning the current ``datetime`` (for tests).
 
     Credentials are resolved once, lazily; each signature then reads them again with
     ``get_frozen_credentials()``, so refreshable credentials (roles, SSO, instance
     profiles) are renewed in time and a listener running for days never signs with
-    expired keys. Settings shorthand: ``"AUTH": {"AWS_IAM": {}}`` (or ``True``).
+    expired keys. Settings shorthand:
+    ``"AUTH": {"AWS_IAM": {}}`` (or ``True``).
 
     Sync and async: :meth:`aget_headers` resolves and refreshes credentials (which can do
     network I/O) in a worker thread, and signs inline when no refresh is due.
@@ -175,7 +177,18 @@ class IAMAuth(AuthBackend):
         super().__init__(api, **options)
         self._options = options
         self._validate(options)
-        self._region: str = options.get("region") or api.region
+        region = options.get("region") or api.region
+        if region is None:
+            # Validation demands one for AWS_IAM; an APIConfig built by other means may
+            # still lack it, and a signature must never name no region.
+            raise ConfigurationError(
+                f"{self._setting}: no signing region; set REGION on the alias, or the "
+                "'region' option of AWS_IAM, to your API's region (e.g. 'us-east-1').",
+                api=api.alias,
+                key="REGION",
+                check_id="appsync_events.E003",
+            )
+        self._region: str = region
         clock = options.get("clock", _utcnow)
         if not callable(clock):
             raise self._config_error("'clock' must be a callable returning a datetime.")

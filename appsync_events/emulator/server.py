@@ -227,7 +227,7 @@ class AppSyncEventsEmulator:
         self.iam_credentials = dict(
             iam_credentials if iam_credentials is not None else emu.iam_credentials
         )
-        self.region = region or (api_config.region if api_config else "us-east-1")
+        self.region = region or (api_config.region if api_config else None) or "us-east-1"
         spaces = _namespaces(namespaces, api_config)
         if connection_auth_modes is None:
             if api_config is not None:

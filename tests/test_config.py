@@ -1,0 +1,256 @@
+"""Tests for appsync_events.config: the settings table, REGION only for IAM, PROXY and
+LISTENER['MAX_MESSAGE_BYTES'], through APIConfig.from_mapping (no Django settings)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from appsync_events import config as config_module
+from appsync_events.config import (
+    APIConfig,
+    EmulatorConfig,
+    ForwardingConfig,
+    ListenerConfig,
+    OutboxConfig,
+    PublishConfig,
+    Timeouts,
+)
+from appsync_events.emulator import AppSyncEventsEmulator
+from appsync_events.exceptions import ConfigurationError
+from appsync_events.limits import MAX_EVENT_BYTES
+
+KEY = "da2-configtestsecret0000000000"
+LOCAL = {"HTTP_URL": "http://127.0.0.1:8765/event", "AUTH": {"API_KEY": KEY}}
+SECTIONS = (Timeouts, PublishConfig, ListenerConfig, ForwardingConfig, OutboxConfig, EmulatorConfig)
+
+
+def parse(**overrides: Any) -> APIConfig:
+    """Parse LOCAL (no REGION) with ``overrides`` applied."""
+    return APIConfig.from_mapping("default", {**LOCAL, **overrides})
+
+
+def failure(**overrides: Any) -> ConfigurationError:
+    """Return the ConfigurationError that parsing LOCAL with ``overrides`` raises."""
+    with pytest.raises(ConfigurationError) as info:
+        parse(**overrides)
+    return info.value
+
+
+# -- the table ---------------------------------------------------------------------------
+
+
+def test_every_row_fills_a_field_of_its_dataclass() -> None:
+    """Each row of the settings table names a real field of the dataclass it fills."""
+    for row in config_module._SETTINGS:
+        names = {f.name for f in dataclasses.fields(row.target)}
+        assert row.field in names, row.path
+        assert row.path == tuple(part.upper() for part in row.path)
+
+
+def test_every_section_field_is_reachable_from_a_setting() -> None:
+    """Every field of every section dataclass is filled by exactly one setting."""
+    for cls in SECTIONS:
+        filled = [row.field for row in config_module._SETTINGS if row.target is cls]
+        assert sorted(filled) == sorted(f.name for f in dataclasses.fields(cls)), cls
+    assert [row.field for row in config_module._SETTINGS if row.target is APIConfig] == ["proxy"]
+
+
+@pytest.mark.parametrize(
+    ("section", "keys"),
+    [
+        ("TIMEOUTS", "CONNECT, HANDSHAKE, HTTP, OPERATION"),
+        ("OUTBOX", "BACKOFF_INITIAL, BACKOFF_MAX, BATCH_SIZE, LEASE, MAX_ATTEMPTS"),
+        ("LISTENER", "LEASE_TTL, MAX_MESSAGE_BYTES, OVERFLOW"),
+    ],
+)
+def test_unknown_key_lists_the_valid_keys_from_the_table(section: str, keys: str) -> None:
+    """An unknown key in a section lists the section's keys, as the table holds them."""
+    error = failure(**{section: {"NOPE": 1}})
+    assert (error.key, error.check_id) == (section, "appsync_events.E001")
+    assert "unknown key 'NOPE'; valid keys are " in str(error)
+    assert keys in str(error)
+
+
+def test_unknown_top_level_key_lists_table_keys_too() -> None:
+    """The alias's valid keys include the table's own (PROXY, SUBSCRIPTIONS) and sections."""
+    error = failure(PROXI=True)
+    assert error.key == "PROXI"
+    for key in ("PROXY", "SUBSCRIPTIONS", "LISTENER", "HTTP_URL", "REGION"):
+        assert key in str(error)
+
+
+def test_a_row_validates_and_converts() -> None:
+    """A row's validator checks the value and its conversion maps it (PUBLISH BACKEND)."""
+    assert parse(PUBLISH={"BACKEND": "dummy"}).publish.backend == (
+        "appsync_events.backends.dummy.DummyBackend"
+    )
+    error = failure(PUBLISH={"BACKEND": ["dummy"]})
+    assert (error.key, error.check_id) == ("PUBLISH['BACKEND']", "appsync_events.E009")
+    assert str(error).startswith("APPSYNC_EVENTS['default']['PUBLISH']['BACKEND']: must be ")
+
+
+# -- REGION only when something signs -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "auth"),
+    [
+        ("http://127.0.0.1:8765/event", {"API_KEY": KEY}),
+        ("http://localhost:8765/event", {"AMAZON_COGNITO_USER_POOLS": "jwt"}),
+        ("https://events.example.com/event", {"OPENID_CONNECT": "jwt"}),
+        ("events.example.com", {"AWS_LAMBDA": {"TOKEN_ENV": "X"}}),
+    ],
+)
+def test_api_key_and_token_modes_need_no_region(url: str, auth: dict[str, Any]) -> None:
+    """API-key and token modes parse on any host without REGION; the region stays None."""
+    config = parse(HTTP_URL=url, AUTH=auth)
+    assert config.region is None
+
+
+def test_region_is_still_validated_and_derived_without_iam() -> None:
+    """Without IAM a given REGION is still checked, and a standard host still gives one."""
+    error = failure(REGION="Europe")
+    assert (error.key, error.check_id) == ("REGION", "appsync_events.E003")
+    assert parse(REGION="eu-west-1").region == "eu-west-1"
+    standard = parse(HTTP_URL="https://abc.appsync-api.ap-south-1.amazonaws.com/event")
+    assert standard.region == "ap-south-1"
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"AWS_IAM": True},
+        {"AWS_IAM": {}},
+        {"API_KEY": KEY, "AWS_IAM": {"PROFILE": "p"}},
+        {"AWS_IAM": {"BACKEND": "my.Signer", "OPTIONS": {"profile": "p"}}},
+    ],
+)
+def test_iam_on_a_custom_domain_without_region_is_e003(auth: dict[str, Any]) -> None:
+    """IAM on a host the region cannot be read from, without REGION or the IAM option
+    'region', is E003 saying what to add."""
+    error = failure(HTTP_URL="https://events.example.com/event", AUTH=auth)
+    assert (error.key, error.check_id) == ("REGION", "appsync_events.E003")
+    text = str(error)
+    assert text.startswith("APPSYNC_EVENTS['default']['REGION']: is missing; AUTH holds AWS_IAM")
+    assert "'events.example.com' is not a standard AppSync host" in text
+    assert "Add 'REGION': 'us-east-1' (your API's region), or the AWS_IAM option 'region'." in text
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"AWS_IAM": {"REGION": "eu-west-3"}},
+        {"AWS_IAM": {"BACKEND": "my.Signer", "OPTIONS": {"region": "eu-west-3"}}},
+    ],
+)
+def test_iam_region_option_is_enough(auth: dict[str, Any]) -> None:
+    """The AWS_IAM option 'region' stands in for REGION (the alias's region stays None)."""
+    assert parse(HTTP_URL="https://events.example.com/event", AUTH=auth).region is None
+
+
+def test_emulator_falls_back_to_us_east_1_without_a_region() -> None:
+    """The emulator of an alias without a region verifies SigV4 scopes for us-east-1."""
+    assert AppSyncEventsEmulator(api=parse()).region == "us-east-1"
+    assert AppSyncEventsEmulator(api=parse(REGION="eu-west-1")).region == "eu-west-1"
+
+
+# -- PROXY -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        (False, False),
+        (None, False),
+        ("http://proxy.internal:3128", "http://proxy.internal:3128"),
+        (" https://proxy.internal/ ", "https://proxy.internal/"),
+        ("socks5://127.0.0.1:1080", "socks5://127.0.0.1:1080"),
+        ("socks5h://user:pw@proxy.internal:1080", "socks5h://user:pw@proxy.internal:1080"),
+        ("socks4://[::1]:1080", "socks4://[::1]:1080"),
+    ],
+)
+def test_proxy_values(value: Any, expected: str | bool) -> None:
+    """PROXY is True (environment), False (None too: no proxy) or a proxy URL."""
+    assert parse(PROXY=value).proxy == expected
+
+
+def test_proxy_defaults_to_the_environment() -> None:
+    """Without PROXY the client follows the proxy environment variables."""
+    assert parse().proxy is True
+    assert APIConfig.from_mapping("x", LOCAL).proxy is True
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1, "must be True (use the HTTPS_PROXY/HTTP_PROXY/ALL_PROXY/NO_PROXY"),
+        ("", "must be True"),
+        (["http://p:1"], "must be True"),
+        ("proxy.internal:3128", "is not a proxy URL; start it with one of http://"),
+        ("ftp://proxy.internal", "is not a proxy URL"),
+        ("socks5://", "is not a proxy URL"),
+        ("http://proxy.internal/path", "must not carry a path, query or fragment"),
+        ("http://proxy.internal?x=1", "must not carry a path, query or fragment"),
+        ("http://proxy.internal:99999", "invalid port"),
+    ],
+)
+def test_bad_proxy_is_e009(value: Any, text: str) -> None:
+    """A PROXY that is no boolean and no proxy URL is E009, naming the key."""
+    error = failure(PROXY=value)
+    assert (error.key, error.check_id) == ("PROXY", "appsync_events.E009")
+    assert str(error).startswith("APPSYNC_EVENTS['default']['PROXY']: ")
+    assert text in str(error)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "ftp://user:proxy-password-value@proxy.internal:21",
+        "http://user:proxy-password-value@proxy.internal/path",
+        "http://user:proxy-password-value@proxy.internal:99999",
+        "http://user:proxy@password-value@proxy.internal/x",
+    ],
+)
+def test_proxy_errors_hide_the_password(value: str) -> None:
+    """An error about PROXY quotes it with its user info hidden."""
+    error = failure(PROXY=value)
+    assert "password-value" not in str(error)
+    assert "<redacted>@proxy.internal" in str(error)
+
+
+def test_repr_never_shows_the_proxy_password() -> None:
+    """repr() of the config leaves the proxy (and so its password) out."""
+    config = parse(PROXY="http://user:proxy-password-value@proxy.internal:3128")
+    assert "proxy-password-value" not in repr(config)
+    assert "proxy.internal" not in repr(config)
+
+
+# -- LISTENER['MAX_MESSAGE_BYTES'] ----------------------------------------------------------
+
+
+def test_max_message_bytes_default_holds_the_largest_escaped_event() -> None:
+    """The 2 MiB default holds the largest event escaped twice (7 bytes per character)."""
+    default = parse().listener.max_message_bytes
+    assert default == 2_097_152 == ListenerConfig().max_message_bytes
+    assert default > 7 * MAX_EVENT_BYTES + 64 * 1024
+
+
+@pytest.mark.parametrize("value", [65_536, 2**20, 10 * 2**20])
+def test_max_message_bytes_is_read(value: int) -> None:
+    """LISTENER['MAX_MESSAGE_BYTES'] sets ListenerConfig.max_message_bytes."""
+    assert parse(LISTENER={"MAX_MESSAGE_BYTES": value}).listener.max_message_bytes == value
+
+
+@pytest.mark.parametrize("value", [65_535, 0, -1, 1.5e6, True, "2MiB", None])
+def test_bad_max_message_bytes_is_e009(value: Any) -> None:
+    """MAX_MESSAGE_BYTES must be an integer of at least 65,536 (E009)."""
+    error = failure(LISTENER={"MAX_MESSAGE_BYTES": value})
+    assert (error.key, error.check_id) == (
+        "LISTENER['MAX_MESSAGE_BYTES']",
+        "appsync_events.E009",
+    )
+    assert f"must be an integer at least 65536, not {value!r}." in str(error)
