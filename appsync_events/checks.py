@@ -18,8 +18,10 @@ Warnings
     W001  plain http:// or ws:// to a host that is not this machine
     W002  a subscription in a namespace the API does not declare
     W003  APPSYNC_EVENTS defines no "default" alias
-    W004  auth credentials are not available right now (token_env variable unset, no
-          AWS credentials resolvable for AWS_IAM); operations in that mode would fail
+    W004  auth credentials are not available right now (a token_env variable is unset);
+          operations in that mode would fail. AWS_IAM credentials are not looked for:
+          no check makes a network call (no STS AssumeRole, no instance metadata), so
+          missing ones show as an AuthError at the first signature
     W005  FORWARDING goes into an in-memory channel layer but IN_PROCESS is off: a
           listener in its own process (appsync_listen) can never reach the web server's
           consumers through it
@@ -153,12 +155,14 @@ def check_default_alias(
 
 
 def check_auth(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
-    """E008 and W004: every auth mode an alias holds builds a backend with usable credentials.
+    """E008 and W004: every auth mode an alias holds builds a backend from its options.
 
     Each backend is built (unknown options, bad ``BACKEND`` paths and incomplete options
-    are E008 errors), then asked for problems it can see now (W004 warnings: a
-    ``token_env`` variable that is unset, AWS credentials that cannot be resolved).
-    Checking IAM resolves the credential chain once, as the first signature would.
+    are E008 errors), then asked for problems it can see without I/O (W004 warnings: a
+    ``token_env`` variable that is unset). Nothing here resolves credentials or touches
+    the network, since every management command runs the checks: AWS credentials (an
+    STS AssumeRole with ``role_arn``) are resolved at the first signature, which raises
+    a clear ``AuthError`` when they are missing.
     """
     from .auth import get_auth_backend
 

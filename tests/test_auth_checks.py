@@ -1,4 +1,5 @@
-"""System checks for auth settings: E008 for invalid options, W004 for missing credentials."""
+"""System checks for auth settings: E008 for invalid options, W004 for an unset token_env;
+no check resolves credentials."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from typing import Any
 
 import pytest
 
-from appsync_events.auth import AuthBackend
+from appsync_events.auth import AuthBackend, connect_headers, iam
 from appsync_events.checks import check_auth
+from appsync_events.conf import get_api_config
+from appsync_events.exceptions import AuthError
 
 HOST = "example1234567890000.appsync-api.us-east-1.amazonaws.com"
 
@@ -61,11 +64,60 @@ def test_unset_token_env_is_a_warning(settings, monkeypatch):
     assert run(settings, {"OPENID_CONNECT": {"token_env": "APPSYNC_CHECK_TOKEN"}}) == []
 
 
-def test_iam_without_resolvable_credentials_is_a_warning(settings):
-    """IAM with no credentials in the (isolated) chain is a W004 warning, not an error."""
-    messages = run(settings, {"AWS_IAM": {}})
-    assert [m[0] for m in messages] == ["appsync_events.W004"]
-    assert "no AWS credentials found" in messages[0][1]
+def test_iam_check_resolves_no_credentials(settings):
+    """IAM with no credentials in the (isolated) chain passes the check, which resolves
+    nothing; the first signature reports the missing credentials."""
+    assert run(settings, {"AWS_IAM": {}}) == []
+    api = get_api_config()
+    with pytest.raises(AuthError, match="no AWS credentials found"):
+        connect_headers(api)
+
+
+class ExplodingSession:
+    """A boto3 session stand-in that fails the test if anything asks it for credentials."""
+
+    created = 0
+
+    def __init__(self) -> None:
+        type(self).created += 1
+
+    def get_credentials(self) -> None:
+        raise AssertionError("the check resolved credentials")
+
+    def client(self, service_name: str, **kwargs: Any) -> Any:
+        raise ConnectionError(f"no network for {service_name} here")
+
+
+def test_iam_check_with_role_arn_never_calls_sts(settings, monkeypatch):
+    """check_auth with ``role_arn`` creates no session and calls no STS; the first
+    signature then fails with a clear AuthError."""
+
+    def no_boto3_session(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the check created a boto3 session")
+
+    monkeypatch.setattr(iam.boto3, "Session", no_boto3_session)
+    ExplodingSession.created = 0
+    role = "arn:aws:iam::123456789012:role/publisher"
+    assert run(settings, {"AWS_IAM": {"role_arn": role}}) == []
+    assert (
+        run(
+            settings,
+            {
+                "AWS_IAM": {
+                    "role_arn": role,
+                    "session_factory": "tests.test_auth_checks.ExplodingSession",
+                }
+            },
+        )
+        == []
+    )
+    assert ExplodingSession.created == 0
+    with pytest.raises(AuthError) as info:
+        connect_headers(get_api_config())
+    assert "cannot read AWS credentials for the connect" in str(info.value)
+    assert "ConnectionError: no network for sts here" in str(info.value)
+    assert "mode=AWS_IAM" in str(info.value)
+    assert ExplodingSession.created == 1
 
 
 def test_iam_with_credentials_passes(settings, monkeypatch):
