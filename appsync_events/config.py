@@ -24,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias
@@ -791,7 +791,7 @@ class _Parser:
         except _Invalid as exc:
             raise self.error(path, exc.message, exc.check_id or check_id) from None
 
-    def keys(self, path: Sequence[Any], value: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    def keys(self, path: Sequence[Any], value: Mapping[str, Any], allowed: Collection[str]) -> None:
         """Refuse a key of ``value`` (the dict at ``path``) that is not in ``allowed``."""
         for name in value:
             if name not in allowed:
