@@ -30,6 +30,7 @@ from .batching import request_body
 from .config import APIConfig
 from .exceptions import PublishError
 from .protocol import SERVER_TYPES, DecodeError, ErrorEntry, PublishSuccess, decode, dumps
+from .proxies import proxy_for
 
 __all__ = ["AsyncHTTPPublisher", "HTTPPublisher"]
 
@@ -165,7 +166,10 @@ class HTTPPublisher(_PublisherBase):
         self._client = httpx.Client(
             transport=transport
             or httpx.HTTPTransport(
-                retries=retries, limits=_limits(max_connections), socket_options=_SOCKET_OPTIONS
+                retries=retries,
+                limits=_limits(max_connections),
+                socket_options=_SOCKET_OPTIONS,
+                proxy=proxy_for(api.http_url, api.proxy),
             ),
             timeout=self.timeout,
             headers=_BASE_HEADERS,
@@ -228,7 +232,10 @@ class AsyncHTTPPublisher(_PublisherBase):
         self._client = httpx.AsyncClient(
             transport=transport
             or httpx.AsyncHTTPTransport(
-                retries=retries, limits=_limits(max_connections), socket_options=_SOCKET_OPTIONS
+                retries=retries,
+                limits=_limits(max_connections),
+                socket_options=_SOCKET_OPTIONS,
+                proxy=proxy_for(api.http_url, api.proxy),
             ),
             timeout=self.timeout,
             headers=_BASE_HEADERS,
