@@ -46,7 +46,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.core.serializers.json import DjangoJSONEncoder
@@ -62,7 +62,6 @@ __all__ = [
     "Dispatcher",
     "Handler",
     "HandlerError",
-    "Receivers",
     "Router",
     "asimulate_event",
     "autodiscover",
@@ -262,54 +261,6 @@ def _run_sync(func: Handler, event: ReceivedEvent) -> Any:
 _run_sync_async = sync_to_async(_run_sync, thread_sensitive=True)
 
 
-@dataclass(frozen=True, slots=True)
-class Receivers:
-    """A snapshot of :data:`~appsync_events.signals.event_received`'s live receivers.
-
-    Taken by :meth:`Dispatcher.receivers` for one alias and reused for a batch of
-    events, so the receiver lookup (which resolves weak references under a lock) is
-    paid once per batch rather than once per event.
-
-    Attributes:
-        sync: the live sync receivers, in connection order.
-        async_: the live async receivers, in connection order.
-        robust: ``True`` when the receivers could not be read cheaply: each event
-            then goes through ``Signal.asend_robust`` itself.
-    """
-
-    sync: tuple[Any, ...] = ()
-    async_: tuple[Any, ...] = ()
-    robust: bool = False
-
-
-#: The snapshot used when the cheap receiver lookup is unavailable.
-_ROBUST: Final = Receivers(robust=True)
-
-
-def _live_receivers(api: str) -> Receivers | None:
-    """Return ``event_received``'s live receivers for ``api``, or ``None`` when none.
-
-    ``Signal.asend_robust`` wraps every async receiver in a task (``asyncio.gather``)
-    for every event, which dominated a busy listener's time; Django offers no public
-    way to list a signal's receivers split into sync and async. So we read them with
-    ``Signal._live_receivers`` (Django 5.0+: two lists), checking the shape of what it
-    returns; should it be missing or change, every event goes through the public
-    ``asend_robust`` instead (slower, same results).
-    """
-    if not event_received.receivers:
-        return None
-    try:
-        live = event_received._live_receivers(api)
-        sync_receivers, async_receivers = live
-        if not isinstance(sync_receivers, list) or not isinstance(async_receivers, list):
-            raise TypeError("unexpected _live_receivers() result")
-    except (AttributeError, TypeError, ValueError):
-        return _ROBUST
-    if not sync_receivers and not async_receivers:
-        return None
-    return Receivers(tuple(sync_receivers), tuple(async_receivers))
-
-
 class Dispatcher:
     """Sends ``event_received`` and runs the matching handlers for each event.
 
@@ -322,16 +273,6 @@ class Dispatcher:
         self.router = default_router if router is None else router
         self.send_signal = send_signal
 
-    def receivers(self, api: str) -> Receivers | None:
-        """Snapshot the ``event_received`` receivers for ``api`` (``None``: no signal).
-
-        The listener takes one snapshot per batch of queued events and passes it to
-        :meth:`run`; receivers connected meanwhile take part from the next batch on.
-        """
-        if not self.send_signal:
-            return None
-        return _live_receivers(api)
-
     def handlers(self, api: str, subscription: str) -> tuple[_Entry, ...]:
         """Return the handlers for ``subscription`` in run order (cached by the router)."""
         return self.router.handlers_for(api, subscription)
@@ -340,42 +281,32 @@ class Dispatcher:
         """Dispatch one event; never raises for a failing receiver or handler."""
         handlers = self.router.handlers_for(event.api, event.subscription)
         errors: list[HandlerError] = []
-        await self.run(event, self.receivers(event.api), handlers, errors)
+        await self.run(event, handlers, errors)
         return DispatchReport(len(handlers), errors)
 
     async def run(
         self,
         event: ReceivedEvent,
-        receivers: Receivers | None,
         handlers: tuple[_Entry, ...],
         errors: list[HandlerError] | None = None,
     ) -> int:
-        """Send the signal to ``receivers``, then run ``handlers``; return the failures.
+        """Send ``event_received``, then run ``handlers``; return the number of failures.
 
-        The fast path behind :meth:`dispatch`, for callers that dispatch many events
-        with one :meth:`receivers` snapshot and :meth:`handlers` lookup. Every failure
-        is logged and counted (and appended to ``errors`` when given); nothing but
-        cancellation propagates.
+        For callers that look the handlers up themselves (the listener caches them per
+        subscription). Every failure is logged and counted (and appended to ``errors``
+        when given); nothing but cancellation propagates.
         """
         failures = 0
-        if receivers is not None:
-            if receivers.sync or receivers.robust:
-                # Sync receivers run in one thread hop, as Signal.asend_robust does it.
-                responses = await event_received.asend_robust(
-                    sender=event.api, event=event, api=event.api
-                )
-                for receiver, result in responses:
-                    if isinstance(result, BaseException):
-                        failures += 1
-                        self._receiver_failed(receiver, result, event, errors)
-            else:
-                api = event.api
-                for receiver in receivers.async_:
-                    try:
-                        await receiver(signal=event_received, sender=api, event=event, api=api)
-                    except Exception as exc:
-                        failures += 1
-                        self._receiver_failed(receiver, exc, event, errors)
+        api = event.api
+        if self.send_signal and event_received.has_listeners(api):
+            # Django's robust sending: sync receivers in one thread hop, async ones
+            # concurrently; every exception comes back as a result.
+            for receiver, result in await event_received.asend_robust(
+                sender=api, event=event, api=api
+            ):
+                if isinstance(result, BaseException):
+                    failures += 1
+                    self._receiver_failed(receiver, result, event, errors)
         for entry in handlers:
             try:
                 if entry.is_async:

@@ -42,37 +42,3 @@ class ReceivedEvent:
     raw: str
     subscription_id: str = ""
     received_at: datetime = field(default_factory=_now)
-
-
-_new = object.__new__
-_fields = vars(ReceivedEvent)  # the slot descriptors
-_set_api = _fields["api"].__set__
-_set_subscription = _fields["subscription"].__set__
-_set_payload = _fields["payload"].__set__
-_set_raw = _fields["raw"].__set__
-_set_subscription_id = _fields["subscription_id"].__set__
-_set_received_at = _fields["received_at"].__set__
-
-
-def make_event(
-    api: str,
-    subscription: str,
-    payload: Any,
-    raw: str,
-    subscription_id: str,
-    received_at: datetime,
-) -> ReceivedEvent:
-    """Build ``ReceivedEvent(api, subscription, ...)`` for the client's receive path.
-
-    The same object as the constructor makes, in half its time: the frozen dataclass
-    ``__init__`` goes through ``object.__setattr__`` per field; this sets the slots
-    directly. Internal: the client calls it once per received event.
-    """
-    event: ReceivedEvent = _new(ReceivedEvent)
-    _set_api(event, api)
-    _set_subscription(event, subscription)
-    _set_payload(event, payload)
-    _set_raw(event, raw)
-    _set_subscription_id(event, subscription_id)
-    _set_received_at(event, received_at)
-    return event

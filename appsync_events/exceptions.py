@@ -14,6 +14,7 @@ The tree::
     ├── ConnectionFailed                     the websocket could not be opened or was lost
     │   ├── HandshakeTimeout                 no ``connection_ack`` in time
     │   ├── ConnectionRejected               ``connection_error`` / 401 / 403 on connect
+    │   ├── UpgradeRefused                   another 4xx on the upgrade (a wrong URL)
     │   └── KeepAliveTimeout                 no inbound frame within ``connectionTimeoutMs``
     ├── OperationError                       a subscribe / unsubscribe / publish failed
     │   ├── SubscriptionError
@@ -71,6 +72,7 @@ __all__ = [
     "PublishError",
     "SubscriptionError",
     "TokenSourceError",
+    "UpgradeRefused",
     "ValidationError",
 ]
 
@@ -284,6 +286,23 @@ class ConnectionRejected(ConnectionFailed):
 
     def __init__(self, message: str, *, status: int | None = None, **kwargs: Any) -> None:
         self.status = status
+        super().__init__(message, **kwargs)
+
+
+class UpgradeRefused(ConnectionFailed):
+    """Raised when the websocket upgrade is answered with an HTTP 4xx no retry can fix.
+
+    401 and 403 are :class:`ConnectionRejected` (credentials); 408 and 429 are retried.
+    Any other 4xx (404 for a wrong ``REALTIME_URL`` or ``HTTP_URL``) stops the client.
+
+    Attributes:
+        status: the HTTP status of the refused upgrade.
+        url: the websocket URL that refused it.
+    """
+
+    def __init__(self, message: str, *, status: int, url: str, **kwargs: Any) -> None:
+        self.status = status
+        self.url = url
         super().__init__(message, **kwargs)
 
 

@@ -26,10 +26,6 @@ subscription, so with ``/chat/*`` configured and ``/chat/rooms/7`` followed, han
 would otherwise run twice for ``/chat/rooms/7``. A path that is configured and also
 followed is static.
 
-The dispatch loop takes every queued event per wake-up, one at a time in order; per
-such batch it looks up the ``event_received`` receivers once and each subscription's
-handlers once (see :meth:`appsync_events.dispatch.Dispatcher.run`).
-
 Shutdown (SIGINT/SIGTERM, :meth:`Listener.request_stop`, ``max_events``, ``max_idle``):
 stop accepting events, let queued and in-flight handlers finish within
 ``LISTENER['SHUTDOWN_TIMEOUT']``, unsubscribe, close the websocket with code 1000.
@@ -45,7 +41,6 @@ import os
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -57,7 +52,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from . import signals
 from .client import AppSyncEventsClient, StateChange, Subscription
 from .conf import APIConfig, get_api_config
-from .dispatch import Dispatcher, Router, _Entry
+from .dispatch import Dispatcher, Router
 from .events import ReceivedEvent
 from .exceptions import AppSyncEventsError, ConnectionFailed
 from .lease import Lease, get_lease
@@ -147,76 +142,6 @@ class ListenerStats:
         return asdict(self)
 
 
-class _EventQueue:
-    """The bounded FIFO between the socket readers and the dispatch loop.
-
-    ``asyncio.Queue`` costs a coroutine and half a dozen method calls per event on each
-    side; this one is a deque plus wake-ups. Readers append without waiting while
-    there is room (:meth:`put_nowait`) and wait for room otherwise (:meth:`put`:
-    backpressure, in arrival order); the dispatch loop takes every queued event per
-    wake-up. :attr:`drained` is set while the queue is empty and the dispatch loop is
-    idle, which is what shutdown waits for.
-    """
-
-    __slots__ = ("_getter", "_putters", "drained", "items", "maxsize")
-
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self.items: deque[ReceivedEvent] = deque()
-        self._getter: asyncio.Future[None] | None = None
-        self._putters: deque[asyncio.Future[None]] = deque()
-        self.drained = asyncio.Event()
-        self.drained.set()
-
-    def qsize(self) -> int:
-        """Return how many events wait."""
-        return len(self.items)
-
-    def put_nowait(self, event: ReceivedEvent) -> None:
-        """Append ``event`` (the caller checked there is room) and wake the loop."""
-        self.items.append(event)
-        self.drained.clear()
-        getter = self._getter
-        if getter is not None:
-            self._getter = None
-            if not getter.done():
-                getter.set_result(None)
-
-    async def put(self, event: ReceivedEvent) -> None:
-        """Append ``event`` once there is room: the reader waits here when full."""
-        while len(self.items) >= self.maxsize:
-            putter = asyncio.get_running_loop().create_future()
-            self._putters.append(putter)
-            try:
-                await putter
-            except BaseException:
-                putter.cancel()
-                with contextlib.suppress(ValueError):
-                    self._putters.remove(putter)
-                # Pass our turn on: another reader may be waiting for this room.
-                if len(self.items) < self.maxsize:
-                    self.room()
-                raise
-        self.put_nowait(event)
-
-    def room(self) -> None:
-        """Wake the first reader waiting for room (the loop took an event)."""
-        putters = self._putters
-        while putters:
-            putter = putters.popleft()
-            if not putter.done():
-                putter.set_result(None)
-                return
-
-    async def wait(self) -> None:
-        """Wait until an event is queued (return at once when one is)."""
-        if self.items:
-            return
-        self.drained.set()
-        getter = self._getter = asyncio.get_running_loop().create_future()
-        await getter
-
-
 class Listener:
     """Receive an alias's events and dispatch them; the service behind ``appsync_listen``.
 
@@ -287,10 +212,12 @@ class Listener:
         self.client_options = dict(client_options or {})
         self.stats = ListenerStats()
         self.client: AppSyncEventsClient | None = None
+        #: The error that stopped the client (and so the listener), if one did.
+        self.fatal_error: BaseException | None = None
         #: Subscriptions that dispatch to signals and handlers; paths only added by
         #: follow() are forward-only (sinks), see _dispatch_loop.
         self._static = frozenset(self.channels)
-        self._queue = _EventQueue(lc.queue_size)
+        self._queue: asyncio.Queue[ReceivedEvent] = asyncio.Queue(lc.queue_size)
         self._stop = asyncio.Event()
         self._accepting = False
         self._follows: dict[str, tuple[int, Subscription | None]] = {}
@@ -440,7 +367,7 @@ class Listener:
         # 2. Let queued and in-flight handlers finish, within the shutdown timeout.
         timeout = self.config.listener.shutdown_timeout
         try:
-            await asyncio.wait_for(self._queue.drained.wait(), timeout)
+            await asyncio.wait_for(self._queue.join(), timeout)
         except TimeoutError:
             logger.warning(
                 "Shutdown timeout (%.1f s): %d queued events were not dispatched (api=%s)",
@@ -453,7 +380,7 @@ class Listener:
         await asyncio.gather(dispatcher, stats, *watchers, return_exceptions=True)
         await self._stop_outbox(timeout)
         # 3. Unsubscribe and close with 1000.
-        fatal = client.fatal_error
+        fatal = self.fatal_error = client.fatal_error
         await client.aclose()
         for sink in self.sinks:
             try:
@@ -518,16 +445,18 @@ class Listener:
             stats.discarded += 1
             return None
         queue = self._queue
-        items = queue.items
-        if len(items) < queue.maxsize:
+        try:
             queue.put_nowait(event)
             return None
+        except asyncio.QueueFull:
+            pass
         policy = self.config.listener.overflow
         if policy == "block":
-            return queue.put(event)
+            return queue.put(event)  # the reader waits for room: backpressure
         dropped = event
         if policy == "drop_oldest":
-            dropped = items.popleft()
+            dropped = queue.get_nowait()
+            queue.task_done()
             queue.put_nowait(event)
         return self._dropped(dropped, policy)
 
@@ -557,48 +486,24 @@ class Listener:
             )
 
     async def _dispatch_loop(self) -> None:
-        """Dispatch queued events, every queued one per wake-up, one at a time in order.
-
-        Per batch (the events queued when it starts): one ``event_received`` receiver
-        snapshot and one handler lookup per subscription path, so receivers and
-        handlers registered meanwhile take part from the next batch on. Per event:
-        signal, handlers, then sinks, as documented.
-        """
+        """Dispatch queued events one at a time, in order: signal, handlers, then sinks."""
         queue = self._queue
-        items = queue.items
         dispatcher = self.dispatcher
-        run = dispatcher.run
         sinks = self.sinks
         static = self._static
         stats = self.stats
         alias = self.alias
         while True:
-            if not items:
-                await queue.wait()
-                continue
-            receivers = dispatcher.receivers(alias)
-            handlers_by_path: dict[str, tuple[_Entry, ...]] = {}
-            for _ in range(len(items)):
-                if not items:  # a drop_oldest took it meanwhile
-                    break
-                event = items.popleft()
-                if queue._putters:
-                    queue.room()
+            event = await queue.get()
+            try:
                 subscription = event.subscription
                 # Subscriptions added by follow() exist for browsers: their events go
                 # to the sinks (the forwarder) only. A static subscription covering the
                 # same channel delivers the event to signals and handlers already, so
                 # running them here too would run them twice.
                 if subscription in static:
-                    handlers = handlers_by_path.get(subscription)
-                    if handlers is None:
-                        handlers = handlers_by_path[subscription] = dispatcher.handlers(
-                            alias, subscription
-                        )
-                    if receivers is not None or handlers:
-                        failures = await run(event, receivers, handlers)
-                        if failures:
-                            stats.handler_errors += failures
+                    failures = await dispatcher.run(event, dispatcher.handlers(alias, subscription))
+                    stats.handler_errors += failures
                 for sink in sinks:
                     try:
                         await sink.dispatch(event)
@@ -611,11 +516,11 @@ class Listener:
                             alias,
                         )
                 stats.dispatched += 1
+                self._last_event = time.monotonic()
                 if self.max_events is not None and stats.dispatched >= self.max_events:
                     self.request_stop(f"dispatched {stats.dispatched} events (--max-events)")
-            self._last_event = time.monotonic()
-            if not items:
-                queue.drained.set()
+            finally:
+                queue.task_done()
 
     def _on_frame(self) -> None:
         now = time.monotonic()

@@ -25,8 +25,7 @@ websocket subscribe or publish.
 from __future__ import annotations
 
 import json
-import json.scanner
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, TypeAlias
 
@@ -72,33 +71,13 @@ SUBPROTOCOL: Final = "aws-appsync-event-ws"
 HEADER_SUBPROTOCOL_PREFIX: Final = "header-"
 
 
-# The scanner ``json.loads`` itself runs (the default decoder's: same parse_float,
-# parse_int, strict=True), called without the wrapper's BOM check, whitespace skipping
-# and trailing-data check. :func:`loads` uses it only when the text starts with a value
-# and the value ends the text; everything else goes through ``json.loads``.
-# (typeshed describes make_scanner as a class taking a scanner context, which it is in C.)
-_scan_once: Final[Callable[[str, int], tuple[Any, int]]] = json.scanner.make_scanner(
-    json.JSONDecoder()  # type: ignore[arg-type]
-)
+def loads(text: str | bytes) -> Any:
+    """Parse a JSON text (``json.loads``): the one JSON parser of the client and emulator.
 
-
-def loads(text: str) -> Any:
-    """Parse a JSON text exactly as ``json.loads(text)`` does, faster for plain texts.
-
-    Same value, same exceptions (``ValueError`` / ``json.JSONDecodeError`` for invalid
-    JSON, ``RecursionError`` for absurd nesting): a text with leading or trailing
-    whitespace, a byte order mark, extra data or any error is parsed again by
-    ``json.loads``, which produces the value or the exact error. Plain texts (every
-    frame the service sends, every event a JSON encoder writes) skip the wrapper's
-    extra passes, which cost as much as parsing a small frame.
+    Raises ``ValueError`` (``json.JSONDecodeError``) for invalid JSON and
+    ``RecursionError`` for absurd nesting, as ``json.loads`` does.
     """
-    try:
-        value, end = _scan_once(text, 0)
-    except (StopIteration, ValueError, RecursionError):
-        return json.loads(text)
-    if end != len(text):
-        return json.loads(text)
-    return value
+    return json.loads(text)
 
 
 def dumps(value: Any) -> str:
@@ -586,10 +565,9 @@ SERVER_TYPES: Final = frozenset(_DECODERS) - CLIENT_TYPES
 
 
 def _data_fields(obj: dict[str, Any]) -> tuple[str, str] | None:
-    # JSON parsing only ever makes exact ``str`` objects, so the class test is exact.
     data_id = obj.get("id")
     event = obj.get("event")
-    if data_id.__class__ is str and event.__class__ is str:
+    if isinstance(data_id, str) and isinstance(event, str):
         return data_id, event
     return None
 
@@ -597,18 +575,18 @@ def _data_fields(obj: dict[str, Any]) -> tuple[str, str] | None:
 def decode_data(frame: str | bytes) -> tuple[str, str] | None:
     """Return ``(id, event)`` when ``frame`` is a well-formed ``data`` message.
 
-    The receive hot path of every subscriber: no message object is built. ``None``
-    means "anything else": call :func:`decode`, which returns that message or raises
-    the exact :class:`DecodeError`. For a frame where this returns a pair,
+    The receive path of every subscriber: no message object is built. ``None`` means
+    "anything else": call :func:`decode`, which returns that message or raises the
+    exact :class:`DecodeError`. For a frame where this returns a pair,
     ``decode(frame)`` returns ``Data(*pair)``.
     """
-    if frame.__class__ is not str:
+    if not isinstance(frame, str):
         return None
     try:
-        obj, end = _scan_once(frame, 0)
-    except (StopIteration, ValueError, RecursionError):
+        obj = json.loads(frame)
+    except (ValueError, RecursionError):
         return None
-    if end != len(frame) or obj.__class__ is not dict or obj.get("type") != "data":
+    if not isinstance(obj, dict) or obj.get("type") != "data":
         return None
     return _data_fields(obj)
 

@@ -40,6 +40,7 @@ from appsync_events.exceptions import (
     OperationTimeout,
     PublishError,
     SubscriptionError,
+    UpgradeRefused,
 )
 from appsync_events.paths import channel_matches
 from appsync_events.protocol import SUBPROTOCOL
@@ -404,6 +405,82 @@ async def test_http_401_upgrade_raises_rejected(fake: FakeAppSync) -> None:
     assert info.value.status == 401
 
 
+async def test_a_wrong_url_stops_the_client_with_one_error_line(
+    fake: FakeAppSync, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An upgrade answered 404 (a wrong URL) is fatal: no retry, one ERROR naming URL and status."""
+    fake.http_status = 404
+    seen = Collector()
+    client = seen.client()
+    with caplog.at_level(logging.INFO, logger="appsync_events.client"):
+        await client.connect(wait=False)
+        with pytest.raises(UpgradeRefused) as info:
+            await asyncio.wait_for(client.wait_closed(), DEADLINE)
+    assert info.value.status == 404
+    assert info.value.url == client.url
+    assert not any(s.state == "reconnecting" for s in seen.states)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert client.url in errors[0].getMessage()
+    assert "HTTP 404" in errors[0].getMessage()
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 503])
+async def test_busy_or_failing_upgrades_are_retried(fake: FakeAppSync, status: int) -> None:
+    """429, 408 and 5xx on the upgrade are retried with backoff, then the client connects."""
+    fake.http_status = status
+    seen = Collector()
+    client = seen.client()
+    await client.connect(wait=False)
+    await until(lambda: sum(s.state == "reconnecting" for s in seen.states) >= 2)
+    assert f"HTTP {status}" in str(seen.states[-1].reason)
+    fake.http_status = None
+    await client.wait_connected(DEADLINE)
+    assert client.fatal_error is None
+    await client.aclose()
+
+
+async def test_a_legal_event_escaped_twice_is_received(fake: FakeAppSync) -> None:
+    """The largest legal event, every character escaped by the service and again inside the
+    frame (about 1.7 MB on the wire), is received whole with the default message limit."""
+    seen = Collector()
+    client = seen.client()
+    await client.connect()
+    sub = await client.subscribe("/chat/a")
+    event = json.dumps("<" * 240_000).replace("<", "\\u003c")  # as the service escapes
+    frame = json.dumps({"type": "data", "id": sub.id, "event": event})
+    assert len(frame) > 1_600_000
+    await fake.live[0].ws.send(frame)
+    await until(lambda: len(seen.events) == 1)
+    assert seen.events[0].payload == "<" * 240_000
+    await client.aclose()
+
+
+async def test_a_frame_over_the_message_limit_drops_the_connection(
+    settings: Any, fake: FakeAppSync
+) -> None:
+    """LISTENER['MAX_MESSAGE_BYTES'] bounds inbound frames: a larger one closes the
+    connection (1009), which the supervisor reopens and resubscribes."""
+    settings.APPSYNC_EVENTS = {
+        "default": {
+            **settings.APPSYNC_EVENTS["default"],
+            "LISTENER": {"BACKOFF_INITIAL": 0.05, "BACKOFF_MAX": 0.3, "MAX_MESSAGE_BYTES": 65_536},
+        }
+    }
+    seen = Collector()
+    client = seen.client()
+    await client.connect()
+    sub = await client.subscribe("/chat/a")
+    frame = json.dumps({"type": "data", "id": sub.id, "event": json.dumps("x" * 70_000)})
+    peer = fake.live[0]
+    await peer.ws.send(frame)
+    await asyncio.wait_for(peer.closed.wait(), DEADLINE)
+    assert peer.closed_code == 1009
+    await until(lambda: fake.active_subscriptions() == ["/chat/a"])
+    assert seen.events == []
+    await client.aclose()
+
+
 async def test_failed_upgrade_never_shows_the_header_subprotocol(
     fake: FakeAppSync, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -598,19 +675,19 @@ async def test_a_fatal_error_opening_the_replacement_stops_the_client(
     fake: FakeAppSync, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What process_exception() calls fatal stops the client at rotation too (no retry loop)."""
-    from appsync_events import client as client_module
+    from appsync_events.client.connection import Connection as ConnectionClass
 
     opened = 0
-    real_open = client_module._Slot._open
+    real_open = ConnectionClass.open.__func__  # type: ignore[attr-defined]
 
-    async def open_once(self: Any) -> Connection:
+    async def open_once(cls: Any, *args: Any, **kwargs: Any) -> Connection:
         nonlocal opened
         opened += 1
         if opened > 1:
             raise ConfigurationError("APPSYNC_EVENTS['default']: broken after a settings change")
-        return await real_open(self)
+        return await real_open(cls, *args, **kwargs)
 
-    monkeypatch.setattr(client_module._Slot, "_open", open_once)
+    monkeypatch.setattr(ConnectionClass, "open", classmethod(open_once))
     seen = Collector()
     client = seen.client(rotate_after=0.2)
     await client.connect()
