@@ -189,6 +189,50 @@ def test_configuration_errors_exit_2(settings: Any) -> None:
     assert info.value.returncode == 2
 
 
+def test_a_setting_mistake_exits_2_with_one_line(env: dict[str, str]) -> None:
+    """A mistake in APPSYNC_EVENTS (here REGION) exits 2 with one line, not a check dump."""
+    config = json.loads(env["APPSYNC_EVENTS_JSON"])
+    config["default"]["REGION"] = "nowhere"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "appsync_listen", "--channel", "/chat/*"],
+        cwd=ROOT,
+        env={**env, "APPSYNC_EVENTS_JSON": json.dumps(config)},
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "APPSYNC_EVENTS['default']['REGION']" in lines[0]
+    assert "appsync_events.E003" in lines[0]
+
+
+def test_a_wrong_url_exits_1_naming_the_url_and_status(
+    env: dict[str, str], emulator: AppSyncEventsEmulator
+) -> None:
+    """An HTTP_URL whose websocket upgrade gets 404 stops the listener (no retry loop):
+    exit 1, the URL and the status in the last line."""
+    config = json.loads(env["APPSYNC_EVENTS_JSON"])
+    config["default"]["HTTP_URL"] = emulator.http_url.replace("/event", "/wrong/event")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "appsync_listen", "--channel", "/chat/*"],
+        cwd=ROOT,
+        env={**env, "APPSYNC_EVENTS_JSON": json.dumps(config)},
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("CommandError: the listener stopped:")
+    assert "/wrong/event/realtime" in last
+    assert "HTTP 404" in last
+    assert "reconnecting" not in result.stderr
+
+
 def test_call_command_max_idle(emulator: AppSyncEventsEmulator, capsys: Any) -> None:
     """In-process call_command with --max-idle returns after the idle time."""
     call_command("appsync_listen", channels=["/chat/*"], max_idle=0.5)

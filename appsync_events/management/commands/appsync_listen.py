@@ -1,9 +1,10 @@
 """``manage.py appsync_listen``: receive an alias's events and dispatch them.
 
-A thin shell over :class:`appsync_events.listener.Listener` (the contract is in the
-design notes): state lines go to stderr; ``--print`` writes one JSON line per event to
-stdout; SIGINT/SIGTERM shut down cleanly with exit status 0; a configuration mistake
-exits with status 2 and a one-line reason.
+A thin shell over :class:`appsync_events.listener.Listener` (the contract is in
+``docs/listener.md``): state lines go to stderr; ``--print`` writes one JSON line per
+event to stdout; SIGINT/SIGTERM shut down cleanly with exit status 0; a configuration
+mistake exits with status 2 and a one-line reason; a failure that stops the listener (a
+wrong URL, an error no retry can fix) exits with status 1 and a line saying why.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from ...exceptions import ConfigurationError, InvalidChannelError
 from ...listener import JSONLinesSink, Listener
+from ..base import AppSyncCommand
 
 
 def _positive_int(value: str) -> int:
@@ -31,7 +33,7 @@ def _positive_float(value: str) -> float:
     return number
 
 
-class Command(BaseCommand):
+class Command(AppSyncCommand):
     """Run the listener until SIGINT/SIGTERM (or ``--max-events`` / ``--max-idle``)."""
 
     help = (
@@ -40,7 +42,6 @@ class Command(BaseCommand):
     )
     #: The listener class; substitute a subclass to customise it.
     listener_class = Listener
-    requires_system_checks: Any = "__all__"
 
     def add_arguments(self, parser: CommandParser) -> None:
         """Declare the options of the command contract."""
@@ -120,4 +121,8 @@ class Command(BaseCommand):
         except ConfigurationError as exc:
             raise CommandError(str(exc), returncode=2) from exc
         if code:
-            raise CommandError("the listener stopped because of an error", returncode=code)
+            why = listener.fatal_error
+            raise CommandError(
+                f"the listener stopped: {why}" if why else "the listener stopped after an error",
+                returncode=code,
+            )

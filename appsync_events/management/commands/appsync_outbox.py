@@ -11,15 +11,16 @@ import threading
 from types import FrameType
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import connections
 
 from ...conf import get_api_config
 from ...exceptions import ConfigurationError
 from ...outbox.drainer import DrainReport, OutboxDrainer
+from ..base import AppSyncCommand
 
 
-class Command(BaseCommand):
+class Command(AppSyncCommand):
     """Send the durable outbox's events, retrying failures with backoff."""
 
     help = "Send events written with publish(durable=True), until SIGINT/SIGTERM or --once."

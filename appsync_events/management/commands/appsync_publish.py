@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from ...batching import encode_event, load_encoder
 from ...conf import get_api_config
@@ -25,11 +25,12 @@ from ...paths import parse_channel
 from ...protocol import dumps
 from ...publishing import publish_encoded
 from ...results import PublishResult
+from ..base import AppSyncCommand
 
 _VIA = {"http": "appsync", "ws": "websocket"}
 
 
-class Command(BaseCommand):
+class Command(AppSyncCommand):
     """Publish events from the command line (scripts, smoke tests)."""
 
     help = "Publish JSON events to an AppSync Events channel and print the result as JSON."
