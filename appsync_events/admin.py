@@ -43,7 +43,10 @@ class OutboxEventAdmin(_ModelAdmin):
     date_hierarchy = "created_at"
     ordering = ("-id",)
     actions = ("retry",)
-    readonly_fields = tuple(f.name for f in OutboxEvent._meta.get_fields())
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        """Every field: rows are written by publishing and the drainer, never by hand."""
+        return tuple(f.name for f in self.opts.get_fields())
 
     @admin.display(description=_("last error"))
     def short_error(self, obj: OutboxEvent) -> str:

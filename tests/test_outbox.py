@@ -337,6 +337,18 @@ def test_admin_changelist_renders(admin_client):
     assert b"/chat/a" in response.content
 
 
+def test_admin_change_form_is_read_only(admin_client):
+    """The change form shows every field of a row and offers none for editing."""
+    publish("/chat/a", 1, durable=True)
+    row = OutboxEvent.objects.get()
+    response = admin_client.get(f"/admin/appsync_events/outboxevent/{row.pk}/change/")
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert "/chat/a" in content
+    for name in ("channel", "payload", "state", "attempts", "last_error"):
+        assert f'name="{name}"' not in content
+
+
 def test_outbox_command_once():
     """appsync_outbox --once drains, prints a line per batch and a total."""
     publish("/chat/a", *range(3), durable=True)
