@@ -14,6 +14,7 @@ Errors
     E009  an invalid value (timeouts, sizes, PROXY, backends, emulator options)
     E010  the setting names no such alias
     E011  an optional dependency is missing
+    E012  a malformed GRANTS entry (WHO, SUBSCRIBE or PUBLISH pattern)
 Warnings
     W001  plain http:// or ws:// to a host that is not this machine
     W002  a subscription in a namespace the API does not declare
@@ -28,10 +29,15 @@ Warnings
     W006  FORWARDING['CHANNEL_LAYER'] names a layer CHANNEL_LAYERS does not define
     W007  two aliases forward into one channel layer with the same CONTROL_CHANNEL, so
           their listeners would take each other's follow requests
+    W008  the browser consumer is routed (ASGI_APPLICATION) for an alias whose GRANTS
+          grant nothing, and its class does not override can_subscribe: every browser
+          request will be refused
+    W009  a GRANTS pattern names a namespace NAMESPACES does not declare
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,6 +53,7 @@ __all__ = [
     "check_auth",
     "check_default_alias",
     "check_forwarding",
+    "check_grants",
     "check_insecure_endpoints",
     "check_publishing",
     "check_settings",
@@ -55,6 +62,8 @@ __all__ = [
 ]
 
 TAG = "appsync_events"
+
+logger = logging.getLogger(__name__)
 
 
 def _configs() -> Iterable[tuple[str, conf.APIConfig | ConfigurationError]]:
@@ -297,6 +306,102 @@ def check_forwarding(
     return warnings
 
 
+def routed_consumers(application: Any) -> list[tuple[type[Any], str]]:
+    """Return ``(consumer class, alias)`` for every browser consumer ``application`` routes.
+
+    Walks the Channels routing tree through its public attributes (``application_mapping``
+    of protocol routers, ``routes`` of URL routers, ``callback`` of routes, ``inner`` or
+    ``application`` of middleware, ``consumer_class`` of ``as_asgi()`` apps).
+    """
+    from .consumers import AppSyncEventsConsumer
+
+    found: list[tuple[type[Any], str]] = []
+    seen: set[int] = set()
+    todo: list[Any] = [application]
+    while todo and len(seen) < 10_000:
+        node = todo.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        consumer = getattr(node, "consumer_class", None)
+        if isinstance(consumer, type) and issubclass(consumer, AppSyncEventsConsumer):
+            kwargs = getattr(node, "consumer_initkwargs", None) or {}
+            found.append((consumer, kwargs.get("api", consumer.api)))
+            continue
+        mapping = getattr(node, "application_mapping", None)
+        if isinstance(mapping, dict):
+            todo.extend(mapping.values())
+        routes = getattr(node, "routes", None)
+        if isinstance(routes, list | tuple):
+            todo.extend(routes)
+        for name in ("callback", "inner", "application"):
+            todo.append(getattr(node, name, None))
+    return found
+
+
+def check_grants(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """W008, W009: browsers are granted something where the consumer serves them, and
+    grants name declared namespaces."""
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    from .consumers import AppSyncEventsConsumer
+
+    warnings: list[CheckMessage] = []
+    configs = {a: c for a, c in _configs() if not isinstance(c, ConfigurationError)}
+    for alias, config in configs.items():
+        if not config.namespaces:
+            continue
+        for grant in config.grants:
+            for pattern in (*grant.subscribe, *grant.publish):
+                namespace = pattern.strip("/").split("/")[0]
+                if namespace not in config.namespaces:
+                    warnings.append(
+                        checks.Warning(
+                            f"APPSYNC_EVENTS[{alias!r}]['GRANTS'] grants {pattern!r}, but "
+                            f"namespace {namespace!r} is not in NAMESPACES "
+                            f"({', '.join(config.namespaces)}): it grants nothing usable.",
+                            hint="Declare the namespace, or fix the pattern.",
+                            obj=f"APPSYNC_EVENTS[{alias!r}]",
+                            id="appsync_events.W009",
+                        )
+                    )
+    path = getattr(settings, "ASGI_APPLICATION", None)
+    if not isinstance(path, str):
+        return warnings
+    try:
+        application = import_string(path)
+    except Exception:
+        # The ASGI server reports an application it cannot import; W008 just cannot run.
+        logger.debug("W008 skipped: ASGI_APPLICATION %r cannot be imported", path, exc_info=True)
+        return warnings
+    for consumer, alias in routed_consumers(application):
+        served = configs.get(alias)
+        if served is None or served.grants:
+            continue
+        overridden = any(
+            getattr(consumer, hook) is not getattr(AppSyncEventsConsumer, hook)
+            for hook in ("can_subscribe", "can_publish")
+        )
+        if not overridden:
+            warnings.append(
+                checks.Warning(
+                    f"{consumer.__name__} serves browsers for APPSYNC_EVENTS[{alias!r}], "
+                    "whose GRANTS grant nothing: every subscribe and publish from a browser "
+                    "will be refused.",
+                    hint=(
+                        f"Add APPSYNC_EVENTS[{alias!r}]['GRANTS'], e.g. "
+                        "[{'SUBSCRIBE': ['/chat/*']}] for signed-in users (docs/channels.md)."
+                    ),
+                    obj=path,
+                    id="appsync_events.W008",
+                )
+            )
+    return warnings
+
+
 def register() -> None:
     """Register every check of this module (called from ``AppConfig.ready()``)."""
     for check in (
@@ -307,5 +412,6 @@ def register() -> None:
         check_auth,
         check_publishing,
         check_forwarding,
+        check_grants,
     ):
         checks.register(check, TAG)
