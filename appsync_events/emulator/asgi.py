@@ -8,7 +8,7 @@ custom endpoint work unchanged):
 * ``/event/realtime`` — the websocket (subprotocol ``aws-appsync-event-ws``);
 * ``GET /.well-known/jwks.json`` — the key the emulator signs test JWTs with.
 
-All decisions live in :class:`~appsync_events.emulator.state.EmulatorState`; this
+All decisions live in :class:`~appsync_events.emulator.operations.EmulatorState`; this
 module moves frames. Each websocket gets one writer task draining a queue, so frames go
 out in the order the state produced them, and fan-out never awaits a slow client.
 """
@@ -25,7 +25,8 @@ from urllib.parse import parse_qs
 from ..auth import decode_header_subprotocol
 from ..exceptions import ProtocolError
 from ..protocol import HEADER_SUBPROTOCOL_PREFIX, SUBPROTOCOL, KeepAlive, encode
-from .state import Connection, EmulatorState
+from .operations import EmulatorState
+from .registry import Connection
 
 __all__ = ["EmulatorApp"]
 
@@ -222,7 +223,7 @@ class EmulatorApp:
                     connection, text if text is not None else message.get("bytes") or b""
                 )
         finally:
-            self.state.close_connection(connection)
+            self.state.remove_connection(connection)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

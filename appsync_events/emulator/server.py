@@ -36,10 +36,10 @@ from .authz import Authorizer, LambdaAuthorizer
 from .errors import EmulatorError, merge_errors
 from .faults import Faults
 from .hooks import NamespaceHandlers
-from .state import (
+from .operations import EmulatorState
+from .registry import (
     ALL_MODES,
     ConnectionInfo,
-    EmulatorState,
     NamespaceSpec,
     PublishedRecord,
     ServiceSettings,
