@@ -22,9 +22,14 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 from urllib.parse import parse_qs
 
-from ..auth import decode_header_subprotocol
 from ..exceptions import ProtocolError
-from ..protocol import HEADER_SUBPROTOCOL_PREFIX, SUBPROTOCOL, KeepAlive, encode
+from ..protocol import (
+    HEADER_SUBPROTOCOL_PREFIX,
+    SUBPROTOCOL,
+    KeepAlive,
+    decode_header_subprotocol,
+    encode,
+)
 from .operations import EmulatorState
 from .registry import Connection
 
