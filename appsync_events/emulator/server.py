@@ -292,6 +292,11 @@ class AppSyncEventsEmulator:
     # -- addresses -------------------------------------------------------------------
 
     @property
+    def requested_port(self) -> int:
+        """The port asked for (``0``: any free one); :attr:`port` is the one clients use."""
+        return self._requested_port
+
+    @property
     def port(self) -> int:
         """The port clients use (the proxy's when the fault proxy is on)."""
         if self._public_port is None:
