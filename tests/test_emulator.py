@@ -1,7 +1,9 @@
 """The emulator's websocket and HTTP protocol, driven with raw frames and requests.
 
-Scenarios follow the protocol notes (§3 lifecycle, §4 messages, §5 errors, §6 HTTP,
-§7 channels, §8 fan-out, §9 quotas). Each test uses the session emulator, reset.
+Scenarios cover the connection lifecycle, the messages, errors, HTTP publish, channels,
+fan-out and quotas of the AWS websocket protocol guide
+(https://docs.aws.amazon.com/appsync/latest/eventapi/event-api-websocket-protocol.html).
+Each test uses the session emulator, reset.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The emulator's wire layer: one ASGI application for HTTP publish and the websocket.
 
-Routes (the custom-domain layout of protocol notes §1.3, so real clients pointed at a
-custom endpoint work unchanged):
+Routes (the custom-domain layout, so real clients pointed at a custom endpoint work
+unchanged; https://docs.aws.amazon.com/appsync/latest/eventapi/event-api-custom-domains.html):
 
 * ``POST /event`` — HTTP publish (``OPTIONS`` answers CORS preflights, as browsers
   send them);
