@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 
 from appsync_events.emulator import AppSyncEventsEmulator
 from appsync_events.emulator.cli import EmulatorExit, serve
+from tests.test_core_without_django import run_without_django
 
 ROOT = Path(__file__).resolve().parent.parent
 READY = re.compile(r"AppSync Events emulator listening on (http://127\.0\.0\.1:\d+/event)")
@@ -29,26 +29,6 @@ WITHOUT_DJANGO = (
     "import sys; sys.modules['django'] = None; import runpy; "
     "runpy.run_module('appsync_events.emulator', run_name='__main__', alter_sys=True)"
 )
-
-# Asserted by each child before it exits: the only "django" module is the blocker.
-NO_DJANGO_LOADED = textwrap.dedent(
-    """
-    loaded = sorted(m for m in sys.modules if m.startswith("django"))
-    assert loaded == ["django"] and sys.modules["django"] is None, loaded
-    """
-)
-
-
-def python_without_django(code: str) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a child Python whose ``import django`` fails; return the result."""
-    prelude = "import sys\nsys.modules['django'] = None\n"
-    return subprocess.run(
-        [sys.executable, "-c", prelude + textwrap.dedent(code) + NO_DJANGO_LOADED],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def start_module(*args: str) -> subprocess.Popen[str]:
@@ -63,10 +43,12 @@ def start_module(*args: str) -> subprocess.Popen[str]:
 
 
 def test_emulator_serves_http_publish_without_django():
-    """Built from keywords or from APIConfig.from_mapping, the emulator answers a publish."""
-    result = python_without_django(
+    """Built from keywords or from APIConfig.from_mapping, the emulator answers a publish,
+    and neither it nor its command-line module loads any django module."""
+    out = run_without_django(
         """
         import httpx
+        import appsync_events.emulator.cli
         from appsync_events.config import APIConfig
         from appsync_events.emulator import AppSyncEventsEmulator
 
@@ -74,7 +56,6 @@ def test_emulator_serves_http_publish_without_django():
             "local",
             {
                 "HTTP_URL": "http://127.0.0.1:9/event",
-                "REGION": "eu-west-1",
                 "AUTH": {"API_KEY": "da2-mapping"},
                 "NAMESPACES": {"chat": {}},
             },
@@ -94,17 +75,12 @@ def test_emulator_serves_http_publish_without_django():
                 body = response.json()
                 assert body["failed"] == [] and len(body["successful"]) == 1, body
                 assert emulator.published_to("/chat/room") == [{"n": 1}]
+        loaded = sorted(m for m in sys.modules if m.startswith("django"))
+        assert loaded == ["django"] and sys.modules["django"] is None, loaded
         print("served", api.alias)
         """
     )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "served local"
-
-
-def test_importing_the_emulator_imports_no_django_module():
-    """``import appsync_events.emulator`` (and its command-line module) loads no Django."""
-    result = python_without_django("import appsync_events.emulator.cli\n")
-    assert result.returncode == 0, result.stderr
+    assert out.strip() == "served local"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -144,3 +144,32 @@ def test_command_exits_2_with_one_line_for_a_bad_flag():
     assert proc.returncode == 2
     # (system check warnings of the test settings may come first)
     assert err.splitlines()[-1] == "CommandError: --ka-interval must be positive, not 0.0."
+
+
+def test_command_exits_2_with_one_line_for_a_setting_mistake(tmp_path):
+    """A mistake in APPSYNC_EVENTS exits 2 with one line naming the key and the check id."""
+    (tmp_path / "bad_settings.py").write_text(
+        "from tests.settings import *  # noqa: F403\n"
+        "APPSYNC_EVENTS = {'default': {'HTTP_URL': 'https://example.com/event',\n"
+        "    'REGION': 'nowhere', 'AUTH': {'API_KEY': 'da2-x'}}}\n"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bad_settings",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "appsync_emulator", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("CommandError: APPSYNC_EVENTS['default']['REGION']")
+    assert "[appsync_events.E0" in lines[0]
+    assert result.stdout == ""

@@ -10,7 +10,8 @@ Defaults come from the alias's settings (its ``NAMESPACES`` and ``EMULATOR`` sec
 when the alias exists, built-in defaults otherwise; flags override. The flags other than
 ``--api``, the ready line and the run loop are those of ``python -m
 appsync_events.emulator`` (:mod:`appsync_events.emulator.cli`). Exit statuses: 0 after
-SIGINT or SIGTERM, 2 for a bad flag or configuration, 1 when the emulator cannot start.
+SIGINT or SIGTERM, 2 for a bad flag or a mistake in ``APPSYNC_EVENTS`` (one line), 1 when
+the emulator cannot start.
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from ...conf import get_api_config
 from ...config import APIConfig
 from ...emulator import AppSyncEventsEmulator, cli
 from ...exceptions import ConfigurationError
+from ..base import AppSyncCommand
 
 
-class Command(BaseCommand):
+class Command(AppSyncCommand):
     """Run the AppSync Events emulator in the foreground."""
 
     help = "Run a local AppSync Events API (HTTP publish + websocket) for development."
