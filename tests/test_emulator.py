@@ -112,9 +112,11 @@ async def test_upgrade_without_subprotocol_is_refused(emu):
 
 
 async def test_upgrade_on_other_path_is_refused(emu):
-    """Only /event/realtime upgrades."""
-    with pytest.raises(websockets.InvalidStatus):
+    """Only /event/realtime upgrades: any other path is a 404 with the JSON error body."""
+    with pytest.raises(websockets.InvalidStatus) as info:
         await RawClient.open(emu, url=emu.realtime_url.replace("/event/realtime", "/graphql"))
+    assert info.value.response.status_code == 404
+    assert json.loads(info.value.response.body)["errors"][0]["errorType"] == "NotFoundException"
 
 
 async def test_operations_work_without_connection_init(emu):

@@ -46,6 +46,15 @@ _JSON_HEADERS: Final = [
     (b"content-type", b"application/json"),
     (b"access-control-allow-origin", b"*"),
 ]
+# The answer to any path but the two endpoints (HTTP request or websocket upgrade).
+_NOT_FOUND: Final = {
+    "errors": [
+        {
+            "errorType": "NotFoundException",
+            "message": "This emulator serves POST /event and the websocket at /event/realtime.",
+        }
+    ]
+}
 # Upgrade headers that are transport, not authorization.
 _NOT_AUTH_HEADERS: Final = frozenset(
     {
@@ -144,19 +153,7 @@ class EmulatorApp:
                 {"errors": [{"errorType": "MethodNotAllowed", "message": "Use POST /event."}]},
             )
         else:
-            await _respond(
-                send,
-                404,
-                {
-                    "errors": [
-                        {
-                            "errorType": "NotFoundException",
-                            "message": "This emulator serves POST /event and the websocket "
-                            "at /event/realtime.",
-                        }
-                    ]
-                },
-            )
+            await _respond(send, 404, _NOT_FOUND)
 
     # -- websocket ---------------------------------------------------------------------
 
@@ -167,6 +164,10 @@ class EmulatorApp:
         settings = self.state.settings
         path = scope["path"].rstrip("/")
         offered: list[str] = list(scope.get("subprotocols") or [])
+        if path != "/event/realtime" and "websocket.http.response" in scope.get("extensions", {}):
+            # A wrong URL: refused before the upgrade with 404, as any unknown path.
+            await _respond(send, 404, _NOT_FOUND, kind="websocket.http")
+            return
         if path != "/event/realtime" or (
             settings.require_subprotocol and SUBPROTOCOL not in offered
         ):
@@ -339,13 +340,15 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _respond(send: Send, status: int, payload: Any) -> None:
+async def _respond(send: Send, status: int, payload: Any, *, kind: str = "http") -> None:
+    """Send ``payload`` as a JSON response: to an HTTP request, or (``kind`` is
+    ``"websocket.http"``) instead of a websocket upgrade."""
     body = json.dumps(payload, separators=(",", ":")).encode()
     await send(
         {
-            "type": "http.response.start",
+            "type": f"{kind}.response.start",
             "status": status,
             "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": f"{kind}.response.body", "body": body})
