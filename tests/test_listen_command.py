@@ -308,3 +308,21 @@ def test_exclusive_failover_between_two_processes(
     second.wait_for('"two"', stdout=True)
     assert not any('"one"' in line for line in second.out_lines)
     assert second.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("appsync_listen", []),
+        ("appsync_outbox", ["--once"]),
+        ("appsync_publish", ["/chat/a", "1"]),
+        ("appsync_emulator", []),
+    ],
+)
+def test_every_command_takes_skip_checks(name: str, args: list[str]) -> None:
+    """--skip-checks works as on any Django command (our commands run the checks themselves)."""
+    from django.core.management import load_command_class
+
+    command = load_command_class("appsync_events", name)
+    options = command.create_parser("manage.py", name).parse_args(["--skip-checks", *args])
+    assert options.skip_checks is True
