@@ -505,7 +505,8 @@ class EmulatorState(Registry):
             self.check_request_size(body)
             try:
                 obj = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):
+                # RecursionError: nesting deeper than the parser goes is as invalid.
                 raise EmulatorError(
                     "invalid_event_http", "Request body is not valid JSON"
                 ) from None

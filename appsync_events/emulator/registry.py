@@ -103,6 +103,18 @@ class ServiceSettings:
             the connect's identity (off: it is refused, as the doc requires the field).
         errors: the error table (:mod:`appsync_events.emulator.errors`).
         handlers: ``onPublish``/``onSubscribe`` stand-ins, by namespace.
+        history_size / history_bytes: the publish history the test helpers read keeps
+            the newest records within both bounds (records, and bytes of event text),
+            so a long-running emulator's memory stays bounded.
+        handshake_timeout: seconds a TCP connection may take to send its first complete
+            request (HTTP publish or websocket upgrade), and each later one after a
+            response; a half-sent request is closed after it.
+        init_timeout: seconds a websocket may stay silent after the upgrade; one that
+            sent nothing (not even ``connection_init``) is closed with 1000 after it. The
+            service's own timeout is not documented; this is the emulator's choice.
+        cors_origins: browser origins allowed besides loopback ones (``http://localhost``,
+            ``http://127.0.0.1``, ``http://[::1]``, any port), for HTTP publish (CORS)
+            and websocket upgrades (``Origin``); ``("*",)`` allows every origin.
     """
 
     namespaces: dict[str, NamespaceSpec] = field(
@@ -127,6 +139,11 @@ class ServiceSettings:
     inherit_connection_auth: bool = False
     errors: Mapping[str, ErrorSpec] = field(default_factory=lambda: merge_errors(None))
     handlers: dict[str, NamespaceHandlers] = field(default_factory=dict)
+    history_size: int = 10_000
+    history_bytes: int = 16 * 1024 * 1024
+    handshake_timeout: float = 10.0
+    init_timeout: float = 30.0
+    cors_origins: tuple[str, ...] = ()
 
 
 # -- records exposed to tests ------------------------------------------------------------
@@ -263,16 +280,24 @@ class Registry:
         # Subscription index: exact path -> subs, and wildcard prefix path -> subs.
         self._exact: dict[str, dict[tuple[str, str], Subscription]] = {}
         self._wild: dict[str, dict[tuple[str, str], Subscription]] = {}
-        self._published: list[PublishedRecord] = []
+        self._published: deque[PublishedRecord] = deque()
+        self._published_bytes = 0
+        self._published_total = 0
         self._connects = 0
 
     # -- views for tests (any thread) ----------------------------------------------------
 
     @property
     def published(self) -> list[PublishedRecord]:
-        """Every accepted publish since the last reset, oldest first (a copy)."""
+        """The accepted publishes since the last reset, oldest first (a copy): the newest
+        ``history_size`` records within ``history_bytes`` of event text."""
         with self._lock:
             return list(self._published)
+
+    @property
+    def published_total(self) -> int:
+        """Publishes accepted since the last reset, also those the history let go."""
+        return self._published_total
 
     def subscriptions(self, channel: str | None = None) -> list[SubscriptionInfo]:
         """The live subscriptions, optionally only those whose pattern is ``channel``."""
@@ -325,6 +350,8 @@ class Registry:
         """Forget published records and counters (connections are closed by the caller)."""
         with self._lock:
             self._published.clear()
+            self._published_bytes = 0
+            self._published_total = 0
             self._connects = 0
         self.notify()
 
@@ -369,9 +396,19 @@ class Registry:
         return sub
 
     def record(self, record: PublishedRecord) -> None:
-        """Keep ``record`` in the publish history the test helpers read."""
+        """Keep ``record`` in the publish history, letting the oldest go past its bounds."""
+        size = sum(len(e) for e in record.events)
+        settings = self.settings
         with self._lock:
             self._published.append(record)
+            self._published_bytes += size
+            self._published_total += 1
+            while self._published and (
+                len(self._published) > settings.history_size
+                or self._published_bytes > settings.history_bytes
+            ):
+                old = self._published.popleft()
+                self._published_bytes -= sum(len(e) for e in old.events)
         self.notify()
 
     def _index(self, sub: Subscription) -> None:
@@ -497,7 +534,7 @@ class Registry:
         for index, event in enumerate(events):
             try:
                 json.loads(event)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise EmulatorError(
                     f"invalid_event_{transport}", f"Event at index {index} is not valid JSON"
                 ) from None
