@@ -206,9 +206,7 @@ def test_sigterm_with_a_stuck_sync_handler_exits_3_within_the_timeout(
         "    time.sleep(60)\n"
     )
     settings_file = tmp_path / "listen_settings.py"
-    settings_file.write_text(
-        SETTINGS_MODULE + "INSTALLED_APPS = [*INSTALLED_APPS, 'stuckapp']\n"
-    )
+    settings_file.write_text(SETTINGS_MODULE + "INSTALLED_APPS = [*INSTALLED_APPS, 'stuckapp']\n")
     config = json.loads(env["APPSYNC_EVENTS_JSON"])
     config["default"]["LISTENER"]["SHUTDOWN_TIMEOUT"] = 1.0
     proc = Proc(["--channel", "/chat/*"], {**env, "APPSYNC_EVENTS_JSON": json.dumps(config)})
