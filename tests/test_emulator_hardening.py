@@ -166,3 +166,84 @@ def test_bad_hardening_options_are_refused(options: dict[str, Any], text: str) -
 
     with pytest.raises(ConfigurationError, match=text):
         AppSyncEventsEmulator(port=0, **options)
+
+
+async def test_lone_surrogates_get_the_error_shape_and_the_socket_stays_up() -> None:
+    """Strings that are no Unicode text (a lone surrogate escape such as \\ud800) in an id,
+    a channel, an event or an API key get the service's error shape; the connection
+    stays usable (they used to drop it, or leave it mute)."""
+    with AppSyncEventsEmulator(port=0) as emulator:
+        auth = {"host": emulator.http_host, "x-api-key": emulator.api_key}
+        ws = await open_socket(emulator)
+        await ws.send('{"type":"connection_init"}')
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        frames = [
+            ('{"type":"subscribe","id":"\\ud800","channel":"/default/a"}', "error", None),
+            (
+                '{"type":"subscribe","id":"s1","channel":"/default/\\udfff","authorization":'
+                + json.dumps(auth)
+                + "}",
+                "subscribe_error",
+                "s1",
+            ),
+            (
+                '{"type":"subscribe","id":"s2","channel":"/default/a","authorization":'
+                '{"x-api-key":"\\ud800"}}',
+                "subscribe_error",
+                "s2",
+            ),
+            (
+                '{"type":"publish","id":"p1","channel":"/default/a","events":["\\"\\ud800\\""],'
+                '"authorization":' + json.dumps(auth) + "}",
+                "publish_error",
+                "p1",
+            ),
+        ]
+        for frame, kind, frame_id in frames:
+            await ws.send(frame)
+            answer = json.loads(await asyncio.wait_for(_answer(ws), DEADLINE))
+            assert answer["type"] == kind, answer
+            assert answer.get("id") == frame_id
+            assert answer["errors"][0]["errorType"] == "BadRequestException"
+            assert "not Unicode" in answer["errors"][0]["message"]
+        await ws.send(
+            '{"type":"publish","id":"ok","channel":"/default/a","events":["1"],"authorization":'
+            + json.dumps(auth)
+            + "}"
+        )
+        assert json.loads(await asyncio.wait_for(_answer(ws), DEADLINE))["type"] == (
+            "publish_success"
+        )
+        await ws.close()
+        async with httpx.AsyncClient() as client:
+            response = await client.post(
+                emulator.http_url,
+                content=b'{"channel":"/default/a","events":["\\"\\ud800\\""]}',
+                headers={"x-api-key": emulator.api_key},
+            )
+        assert response.status_code == 400
+        assert "not Unicode" in response.json()["errors"][0]["message"]
+
+
+async def test_a_header_subprotocol_with_a_lone_surrogate_is_no_credential() -> None:
+    """A header- subprotocol holding a lone surrogate is treated as no credential: the
+    connect is refused with connection_error (it used to be an HTTP 500)."""
+    import base64
+
+    with AppSyncEventsEmulator(port=0) as emulator:
+        value = base64.urlsafe_b64encode(b'{"x-api-key":"\\ud800"}').decode().rstrip("=")
+        async with websockets.connect(
+            emulator.realtime_url, subprotocols=[SUBPROTOCOL, "header-" + value], proxy=None
+        ) as ws:
+            await ws.send('{"type":"connection_init"}')
+            answer = json.loads(await asyncio.wait_for(ws.recv(), DEADLINE))
+        assert answer["type"] == "connection_error"
+        assert answer["errors"][0]["errorType"] == "UnauthorizedException"
+
+
+async def _answer(ws: Any) -> str:
+    """The next frame that is not a keep-alive."""
+    while True:
+        frame = await ws.recv()
+        if json.loads(frame)["type"] != "ka":
+            return str(frame)

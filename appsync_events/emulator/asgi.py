@@ -34,7 +34,7 @@ from ..protocol import (
     encode,
 )
 from .operations import EmulatorState
-from .registry import Connection
+from .registry import Connection, is_unicode
 
 __all__ = ["EmulatorApp", "deadline_protocol", "origin_allowed"]
 
@@ -351,22 +351,26 @@ def _connect_auth(
     """The connect's header object: ``header-`` subprotocol, else upgrade headers, else query."""
     for proto in offered:
         if proto.startswith(HEADER_SUBPROTOCOL_PREFIX):
-            try:
-                return {k.lower(): v for k, v in decode_header_subprotocol(proto).items()}
-            except ProtocolError:
-                logger.info("Emulator got an undecodable header- subprotocol; treating as no auth")
-                return {}
+            return _decode_connect_auth(proto, "header- subprotocol")
     if accept_query:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         values = query.get("header")
         if values:
-            try:
-                decoded = decode_header_subprotocol(HEADER_SUBPROTOCOL_PREFIX + values[0])
-            except ProtocolError:
-                logger.info("Emulator got an undecodable ?header= value; treating as no auth")
-                return {}
-            return {k.lower(): v for k, v in decoded.items()}
+            return _decode_connect_auth(HEADER_SUBPROTOCOL_PREFIX + values[0], "?header= value")
     return {k: v for k, v in headers.items() if k not in _NOT_AUTH_HEADERS}
+
+
+def _decode_connect_auth(value: str, where: str) -> dict[str, str]:
+    """The header object of a ``header-`` value; ``{}`` (no auth) when it is unusable."""
+    try:
+        decoded = decode_header_subprotocol(value)
+    except ProtocolError:
+        logger.info("Emulator got an undecodable %s; treating as no auth", where)
+        return {}
+    if not is_unicode((*decoded.keys(), *decoded.values())):
+        logger.info("Emulator got a %s holding non-Unicode text; treating as no auth", where)
+        return {}
+    return {k.lower(): v for k, v in decoded.items()}
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

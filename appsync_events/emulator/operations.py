@@ -67,6 +67,7 @@ from .registry import (
     Registry,
     ServiceSettings,
     Subscription,
+    is_unicode,
 )
 
 __all__ = ["EmulatorState"]
@@ -146,6 +147,11 @@ class EmulatorState(Registry):
         except DecodeError as exc:
             self._answer_decode_error(connection, exc)
             return
+        if isinstance(message, Subscribe | Publish | Unsubscribe) and not is_unicode(
+            _texts(message)
+        ):
+            self._answer_not_unicode(connection, message)
+            return
         if connection.connect_error is not None:
             self.refuse_connection(connection)
             return
@@ -187,6 +193,20 @@ class EmulatorState(Registry):
             connection.send(encode(UnsubscribeErrorMessage(exc.message_id, (entry,))))
         else:
             connection.send(encode(ErrorMessage(exc.message_id, (entry,))))
+
+    def _answer_not_unicode(
+        self, connection: Connection, message: Subscribe | Publish | Unsubscribe
+    ) -> None:
+        err = EmulatorError(
+            "malformed_message",
+            f"{message.type} message holds a string that is not Unicode text "
+            "(a lone surrogate escape such as \\ud800)",
+        )
+        entry = self._entry(err)
+        if is_unicode((message.id,)):
+            connection.send(encode(_error_for(message, entry)))
+        else:  # the id cannot be sent back either
+            connection.send(encode(ErrorMessage(None, (entry,))))
 
     async def _ack(self, connection: Connection) -> None:
         delay = self.faults.ack_delay
@@ -520,6 +540,12 @@ class EmulatorState(Registry):
                 raise EmulatorError(
                     "invalid_event_http", "'events' must be a list of JSON-encoded strings"
                 )
+            if not is_unicode((channel_text, *events)):
+                raise EmulatorError(
+                    "invalid_event_http",
+                    "Request body holds a string that is not Unicode text "
+                    "(a lone surrogate escape such as \\ud800)",
+                )
             channel = self.channel(channel_text, allow_wildcard=False)
             auth = await self._authorize_op(
                 None,
@@ -561,6 +587,18 @@ async def _call_handler(
     except Exception as exc:
         logger.exception("%s stand-in for %r raised", hook, ctx.namespace)
         raise EmulatorError("handler_error", f"{type(exc).__name__}: {exc}") from None
+
+
+def _texts(message: Subscribe | Publish | Unsubscribe) -> list[str]:
+    """Every string a client operation carries: id, channel, events, authorization."""
+    texts = [message.id]
+    if isinstance(message, Subscribe | Publish):
+        texts.append(message.channel)
+        texts.extend(message.authorization.keys())
+        texts.extend(message.authorization.values())
+    if isinstance(message, Publish):
+        texts.extend(message.events)
+    return texts
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:
