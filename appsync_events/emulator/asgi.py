@@ -296,6 +296,15 @@ class EmulatorApp:
             # The client went away mid-send (uvicorn raises ClientDisconnected, an OSError);
             # the reader sees the disconnect and cleans up.
             logger.debug("Emulator connection %s gone while sending", connection.id)
+        except Exception:
+            # A frame the server cannot send (text that is no Unicode, say): never leave
+            # the connection open and mute; close it as the protocol's internal error.
+            logger.exception("Emulator connection %s: a frame could not be sent", connection.id)
+            connection.closed = True
+            try:
+                await send({"type": "websocket.close", "code": 1011, "reason": ""})
+            except OSError:
+                logger.debug("Emulator connection %s gone while closing", connection.id)
 
     async def _keepalive(self, connection: Connection) -> None:
         interval = self.state.settings.ka_interval
