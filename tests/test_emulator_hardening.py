@@ -247,3 +247,28 @@ async def _answer(ws: Any) -> str:
         frame = await ws.recv()
         if json.loads(frame)["type"] != "ka":
             return str(frame)
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"POST /event HTTP/1.1\r\nHost: x\r\nX-Api-Key: a\x00b\r\nContent-Length: 2\r\n\r\n{}",
+        b"POST /event HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
+        b"POST /event HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+    ],
+    ids=["request-line", "nul-in-header", "content-length", "no-host"],
+)
+def test_bytes_that_are_no_http_request_get_the_json_400(request_bytes: bytes) -> None:
+    """A request that is not valid HTTP/1.1 gets a 400 with the JSON error shape, then the
+    connection closes (uvicorn answered plain text)."""
+    with AppSyncEventsEmulator(port=0) as emulator:
+        with socket.create_connection((emulator.host, emulator.port), timeout=DEADLINE) as sock:
+            sock.sendall(request_bytes)
+            received = b""
+            while chunk := sock.recv(65536):  # until the server closes
+                received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head.lower()
+    assert json.loads(body)["errors"][0]["errorType"] == "BadRequestException"
