@@ -272,3 +272,30 @@ def test_bytes_that_are_no_http_request_get_the_json_400(request_bytes: bytes) -
     assert head.startswith(b"HTTP/1.1 400 ")
     assert b"content-type: application/json" in head.lower()
     assert json.loads(body)["errors"][0]["errorType"] == "BadRequestException"
+
+
+@pytest.mark.parametrize(
+    ("subprotocols", "origin", "error_type"),
+    [
+        (["graphql-ws"], None, "BadRequestException"),
+        ([SUBPROTOCOL], "http://evil.example", "UnauthorizedException"),
+    ],
+    ids=["no-subprotocol", "foreign-origin"],
+)
+async def test_refused_upgrades_carry_the_json_error_shape(
+    subprotocols: list[str], origin: str | None, error_type: str
+) -> None:
+    """An upgrade refused before it happens (no aws-appsync-event-ws subprotocol, a foreign
+    Origin) is a 403 with the JSON error shape (it had an empty text/plain body)."""
+    with AppSyncEventsEmulator(port=0) as emulator:
+        with pytest.raises(InvalidStatus) as info:
+            await websockets.connect(
+                emulator.realtime_url,
+                subprotocols=subprotocols,  # type: ignore[arg-type]
+                origin=origin,  # type: ignore[arg-type]
+                proxy=None,
+            )
+    response = info.value.response
+    assert response.status_code == 403
+    assert response.headers["content-type"] == "application/json"
+    assert json.loads(response.body)["errors"][0]["errorType"] == error_type

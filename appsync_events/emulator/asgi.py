@@ -66,6 +66,23 @@ _NOT_FOUND: Final = {
         }
     ]
 }
+# The answers to websocket upgrades refused before the upgrade (HTTP 403).
+_FOREIGN_ORIGIN: Final = {
+    "errors": [
+        {
+            "errorType": "UnauthorizedException",
+            "message": "Pages of this Origin may not use the emulator (its option cors_origins).",
+        }
+    ]
+}
+_NO_SUBPROTOCOL: Final = {
+    "errors": [
+        {
+            "errorType": "BadRequestException",
+            "message": "Offer the websocket subprotocol aws-appsync-event-ws.",
+        }
+    ]
+}
 # Upgrade headers that are transport, not authorization.
 _NOT_AUTH_HEADERS: Final = frozenset(
     {
@@ -197,17 +214,21 @@ class EmulatorApp:
             return
         request_headers = _headers(scope)
         origin = request_headers.get("origin")
-        if (
-            path != "/event/realtime"
-            or (settings.require_subprotocol and SUBPROTOCOL not in offered)
-            or (origin is not None and not origin_allowed(origin, settings.cors_origins))
-        ):
-            # Refused before the upgrade: the ASGI server answers 403. A browser page
-            # from another origin never reaches the emulator (browsers always send
-            # Origin on a websocket upgrade; other clients usually send none).
-            if origin is not None and not origin_allowed(origin, settings.cors_origins):
-                logger.info("Emulator refused a websocket upgrade from origin %s", origin[:200])
-            await send({"type": "websocket.close", "code": 1008})
+        refusal: dict[str, Any] | None = None
+        if origin is not None and not origin_allowed(origin, settings.cors_origins):
+            # A browser page from another origin never reaches the emulator (browsers
+            # always send Origin on a websocket upgrade; other clients usually send none).
+            logger.info("Emulator refused a websocket upgrade from origin %s", origin[:200])
+            refusal = _FOREIGN_ORIGIN
+        elif settings.require_subprotocol and SUBPROTOCOL not in offered:
+            refusal = _NO_SUBPROTOCOL
+        if path != "/event/realtime" or refusal is not None:
+            # Refused before the upgrade with 403, in the JSON error shape when the ASGI
+            # server can send a body (a wrong path got its 404 above when it can).
+            if refusal is not None and "websocket.http.response" in scope.get("extensions", {}):
+                await _respond(send, 403, refusal, kind="websocket.http")
+            else:
+                await send({"type": "websocket.close", "code": 1008})
             return
         auth_headers = _connect_auth(offered, request_headers, scope, settings.accept_query_auth)
         queue: asyncio.Queue[str | bytes | _Close] = asyncio.Queue()
