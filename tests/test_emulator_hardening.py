@@ -299,3 +299,34 @@ async def test_refused_upgrades_carry_the_json_error_shape(
     assert response.status_code == 403
     assert response.headers["content-type"] == "application/json"
     assert json.loads(response.body)["errors"][0]["errorType"] == error_type
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        ('{"type":"subscribe","id":"\\ud800"}', "has no 'channel'"),
+        ('{"type":7,"id":"\\udfff"}', "non-string 'type'"),
+        ('{"type":"x\\ud800"}', "Unsupported operation: x\\ud800"),
+    ],
+    ids=["id-of-a-bad-subscribe", "id-of-a-frame-without-type", "unknown-type"],
+)
+async def test_a_lone_surrogate_in_an_unreadable_frame_is_not_echoed(
+    frame: str, message: str
+) -> None:
+    """A frame the decoder refuses gets its error answer without its id or type when they
+    hold a lone surrogate (echoing them made the answer unsendable), and the connection
+    stays up."""
+    with AppSyncEventsEmulator(port=0) as emulator:
+        ws = await open_socket(emulator)
+        await ws.send('{"type":"connection_init"}')
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(frame)
+        answer = json.loads(await asyncio.wait_for(_answer(ws), DEADLINE))
+        assert answer["type"] == "error"
+        assert "id" not in answer
+        assert message in answer["errors"][0]["message"]
+        await ws.send('{"type":"connection_init"}')
+        assert json.loads(await asyncio.wait_for(_answer(ws), DEADLINE))["type"] == (
+            "connection_ack"
+        )
+        await ws.close()

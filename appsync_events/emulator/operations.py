@@ -178,21 +178,24 @@ class EmulatorState(Registry):
             connection.send(encode(self.unsubscribe(connection, message)))
 
     def _answer_decode_error(self, connection: Connection, exc: DecodeError) -> None:
+        # The frame's own id and type go back only when they are Unicode text: a lone
+        # surrogate escape in them could be neither encoded nor sent.
+        message_id = exc.message_id if is_unicode((exc.message_id or "",)) else None
+        message_type = exc.message_type or ""
         if exc.reason == "unknown_type":
-            err = EmulatorError(
-                "unsupported_operation", f"Unsupported operation: {exc.message_type}"
-            )
+            shown = message_type.encode("utf-8", "backslashreplace").decode()
+            err = EmulatorError("unsupported_operation", f"Unsupported operation: {shown}")
         else:
             err = EmulatorError("malformed_message", str(exc.message))
         entry = self._entry(err)
-        if exc.message_type == "subscribe" and exc.message_id:
-            connection.send(encode(SubscribeErrorMessage(exc.message_id, (entry,))))
-        elif exc.message_type == "publish" and exc.message_id:
-            connection.send(encode(PublishErrorMessage(exc.message_id, (entry,))))
-        elif exc.message_type == "unsubscribe" and exc.message_id:
-            connection.send(encode(UnsubscribeErrorMessage(exc.message_id, (entry,))))
+        if message_type == "subscribe" and message_id:
+            connection.send(encode(SubscribeErrorMessage(message_id, (entry,))))
+        elif message_type == "publish" and message_id:
+            connection.send(encode(PublishErrorMessage(message_id, (entry,))))
+        elif message_type == "unsubscribe" and message_id:
+            connection.send(encode(UnsubscribeErrorMessage(message_id, (entry,))))
         else:
-            connection.send(encode(ErrorMessage(exc.message_id, (entry,))))
+            connection.send(encode(ErrorMessage(message_id, (entry,))))
 
     def _answer_not_unicode(
         self, connection: Connection, message: Subscribe | Publish | Unsubscribe
