@@ -120,7 +120,8 @@ async def test_killed_drainers_and_service_restarts_lose_nothing(
             memory.sample()
             # A drainer dies mid-work (its claimed rows wait for their lease to expire).
             figures.faults_tried += 1
-            victim = drainers.pop(0)
+            victim = next(proc for proc in drainers if proc is not steady)
+            drainers.remove(victim)
             victim.kill()
             await victim.wait()
             drainers.append(await start_drainer(env, "--batch-size", "50"))
