@@ -1,10 +1,13 @@
 """SIGTERM in the middle of a burst of events: ``manage.py appsync_listen`` as a process.
 
 The listener prints every event (``--print``) while the emulator pours events into its
-subscription; SIGTERM arrives mid-burst. The process must exit with status 0, and its
-counts must agree: what it printed is exactly the first N events in order (nothing
-skipped, nothing twice), and every event it read from the socket was either dispatched
-or counted as discarded during the shutdown (its final stats line says so).
+subscription; SIGTERM arrives mid-burst. The process must exit with status 0, or 3 (the
+documented status of a shutdown that gave up on queued events at
+``LISTENER['SHUTDOWN_TIMEOUT']``: a slowly read stdout pipe holds ``--print`` back), and
+its counts must agree: what it printed is exactly the first N events in order (nothing
+skipped, nothing twice), and every event it read from the socket was dispatched, counted
+as discarded during the shutdown, or counted as still queued at the deadline (its final
+stats line says so).
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import json
 import re
 import signal
 import threading
+import time
 from pathlib import Path
 
 from appsync_events.emulator import AppSyncEventsEmulator
+from appsync_events.listener import EXIT_SHUTDOWN_TIMEOUT
 from tests.test_listen_command import (  # noqa: F401 - fixtures
     SETTINGS_MODULE,
     Proc,
@@ -42,6 +47,8 @@ STATS = re.compile(
     r"reconnects=(\d+) dropped=(\d+) queued=(\d+)"
 )
 MiB = 2**20
+#: LISTENER['SHUTDOWN_TIMEOUT'] (the default) of the listener processes.
+SHUTDOWN_TIMEOUT = 10.0
 
 
 class Burst:
@@ -85,12 +92,19 @@ def one_round(
             memory.sample()
         figures.faults_tried += 1
         memory.check()
+        signalled = time.monotonic()
         status = proc.stop(signal.SIGTERM)
+        took = time.monotonic() - signalled
     finally:
         published = burst.stop()
     figures.events_published += published
-    assert status == 0, proc.err_lines[-20:]
+    # 0, or 3 when the shutdown had to give up on queued events at SHUTDOWN_TIMEOUT (a
+    # pipe on stdout that is read slowly holds --print's writes back); never a crash.
+    assert status in (0, EXIT_SHUTDOWN_TIMEOUT), "\n".join(proc.err_lines[-30:])
+    assert took < SHUTDOWN_TIMEOUT + 10.0, f"SIGTERM took {took:.1f} s"
     proc.wait_for("closed")
+    if status == EXIT_SHUTDOWN_TIMEOUT:
+        proc.wait_for("shutdown took longer than LISTENER['SHUTDOWN_TIMEOUT']")
     printed = [json.loads(line)["event"]["n"] for line in proc.out_lines]
     stats = [STATS.search(line) for line in proc.err_lines]
     final = [m for m in stats if m is not None][-1]
@@ -103,19 +117,26 @@ def one_round(
     assert printed == list(range(len(printed)))
     assert len(printed) >= before_sigterm
     assert dispatched == len(printed)
-    # Every event read from the socket was dispatched or counted as discarded.
-    figures.events_lost += received - dispatched - discarded
-    assert received == dispatched + discarded
-    assert (errors, reconnects, dropped, queued) == (0, 0, 0, 0)
+    # Every event read from the socket was dispatched, counted as discarded (it came
+    # after SIGTERM), or counted as still queued when the deadline gave up on it.
+    figures.events_lost += received - dispatched - discarded - queued
+    assert received == dispatched + discarded + queued
+    assert (errors, reconnects, dropped) == (0, 0, 0)
+    assert queued == 0 or status == EXIT_SHUTDOWN_TIMEOUT
     assert not any("Traceback" in line for line in proc.err_lines)
     assert service.state.wait_for(lambda: not service.subscriptions, 10.0)
     figures.faults_survived += 1
-    figures.details.setdefault("discarded during shutdown", []).append(discarded)
+    details = figures.details
+    details.setdefault("exit statuses", []).append(status)
+    details.setdefault("seconds from SIGTERM to exit", []).append(round(took, 1))
+    details.setdefault("discarded during shutdown", []).append(discarded)
+    details.setdefault("queued at the deadline", []).append(queued)
 
 
 def test_sigterm_during_a_burst(emulator, env, procs, tmp_path: Path, figures):  # noqa: F811
-    """SIGTERM mid-burst: exit 0, the printed events are the first N in order, and the
-    final counts add up (received = dispatched + discarded)."""
+    """SIGTERM mid-burst: exit 0 (or 3, the documented status of a shutdown that gave up
+    at SHUTDOWN_TIMEOUT), the printed events are the first N in order, and the final
+    counts add up (received = dispatched + discarded + still queued)."""
     figures.title = "SIGTERM during a burst (appsync_listen)"
     figures.family = "process"
     (tmp_path / "listen_settings.py").write_text(SETTINGS_MODULE + LOGGING_SETTINGS)
