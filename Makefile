@@ -91,7 +91,7 @@ test: install ## run the whole test suite with branch coverage (fails under the 
 # up (fault cycles, events, 100,000 fuzzing inputs per fuzz test) and rewrites RELIABILITY.md
 # from its figures (test-artifacts/reliability-*.json).
 .PHONY: soak
-soak: install ## the reliability suite's long variant (about 15 minutes), then RELIABILITY.md
+soak: install ## the reliability suite's long variant (about 10 minutes), then RELIABILITY.md
 	APPSYNC_EVENTS_SOAK=1 $(PY) -m pytest tests/reliability $(PYTEST_ARGS)
 	$(PY) -m bench.reliability_report
 
