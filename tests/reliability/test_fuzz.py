@@ -292,10 +292,10 @@ def test_the_emulator_answers_every_frame(
     service: tuple[asyncio.AbstractEventLoop, EmulatorState, FakeWire],
     fuzz_figures: Scenario,
 ) -> None:
-    """handle_frame() never raises; each frame gets exactly one protocol answer (besides
-    data frames for the connection's own subscriptions), UTF-8 encodable, in the service's
-    shape; the connection is never closed. The service and its connection live through
-    all the examples, so earlier frames (subscriptions, publishes) shape later answers."""
+    """handle_frame() never raises, and each frame gets exactly one protocol answer
+    (besides data frames for the connection's own subscriptions), UTF-8 encodable, in the
+    service's shape, on a connection that is never closed (the service and connection
+    live through all the examples, so earlier frames shape later answers)."""
     loop, state, wire = service
     figures = fuzz_figures
     figures.title = "Fuzzing: emulator message handling"

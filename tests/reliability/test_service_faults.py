@@ -148,9 +148,9 @@ def frozen_emulator() -> Iterator[tuple[subprocess.Popen[str], str]]:
 
 
 async def test_emulator_freezes(settings, figures, frozen_emulator):
-    """The service process is frozen (SIGSTOP): its sockets stay open and say nothing.
-    The listener notices the silence, keeps trying while the process is frozen, and
-    holds everything again once it thaws (SIGCONT); events published afterwards arrive."""
+    """A service process frozen with SIGSTOP (its sockets open and silent) is noticed,
+    retried while frozen and held again once it thaws (SIGCONT), and every event
+    published afterwards arrives."""
     figures.title = "Emulator freeze (SIGSTOP)"
     figures.family = "service faults"
     proc, http_url = frozen_emulator
