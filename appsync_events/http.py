@@ -29,6 +29,7 @@ from .auth import ahttp_headers, http_headers
 from .batching import request_body
 from .config import APIConfig
 from .exceptions import PublishError
+from .hints import namespace_hint, unreachable_hint
 from .protocol import SERVER_TYPES, DecodeError, ErrorEntry, PublishSuccess, decode, dumps
 from .proxies import proxy_for
 
@@ -95,12 +96,15 @@ def _parse(response: httpx.Response, api: APIConfig, channel: str) -> PublishSuc
         channel=channel,
         status=status,
         errors=errors,
+        hint=namespace_hint(api, channel) if status in (401, 403) else "",
     )
 
 
 def _network_error(exc: httpx.HTTPError, api: APIConfig, channel: str) -> PublishError:
+    hint = ""
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         text = f"could not connect to {api.http_url} ({type(exc).__name__}); nothing was sent"
+        hint = unreachable_hint(api.http_url)
     elif isinstance(exc, httpx.TimeoutException):
         text = (
             f"no answer from {api.http_url} in time ({type(exc).__name__}); the service may "
@@ -111,7 +115,7 @@ def _network_error(exc: httpx.HTTPError, api: APIConfig, channel: str) -> Publis
             f"HTTP publish to {api.http_url} failed ({type(exc).__name__}: {exc}); the "
             "service may have accepted the events"
         )
-    return PublishError(text, api=api.alias, channel=channel)
+    return PublishError(text, api=api.alias, channel=channel, hint=hint)
 
 
 class _PublisherBase:
