@@ -12,8 +12,8 @@ file with one ``name==X.Y`` line per dependency, ``X.Y`` being its ``>=`` lower 
 A dependency without a ``>=`` lower bound is an error: the script names it and exits 2.
 
 The second form, run by the interpreter of the virtualenv that was installed under those
-constraints, prints the pinned and the installed version of each package and exits 1 when
-one is missing or differs, so the floors leg cannot pass on versions it did not mean to test.
+constraints, prints the installed version of each pinned package and exits 1, naming the pin,
+when one is missing or differs: the floors leg cannot pass on versions it did not mean to test.
 
 ``make test-floors`` uses both (see docs/development.md).
 """
@@ -127,7 +127,11 @@ def _release(version: str) -> tuple[int, ...] | str:
 
 
 def report(constraints_file: Path) -> int:
-    """Print the pinned and installed version of each constrained package; return the status."""
+    """Print the installed version of each pinned package (and the pin when they differ).
+
+    Returns:
+        The exit status: 0 when every package is installed at its pin, else 1.
+    """
     problems = 0
     for raw in constraints_file.read_text().splitlines():
         line = raw.split(";", 1)[0].strip()
@@ -149,8 +153,19 @@ def report(constraints_file: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pyproject", type=Path, default=ROOT / "pyproject.toml")
-    parser.add_argument("--report", type=Path, metavar="CONSTRAINTS", help=report.__doc__)
+    parser.add_argument(
+        "--pyproject",
+        type=Path,
+        default=ROOT / "pyproject.toml",
+        help="the file to read (default: this checkout's)",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="CONSTRAINTS",
+        help="print the installed version of each package pinned in CONSTRAINTS; exit 1 when "
+        "one differs from its pin",
+    )
     args = parser.parse_args(argv)
     if args.report is not None:
         return report(args.report)
