@@ -33,7 +33,7 @@ from ..protocol import (
     decode_header_subprotocol,
     encode,
 )
-from .operations import EmulatorState
+from .operations import EmulatorState, requests_log
 from .registry import Connection
 
 __all__ = ["EmulatorApp", "deadline_protocol", "origin_allowed"]
@@ -261,6 +261,7 @@ class EmulatorApp:
                 )
         finally:
             self.state.remove_connection(connection)
+            requests_log.info("CLOSED conn=%s", connection.id[:8])
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -93,7 +93,7 @@ class Command(AppSyncCommand):
         try:
             config = get_api_config(api)
             channel = parse_channel(options["channel"]).path
-            values = []
+            values: list[Any] = []
             for value in self._values(options["events"], options["file"]):
                 if len(values) == MAX_EVENTS:
                     raise ValidationError(
