@@ -29,6 +29,7 @@ from .exceptions import InvalidChannelError, short_repr
 from .limits import CHANNEL_MAX_SEGMENTS, SEGMENT_MAX_LENGTH
 
 __all__ = [
+    "SEGMENT_PATTERN",
     "SEGMENT_RE",
     "WILDCARD",
     "Channel",
@@ -41,9 +42,11 @@ __all__ = [
 ]
 
 WILDCARD: Final = "*"
-#: One concrete segment: 1-50 of ``[A-Za-z0-9-]``, starting and ending alphanumeric.
+#: One concrete segment, unanchored: 1-50 of ``[A-Za-z0-9-]``, starting and ending with
+#: a letter or digit (the URL converter of :mod:`appsync_events.converters` uses it).
+SEGMENT_PATTERN: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,48}[A-Za-z0-9])?"
 # ``\Z``, not ``$``: ``$`` also matches before a trailing newline.
-SEGMENT_RE: Final = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,48}[A-Za-z0-9])?\Z")
+SEGMENT_RE: Final = re.compile(rf"^{SEGMENT_PATTERN}\Z")
 _GROUP_PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,40}\Z")
 #: Channels rejects group names of 100 characters or more.
 _MAX_GROUP_NAME: Final = 99
