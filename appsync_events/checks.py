@@ -15,6 +15,9 @@ Errors
     E010  the setting names no such alias
     E011  an optional dependency is missing
     E012  a malformed GRANTS entry (WHO, SUBSCRIBE or PUBLISH pattern)
+    E013  browsers are meant to get events (the consumer is routed, or FORWARDING is set
+          in an alias) but CHANNEL_LAYERS defines no layer: every browser websocket would
+          be refused
 Warnings
     W001  plain http:// or ws:// to a host that is not this machine
     W002  a subscription in a namespace the API does not declare
@@ -51,6 +54,7 @@ from .exceptions import ConfigurationError
 
 __all__ = [
     "check_auth",
+    "check_channel_layers",
     "check_default_alias",
     "check_forwarding",
     "check_grants",
@@ -339,13 +343,71 @@ def routed_consumers(application: Any) -> list[tuple[type[Any], str]]:
     return found
 
 
+def check_channel_layers(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E013: relaying events to browsers needs a Channels layer."""
+    from django.conf import settings
+
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    if isinstance(layers, dict) and layers:
+        return []
+    try:
+        raw = conf.raw_settings()
+    except ConfigurationError:
+        return []  # reported by check_settings
+    why = [
+        f"APPSYNC_EVENTS[{alias!r}] sets FORWARDING"
+        for alias, value in raw.items()
+        if isinstance(value, dict)
+        and isinstance(value.get("FORWARDING"), dict)
+        and value["FORWARDING"].get("ENABLED", True)
+    ]
+    application = _asgi_application()
+    if application is not None:
+        why.extend(
+            f"ASGI_APPLICATION routes {consumer.__name__}"
+            for consumer, _ in routed_consumers(application)
+        )
+    if not why:
+        return []
+    return [
+        checks.Error(
+            f"{'; '.join(dict.fromkeys(why))}, but CHANNEL_LAYERS defines no channel layer: "
+            "every browser websocket would be refused and no event would reach a page.",
+            hint=(
+                "Add CHANNEL_LAYERS = {'default': {'BACKEND': "
+                "'channels.layers.InMemoryChannelLayer'}} (one process, with "
+                "FORWARDING['IN_PROCESS'] = True) or channels_redis (docs/channels.md)."
+            ),
+            obj="CHANNEL_LAYERS",
+            id="appsync_events.E013",
+        )
+    ]
+
+
+def _asgi_application() -> Any:
+    """The project's ``ASGI_APPLICATION``, or ``None`` when unset or not importable."""
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    path = getattr(settings, "ASGI_APPLICATION", None)
+    if not isinstance(path, str):
+        return None
+    try:
+        return import_string(path)
+    except Exception:
+        # The ASGI server reports an application it cannot import; checks on it skip.
+        logger.debug("ASGI_APPLICATION %r cannot be imported", path, exc_info=True)
+        return None
+
+
 def check_grants(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
     """W008, W009: browsers are granted something where the consumer serves them, and
     grants name declared namespaces."""
     from django.conf import settings
-    from django.utils.module_loading import import_string
 
     from .consumers import AppSyncEventsConsumer
 
@@ -368,15 +430,10 @@ def check_grants(
                             id="appsync_events.W009",
                         )
                     )
-    path = getattr(settings, "ASGI_APPLICATION", None)
-    if not isinstance(path, str):
+    application = _asgi_application()
+    if application is None:
         return warnings
-    try:
-        application = import_string(path)
-    except Exception:
-        # The ASGI server reports an application it cannot import; W008 just cannot run.
-        logger.debug("W008 skipped: ASGI_APPLICATION %r cannot be imported", path, exc_info=True)
-        return warnings
+    path = str(getattr(settings, "ASGI_APPLICATION", ""))
     for consumer, alias in routed_consumers(application):
         served = configs.get(alias)
         if served is None or served.grants:
@@ -413,5 +470,6 @@ def register() -> None:
         check_publishing,
         check_forwarding,
         check_grants,
+        check_channel_layers,
     ):
         checks.register(check, TAG)
