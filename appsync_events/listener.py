@@ -759,7 +759,7 @@ class Listener:
         if count == 0 or held is not None:
             # Unfollowed while subscribing, or unfollowed and followed again with the
             # other follow's subscription in place first: one subscription per path.
-            await sub.aclose()
+            await self._remove(sub)
             return
         self._follows[channel] = (count, sub)
 
@@ -770,9 +770,18 @@ class Listener:
         if count <= 1:
             self._follows.pop(channel, None)
             if sub is not None:
-                await sub.aclose()
+                await self._remove(sub)
         else:
             self._follows[channel] = (count - 1, sub)
+
+    async def _remove(self, sub: Subscription) -> None:
+        """Unsubscribe ``sub``; send :data:`~appsync_events.signals.subscription_removed`."""
+        was_active = sub.state == "active"
+        await sub.aclose()
+        if was_active:
+            await self._send(
+                signals.subscription_removed, channel=sub.channel, subscription_id=sub.id
+            )
 
     @property
     def followed(self) -> dict[str, int]:
