@@ -49,6 +49,12 @@ _PUBLISH_SUCCESS: Final = frozenset({"publish_success"}) & SERVER_TYPES
 _SOCKET_OPTIONS: Final = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 
+def _proxy(api: APIConfig) -> httpx.Proxy | None:
+    """The proxy :func:`~appsync_events.proxies.proxy_for` picks, as httpx's transport takes it."""
+    url = proxy_for(api.http_url, api.proxy)
+    return httpx.Proxy(url) if url else None
+
+
 def _limits(max_connections: int) -> httpx.Limits:
     return httpx.Limits(
         max_connections=max_connections,
@@ -173,7 +179,7 @@ class HTTPPublisher(_PublisherBase):
                 retries=retries,
                 limits=_limits(max_connections),
                 socket_options=_SOCKET_OPTIONS,
-                proxy=proxy_for(api.http_url, api.proxy),
+                proxy=_proxy(api),
             ),
             timeout=self.timeout,
             headers=_BASE_HEADERS,
@@ -239,7 +245,7 @@ class AsyncHTTPPublisher(_PublisherBase):
                 retries=retries,
                 limits=_limits(max_connections),
                 socket_options=_SOCKET_OPTIONS,
-                proxy=proxy_for(api.http_url, api.proxy),
+                proxy=_proxy(api),
             ),
             timeout=self.timeout,
             headers=_BASE_HEADERS,
