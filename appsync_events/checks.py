@@ -11,10 +11,12 @@ Errors
     E006  an invalid channel path in SUBSCRIPTIONS
     E007  an invalid namespace name
     E008  incomplete or invalid auth options for a mode
-    E009  an invalid value (timeouts, sizes, PROXY, backends, emulator options)
+    E009  an invalid value (timeouts, sizes, PROXY, API_ID, backends, emulator options)
     E010  the setting names no such alias
     E011  an optional dependency is missing
     E012  a malformed GRANTS entry (WHO, SUBSCRIBE or PUBLISH pattern)
+    E013  a malformed HANDLERS declaration of a namespace (CODE_FILE, ON_PUBLISH,
+          ON_SUBSCRIBE)
 Warnings
     W001  plain http:// or ws:// to a host that is not this machine
     W002  a subscription in a namespace the API does not declare
@@ -82,7 +84,7 @@ def _configs() -> Iterable[tuple[str, conf.APIConfig | ConfigurationError]]:
 def check_settings(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """E001-E011: every alias parses and validates."""
+    """E001-E013: every alias parses and validates."""
     errors: list[CheckMessage] = []
     for alias, config in _configs():
         if isinstance(config, ConfigurationError):
