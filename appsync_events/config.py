@@ -692,10 +692,13 @@ _SETTINGS: Final[tuple[_Setting, ...]] = (
         ("API_ID",),
         APIConfig,
         "api_id",
-        _matching(
-            r"^[A-Za-z0-9]{1,64}\Z",
-            "must be the Event API's id: letters and digits, as `aws appsync list-apis` "
-            "shows it under apiId.",
+        # None: not set (so ``os.environ.get(...)`` can fill it).
+        _optional(
+            _matching(
+                r"^[A-Za-z0-9]{1,64}\Z",
+                "must be the Event API's id: letters and digits, as `aws appsync list-apis` "
+                "shows it under apiId.",
+            )
         ),
     ),
     # -- TIMEOUTS
