@@ -505,6 +505,8 @@ class ControlPlane:
                 f"the AWS credentials may not call appsync:{operation} ({said}); allow the "
                 f"IAM action appsync:{operation} (docs/production.md lists the policy)"
             )
+            if operation == "ListApis":
+                text += f", or set {self._setting}['API_ID'] so the API need not be looked up"
             return ControlPlaneError(
                 text, operation=operation, code=code, configuration=True, api=self.config.alias
             )

@@ -559,3 +559,31 @@ def test_api_key_expiry_is_on_the_hour_within_appsync_bounds(days, low, high):
     expires = _key_expiry(now, days)
     assert expires % 3600 == 0
     assert low <= expires - now <= high
+
+
+def test_access_denied_on_list_apis_suggests_api_id(stub):
+    """Without API_ID a refused ListApis also suggests setting API_ID."""
+    client, stubber = stub
+    stubber.add_client_error("list_apis", "UnauthorizedException", "not authorized", 401)
+    cfg = APIConfig.from_mapping(
+        "default",
+        {"HTTP_URL": f"https://{HOST}/event", "AUTH": {"AWS_IAM": {"region": "us-east-1"}}},
+    )
+    with pytest.raises(ControlPlaneError) as info:
+        ControlPlane(cfg, client).plan()
+    assert "allow the IAM action appsync:ListApis" in str(info.value)
+    assert "or set APPSYNC_EVENTS['default']['API_ID']" in str(info.value)
+
+
+def test_api_created_without_its_key_says_how_to_make_one(stub):
+    """When CreateApiKey fails after CreateApi, the error names the new API and the fix."""
+    client, stubber = stub
+    stubber.add_response("create_api", api(), None)
+    stubber.add_client_error("create_api_key", "ApiKeyLimitExceededException", "too many keys")
+    with pytest.raises(ControlPlaneError) as info:
+        ControlPlane(config(), client).create_api("events")
+    assert str(info.value).startswith(
+        f"the Event API {API_ID} was created, but not its API key: appsync:CreateApiKey failed "
+        "(ApiKeyLimitExceededException: too many keys); create one with "
+        f"`aws appsync create-api-key --api-id {API_ID}`"
+    )

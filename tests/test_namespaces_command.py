@@ -303,6 +303,36 @@ def test_access_denied_exits_2_naming_the_action(aws, api, monkeypatch):
     assert "allow the IAM action appsync:GetApi" in err
 
 
+def test_unreachable_endpoint_exits_1(settings, monkeypatch):
+    """An endpoint nobody listens on is a failure that may pass: exit 1, one line."""
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago, now closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    settings.APPSYNC_EVENTS = {"default": alias(API_ID="someapi")}
+    status, _, err = run("--check")
+    assert status == 1
+    assert err.startswith("cannot reach AppSync for appsync:GetApi: Could not connect")
+
+
+def test_no_aws_credentials_exits_2(settings):
+    """An alias without AWS_IAM in an environment without credentials exits 2 saying so."""
+    settings.APPSYNC_EVENTS = {
+        "default": alias(
+            AUTH={"API_KEY": "da2-tests00000000000000000000000"},
+            API_ID="x1",
+            DEFAULT_PUBLISH_AUTH_MODES=["API_KEY"],
+            NAMESPACES=["chat"],
+        )
+    }
+    status, _, err = run("--check")
+    assert status == 2
+    assert err.startswith("no AWS credentials found")
+
+
 def test_create_api_prints_the_settings_and_the_key_once_never_logging_it(
     aws, settings, caplog, realistic_keys
 ):
