@@ -623,13 +623,17 @@ class ControlPlane:
             for ns in self._pages("ListChannelNamespaces", "channelNamespaces", apiId=api_id)
         }
         api_change = self._api_change(api, event_config)
+        # What namespaces without modes of their own will have once the plan is applied.
+        defaults_after = event_config if api_change is None else api_change.request["eventConfig"]
         creates: list[Change] = []
         updates: list[Change] = []
         for name, declared in self.config.namespaces.items():
             if name not in remote:
                 creates.append(self._create_change(api_id, declared))
             else:
-                change = self._update_change(api_id, declared, remote[name], event_config)
+                change = self._update_change(
+                    api_id, declared, remote[name], event_config, defaults_after
+                )
                 if change is not None:
                     updates.append(change)
         undeclared = tuple(sorted(set(remote) - set(self.config.namespaces)))
@@ -772,6 +776,7 @@ class ControlPlane:
         declared: NamespaceConfig,
         listed: Mapping[str, Any],
         event_config: Mapping[str, Any],
+        defaults_after: Mapping[str, Any],
     ) -> Change | None:
         differences = []
         for label, key, want, default_key in (
@@ -788,9 +793,11 @@ class ControlPlane:
                 "defaultSubscribeAuthModes",
             ),
         ):
-            # A namespace without modes of its own has the API's defaults.
-            have = _modes(listed.get(key)) or _modes(event_config.get(default_key))
-            if set(have) != set(want):
+            # A namespace without modes of its own has the API's defaults: those the plan
+            # leaves (the settings' when it updates the API) decide, AWS's are shown.
+            own = _modes(listed.get(key))
+            have = own or _modes(event_config.get(default_key))
+            if set(own or _modes(defaults_after.get(default_key))) != set(want):
                 differences.append(
                     f"{label}: AWS has {_listed(have)}; the settings declare {_listed(want)}"
                 )

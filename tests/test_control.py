@@ -587,3 +587,24 @@ def test_api_created_without_its_key_says_how_to_make_one(stub):
         "(ApiKeyLimitExceededException: too many keys); create one with "
         f"`aws appsync create-api-key --api-id {API_ID}`"
     )
+
+
+def test_namespaces_following_api_defaults_are_left_to_the_api_update(stub):
+    """When the API's defaults change, a namespace without modes of its own follows them."""
+    client, stubber = stub
+    cfg = config(DEFAULT_PUBLISH_AUTH_MODES=["AWS_IAM"])
+    expect_reads(stubber, [{"apiId": API_ID, "name": "chat"}])  # defaults: both modes
+    plan = ControlPlane(cfg, client).plan()
+    assert [change.kind for change in plan.changes] == ["update-api"]
+
+
+def test_a_namespace_with_its_own_modes_is_updated_besides_the_api(stub):
+    """A namespace whose own modes differ is updated even when the API's defaults change."""
+    client, stubber = stub
+    cfg = config(DEFAULT_PUBLISH_AUTH_MODES=["AWS_IAM"])
+    expect_reads(stubber, [namespace("chat", ("API_KEY",), ("API_KEY", "AWS_IAM"))])
+    plan = ControlPlane(cfg, client).plan()
+    assert [change.kind for change in plan.changes] == ["update-api", "update"]
+    assert plan.changes[1].differences == (
+        "publish auth modes: AWS has API_KEY; the settings declare AWS_IAM",
+    )
