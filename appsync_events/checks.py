@@ -11,11 +11,13 @@ Errors
     E006  an invalid channel path in SUBSCRIPTIONS
     E007  an invalid namespace name
     E008  incomplete or invalid auth options for a mode
-    E009  an invalid value (timeouts, sizes, PROXY, backends, emulator options)
+    E009  an invalid value (timeouts, sizes, PROXY, API_ID, backends, emulator options)
     E010  the setting names no such alias
     E011  an optional dependency is missing
     E012  a malformed GRANTS entry (WHO, SUBSCRIBE or PUBLISH pattern)
-    E013  browsers are meant to get events (the consumer is routed, or FORWARDING is set
+    E013  a malformed HANDLERS declaration of a namespace (CODE_FILE, ON_PUBLISH,
+          ON_SUBSCRIBE)
+    E014  browsers are meant to get events (the consumer is routed, or FORWARDING is set
           in an alias) but CHANNEL_LAYERS defines no layer: every browser websocket would
           be refused
 Warnings
@@ -86,7 +88,7 @@ def _configs() -> Iterable[tuple[str, conf.APIConfig | ConfigurationError]]:
 def check_settings(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """E001-E011: every alias parses and validates."""
+    """E001-E013: every alias parses and validates."""
     errors: list[CheckMessage] = []
     for alias, config in _configs():
         if isinstance(config, ConfigurationError):
@@ -346,7 +348,7 @@ def routed_consumers(application: Any) -> list[tuple[type[Any], str]]:
 def check_channel_layers(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """E013: relaying events to browsers needs a Channels layer."""
+    """E014: relaying events to browsers needs a Channels layer."""
     from django.conf import settings
 
     layers = getattr(settings, "CHANNEL_LAYERS", None)
@@ -381,7 +383,7 @@ def check_channel_layers(
                 "FORWARDING['IN_PROCESS'] = True) or channels_redis (docs/channels.md)."
             ),
             obj="CHANNEL_LAYERS",
-            id="appsync_events.E013",
+            id="appsync_events.E014",
         )
     ]
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,8 +43,10 @@ __all__ = [
     "ConfigurationError",
     "EmulatorConfig",
     "ForwardingConfig",
+    "HandlerIntegrationConfig",
     "ListenerConfig",
     "NamespaceConfig",
+    "NamespaceHandlersConfig",
     "Operation",
     "OutboxConfig",
     "PublishConfig",
@@ -123,12 +126,60 @@ class AuthModeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HandlerIntegrationConfig:
+    """How one handler (``onPublish`` or ``onSubscribe``) of a namespace uses a data source.
+
+    The AppSync ``HandlerConfig`` shape: ``behavior`` ``CODE`` runs the namespace's code
+    handler, which calls the data source; ``DIRECT`` invokes the data source (a Lambda
+    function) without code. See
+    https://docs.aws.amazon.com/appsync/latest/eventapi/direct-lambda-integrations.html
+
+    Attributes:
+        behavior: ``"CODE"`` or ``"DIRECT"``.
+        data_source: the name of a data source configured on the API.
+        invoke_type: ``"REQUEST_RESPONSE"`` or ``"EVENT"`` (a ``DIRECT`` Lambda
+            integration only); ``None`` leaves the service default (``REQUEST_RESPONSE``).
+    """
+
+    behavior: Literal["CODE", "DIRECT"]
+    data_source: str
+    invoke_type: Literal["REQUEST_RESPONSE", "EVENT"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceHandlersConfig:
+    """The event handlers a namespace declares (``NAMESPACES[name]['HANDLERS']``).
+
+    Only ``manage.py appsync_namespaces`` reads them, to keep the namespace on AWS in
+    step; the emulator runs Python stand-ins instead (see :mod:`appsync_events.emulator`).
+
+    Attributes:
+        code_file: absolute path of the ``APPSYNC_JS`` code (the namespace's
+            ``codeHandlers``), read by the command, never at settings time.
+        on_publish / on_subscribe: the data source integrations, by handler.
+    """
+
+    code_file: str | None = None
+    on_publish: HandlerIntegrationConfig | None = None
+    on_subscribe: HandlerIntegrationConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NamespaceConfig:
-    """A channel namespace as the AppSync API declares it."""
+    """A channel namespace as the AppSync API declares it.
+
+    Attributes:
+        name: the namespace name.
+        publish_auth_modes / subscribe_auth_modes: the modes it allows (its own, else the
+            alias's defaults).
+        handlers: its declared event handlers, or ``None`` when the settings leave them
+            alone (``appsync_namespaces`` then neither compares nor changes them).
+    """
 
     name: str
     publish_auth_modes: tuple[str, ...]
     subscribe_auth_modes: tuple[str, ...]
+    handlers: NamespaceHandlersConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +318,8 @@ class APIConfig:
             ``repr()``: the URL may hold a password.
         grants: what browser users may subscribe and publish to (deny by default; see
             :mod:`appsync_events.grants`).
+        api_id: the Event API's id (``API_ID``), for ``manage.py appsync_namespaces``;
+            ``None`` when not set (the command then looks the API up by its HTTP host).
     """
 
     alias: str
@@ -287,6 +340,7 @@ class APIConfig:
     emulator: EmulatorConfig
     proxy: str | bool = field(default=True, repr=False)
     grants: tuple[Grant, ...] = ()
+    api_id: str | None = None
     #: The auth backends built for this config, by mode (see
     #: :func:`appsync_events.auth.get_auth_backend`): they live and die with it.
     auth_backends: dict[str, Any] = field(
@@ -370,6 +424,7 @@ _E005: Final = "appsync_events.E005"
 _E006: Final = "appsync_events.E006"
 _E009: Final = "appsync_events.E009"
 _E012: Final = "appsync_events.E012"
+_E013: Final = "appsync_events.E013"
 
 
 def _number(*, integer: bool = False, minimum: float = 0, zero_ok: bool = False) -> _Validator:
@@ -633,6 +688,19 @@ _SETTINGS: Final[tuple[_Setting, ...]] = (
     _Setting(("SUBSCRIPTIONS",), ListenerConfig, "subscriptions", _channels, _E006),
     _Setting(("PROXY",), APIConfig, "proxy", _proxy),
     _Setting(("GRANTS",), APIConfig, "grants", _grants, _E012),
+    _Setting(
+        ("API_ID",),
+        APIConfig,
+        "api_id",
+        # None: not set (so ``os.environ.get(...)`` can fill it).
+        _optional(
+            _matching(
+                r"^[A-Za-z0-9]{1,64}\Z",
+                "must be the Event API's id: letters and digits, as `aws appsync list-apis` "
+                "shows it under apiId.",
+            )
+        ),
+    ),
     # -- TIMEOUTS
     _Setting(("TIMEOUTS", "CONNECT"), Timeouts, "connect", _POSITIVE),
     _Setting(("TIMEOUTS", "HANDSHAKE"), Timeouts, "handshake", _POSITIVE),
@@ -1113,7 +1181,7 @@ class _Parser:
                 )
             path = ("NAMESPACES", name)
             value = self.check(path, _mapping, value or {})
-            self.keys(path, value, ("PUBLISH_AUTH_MODES", "SUBSCRIBE_AUTH_MODES"))
+            self.keys(path, value, ("PUBLISH_AUTH_MODES", "SUBSCRIBE_AUTH_MODES", "HANDLERS"))
             pub = self.check(
                 (*path, "PUBLISH_AUTH_MODES"),
                 _auth_modes,
@@ -1133,8 +1201,82 @@ class _Parser:
                         f"none of them (it holds {', '.join(auth)}); add one to AUTH.",
                         _E005,
                     )
-            out[name] = NamespaceConfig(name, pub, sub)
+            handlers = (
+                self.handlers((*path, "HANDLERS"), value["HANDLERS"])
+                if "HANDLERS" in value
+                else None
+            )
+            out[name] = NamespaceConfig(name, pub, sub, handlers)
         return out
+
+    def handlers(self, path: tuple[str, ...], value: Any) -> NamespaceHandlersConfig:
+        """Read a namespace's ``HANDLERS``: its code file and data source integrations."""
+        value = self.check(path, _mapping, value)
+        self.keys(path, value, ("CODE_FILE", "ON_PUBLISH", "ON_SUBSCRIBE"))
+        if not value:
+            raise self.error(
+                path,
+                "declares nothing; give it CODE_FILE, ON_PUBLISH or ON_SUBSCRIBE, or leave "
+                "HANDLERS out to keep the namespace's handlers as they are on AWS.",
+                _E013,
+            )
+        code_file = value.get("CODE_FILE")
+        if code_file is not None:
+            text = os.fspath(code_file) if isinstance(code_file, os.PathLike) else code_file
+            if not isinstance(text, str) or not os.path.isabs(text):
+                raise self.error(
+                    (*path, "CODE_FILE"),
+                    f"must be the absolute path of the APPSYNC_JS code file (e.g. BASE_DIR / "
+                    f"'appsync' / 'chat.js'), not {code_file!r}.",
+                    _E013,
+                )
+            code_file = text
+        integrations: dict[str, HandlerIntegrationConfig | None] = {}
+        for key in ("ON_PUBLISH", "ON_SUBSCRIBE"):
+            raw = value.get(key)
+            integration = None if raw is None else self.integration((*path, key), raw)
+            if integration is not None and integration.behavior == "CODE" and code_file is None:
+                raise self.error(
+                    (*path, key),
+                    "has BEHAVIOR 'CODE', which runs the namespace's code handler: add "
+                    "CODE_FILE, or use BEHAVIOR 'DIRECT'.",
+                    _E013,
+                )
+            integrations[key] = integration
+        return NamespaceHandlersConfig(
+            code_file, integrations["ON_PUBLISH"], integrations["ON_SUBSCRIBE"]
+        )
+
+    def integration(self, path: tuple[str, ...], value: Any) -> HandlerIntegrationConfig:
+        """Read one handler's data source integration (``ON_PUBLISH`` / ``ON_SUBSCRIBE``)."""
+        value = self.check(path, _mapping, value)
+        self.keys(path, value, ("BEHAVIOR", "DATA_SOURCE", "INVOKE_TYPE"))
+        behavior = self.check(
+            (*path, "BEHAVIOR"), _choice("CODE", "DIRECT"), value.get("BEHAVIOR"), _E013
+        )
+        data_source = self.check(
+            (*path, "DATA_SOURCE"),
+            _matching(
+                r"^[_A-Za-z][_0-9A-Za-z]*\Z",
+                "must name a data source of the API (letters, digits and '_', not starting "
+                f"with a digit), not {value.get('DATA_SOURCE')!r}.",
+            ),
+            value.get("DATA_SOURCE"),
+            _E013,
+        )
+        invoke_type = value.get("INVOKE_TYPE")
+        if invoke_type is not None:
+            invoke_type = self.check(
+                (*path, "INVOKE_TYPE"), _choice("REQUEST_RESPONSE", "EVENT"), invoke_type, _E013
+            )
+            if behavior != "DIRECT":
+                raise self.error(
+                    (*path, "INVOKE_TYPE"),
+                    "only applies to BEHAVIOR 'DIRECT' (a Lambda data source invoked without "
+                    "code); remove it.",
+                    _E013,
+                )
+        return HandlerIntegrationConfig(behavior, data_source, invoke_type)
 
     # -- rules across settings ---------------------------------------------------
 

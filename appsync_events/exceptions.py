@@ -21,7 +21,8 @@ The tree::
     │   ├── PublishError                     whole publish refused
     │   │   └── PartialPublishError          failed part-way; says what was accepted
     │   └── OperationTimeout
-    └── PublishCancelled                     a ``pre_publish`` receiver vetoed
+    ├── PublishCancelled                     a ``pre_publish`` receiver vetoed
+    └── ControlPlaneError                    an AppSync management call failed
 
     ImproperlyConfigured (Django's; Exception where Django is not installed)
     └── ConfigurationError                   deliberately *outside* the root, so a retry
@@ -57,6 +58,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionFailed",
     "ConnectionRejected",
+    "ControlPlaneError",
     "EventEncodingError",
     "EventTooLargeError",
     "EventValidationError",
@@ -376,6 +378,32 @@ class OperationTimeout(OperationError):
 
 class PublishCancelled(AppSyncEventsError):
     """Raise from a ``pre_publish`` receiver to veto a publish."""
+
+
+class ControlPlaneError(AppSyncEventsError):
+    """Raised when an AppSync management call fails, or the Event API cannot be found.
+
+    Attributes:
+        operation: the AppSync operation that failed (``"GetApi"``...), when one did.
+        code: the AWS error code (``"AccessDeniedException"``...), when AWS sent one.
+        configuration: ``True`` when the fix is in the settings or the IAM policy (an
+            unknown API id, a missing permission, no credentials), ``False`` for a
+            failure that may pass (throttling, the network, a service error).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str | None = None,
+        code: str | None = None,
+        configuration: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self.operation = operation
+        self.code = code
+        self.configuration = configuration
+        super().__init__(message, **kwargs)
 
 
 class ConfigurationError(_ConfigurationBase):

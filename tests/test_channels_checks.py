@@ -1,4 +1,4 @@
-"""System checks W005-W007 for channel-layer forwarding, W008-W009 for grants, E013 for
+"""System checks W005-W007 for channel-layer forwarding, W008-W009 for grants, E014 for
 the channel layer browsers need."""
 
 from __future__ import annotations
@@ -135,21 +135,21 @@ def test_w009_for_a_grant_in_an_undeclared_namespace(settings):
     assert "'news'" in warning.msg
 
 
-# -- E013: a channel layer for browsers ------------------------------------------------------
+# -- E014: a channel layer for browsers ------------------------------------------------------
 
 
 def test_e013_when_the_consumer_is_routed_without_channel_layers(settings):
-    """E013: the consumer is routed but CHANNEL_LAYERS is empty (every socket refused)."""
+    """E014: the consumer is routed but CHANNEL_LAYERS is empty (every socket refused)."""
     settings.CHANNEL_LAYERS = {}
     settings.ASGI_APPLICATION = "tests.test_channels_checks.ROUTED"
     (error,) = check_channel_layers()
-    assert error.id == "appsync_events.E013"
+    assert error.id == "appsync_events.E014"
     assert "routes AppSyncEventsConsumer" in error.msg
     assert "InMemoryChannelLayer" in error.hint
 
 
 def test_e013_when_forwarding_is_set_without_channel_layers(settings):
-    """E013: an alias sets FORWARDING (e.g. IN_PROCESS) but no layer exists."""
+    """E014: an alias sets FORWARDING (e.g. IN_PROCESS) but no layer exists."""
     del settings.CHANNEL_LAYERS
     settings.APPSYNC_EVENTS = {
         "default": {**settings.APPSYNC_EVENTS["default"], "FORWARDING": {"IN_PROCESS": True}}
