@@ -19,6 +19,12 @@ Messages to the browser::
                              "successful": [{"index": 0, "identifier": "..."}],
                              "failed": [{"index": 1, "code": "...", "message": "..."}]}
     {"type": "error", "code": "forbidden", "message": "...", "channel": "...", "id": "..."}
+    {"type": "gap",          "channel": "/chat/rooms/7", "reason": "lagging",
+                             "missed": {"from": 12, "to": 17}, "run": "..."}
+
+A ``gap`` comes before the event that revealed it: events of that subscription were lost
+on the way (the channel layer dropped them for a socket that lagged, or the listener
+restarted: ``"reason": "listener_restart"``). The page should re-sync what it shows.
 
 In an ``event``, ``channel`` is the *subscription* path the browser subscribed to (for a
 wildcard, ``/chat/*``): AppSync does not say which concrete channel an event was
@@ -127,6 +133,9 @@ class _Subscription:
     confirmed: bool = False
     request_ids: list[str | int | None] = field(default_factory=list)
     timeout: asyncio.TimerHandle | None = None
+    #: The forwarder run and sequence number of the last event relayed (gap detection).
+    run: str | None = None
+    seq: int = 0
 
 
 class _Reject(Exception):
@@ -687,14 +696,59 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
             await super().dispatch(message)
 
     async def relay_event(self, message: dict[str, Any]) -> None:
-        """Send one forwarded event to the browser, if this socket still holds it."""
-        if message.get("subscription") not in self.subscriptions:
+        """Send one forwarded event to the browser, if this socket still holds it.
+
+        Before it, a ``gap`` message when events were lost on the way (see
+        :meth:`check_sequence`).
+        """
+        sub = self.subscriptions.get(message.get("subscription"))  # type: ignore[arg-type]
+        if sub is None:
             return  # left the group meanwhile
         if message.get("api", self.api) != self.api:
             return  # another alias forwarding into the same group prefix
+        await self.check_sequence(sub, message)
         out = await self.event_message(message)
         if out is not None:
             await self.send_json(out)
+
+    async def check_sequence(self, sub: _Subscription, message: dict[str, Any]) -> None:
+        """Tell the browser when events of ``sub`` were lost before ``message``.
+
+        The forwarder numbers each group's events (``seq``) per run (``run``). A number
+        skipped means the channel layer dropped events for this socket (it lagged past
+        the layer's capacity); a new run means the listener restarted (events published
+        meanwhile may be lost). Either way the page gets, before the event::
+
+            {"type": "gap", "channel": "/chat/rooms/7", "reason": "lagging",
+             "missed": {"from": 12, "to": 17}, "run": "5f0c9e2a1b7d"}
+
+        ``reason`` is ``"lagging"`` or ``"listener_restart"`` (``missed`` then counts the
+        new run's events missed, or is ``null``: what the old run sent after the last
+        event received cannot be known). The page re-syncs (reloads what it shows).
+        """
+        seq, run = message.get("seq"), message.get("run")
+        if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(run, str):
+            return  # an older forwarder: no numbering
+        previous_run, previous = sub.run, sub.seq
+        sub.run, sub.seq = run, seq
+        if previous_run is None:
+            return  # the first event since subscribing: nothing to compare with
+        if run != previous_run:
+            reason, first = "listener_restart", 1
+        elif seq > previous + 1:
+            reason, first = "lagging", previous + 1
+        else:
+            return
+        missed = {"from": first, "to": seq - 1} if seq > first else None
+        logger.warning(
+            "a browser socket missed events on %s (%s: %s); the page is told to re-sync",
+            sub.path,
+            reason,
+            f"{missed['from']}..{missed['to']}" if missed else "unknown",
+        )
+        await self.send_json(
+            {"type": "gap", "channel": sub.path, "reason": reason, "missed": missed, "run": run}
+        )
 
     async def _answer(self, sub: _Subscription, kind: str, message: str | None = None) -> None:
         """Answer every subscribe request waiting on ``sub``: ``subscribed`` or an error."""

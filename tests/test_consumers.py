@@ -624,3 +624,77 @@ async def test_one_client_cannot_take_every_follow(settings):
         ] == "subscribed"
         for ws in [*sockets, other]:
             await ws.disconnect()
+
+
+# -- no silent loss: gaps and restarts -------------------------------------------------------
+
+
+class GatedConsumer(AppSyncEventsConsumer):
+    """A consumer that holds every event until the test opens the gate (it lags)."""
+
+    gate: asyncio.Event | None = None
+
+    async def event_message(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        if self.gate is not None:
+            await self.gate.wait()
+        return await super().event_message(message)
+
+
+async def test_a_lagging_socket_is_told_which_events_it_missed(settings):
+    """Past the layer's capacity a lagging consumer loses events; the page gets a gap message
+    with the exact missing range, then the events that did arrive."""
+    api_settings(settings)
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 3}}
+    }
+    fake = FakeListener()
+    async with serving(fake) as forwarder:
+        fake.forwarder = forwarder  # type: ignore[attr-defined]
+        GatedConsumer.gate = asyncio.Event()
+        ws = WebsocketCommunicator(GatedConsumer.as_asgi(), PATH)
+        ws.scope["user"] = member()
+        assert (await ws.connect())[0]
+        reply = await request(ws, action="subscribe", channel="/chat/static")
+        assert reply["type"] == "subscribed"
+        GatedConsumer.gate.set()
+        await deliver(fake, "/chat/static", 1)  # the baseline: seq 1
+        assert (await ws.receive_json_from(timeout=3))["payload"] == 1
+        GatedConsumer.gate.clear()
+        for n in range(2, 12):  # the consumer is stuck on 2; its channel keeps 3 more
+            await deliver(fake, "/chat/static", n)
+        await forwarder.flush()
+        GatedConsumer.gate.set()
+        kept = [(await ws.receive_json_from(timeout=3))["payload"] for _ in range(4)]
+        assert kept == [2, 3, 4, 5]  # 6 to 11 were dropped by the full channel, silently
+        await deliver(fake, "/chat/static", 12)
+        gap = await ws.receive_json_from(timeout=3)
+        assert (await ws.receive_json_from(timeout=3))["payload"] == 12
+        assert gap["type"] == "gap"
+        assert gap["channel"] == "/chat/static"
+        assert gap["reason"] == "lagging"
+        assert gap["missed"] == {"from": 6, "to": 11}
+        assert gap["run"] == forwarder.run_id
+        await ws.disconnect()
+    GatedConsumer.gate = None
+
+
+async def test_a_listener_restart_is_reported(settings):
+    """Events from a new forwarder run (the listener restarted) come after a gap message."""
+    api_settings(settings)
+    fake = FakeListener()
+    ws = await connect()
+    async with serving(fake) as first:
+        fake.forwarder = first  # type: ignore[attr-defined]
+        assert (await request(ws, action="subscribe", channel="/chat/static"))["type"] == (
+            "subscribed"
+        )
+        await deliver(fake, "/chat/static", "before")
+        assert (await ws.receive_json_from(timeout=3))["payload"] == "before"
+    async with serving(FakeListener()) as restarted:
+        fake.forwarder = restarted  # type: ignore[attr-defined]
+        await deliver(fake, "/chat/static", "after")
+        gap = await ws.receive_json_from(timeout=3)
+        assert (gap["type"], gap["reason"], gap["missed"]) == ("gap", "listener_restart", None)
+        assert gap["run"] == restarted.run_id
+        assert (await ws.receive_json_from(timeout=3))["payload"] == "after"
+    await ws.disconnect()
