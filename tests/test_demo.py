@@ -25,7 +25,7 @@ from demo_project.chat.consumers import ChatConsumer
 from demo_project.chat.events import MessagePosted, message_data
 from demo_project.chat.forms import room_slug
 from demo_project.chat.models import Message
-from demo_project.chat.status import STATUS_GROUP, status
+from demo_project.chat.status import EVENT_UPDATE_INTERVAL, STATUS_GROUP, status
 
 # Deadline for awaiting a websocket message or a channel-layer message.
 TIMEOUT = 5.0
@@ -325,7 +325,8 @@ def test_status_view_returns_the_snapshot(client: Client) -> None:
 
 
 async def test_lifecycle_signals_feed_the_status_and_reach_the_pages() -> None:
-    """The listener's signals update the status and broadcast it to the status group."""
+    """The listener's signals update the status and broadcast it to the status group; a
+    burst of events makes one snapshot."""
     layer = _layer()
     page = await layer.new_channel()
     await layer.group_add(STATUS_GROUP, page)
@@ -343,11 +344,20 @@ async def test_lifecycle_signals_feed_the_status_and_reach_the_pages() -> None:
         message = await asyncio.wait_for(layer.receive(page), TIMEOUT)
         assert message["status"]["subscriptions"] == ["/chat/*"]
 
-        await signals.event_received.asend(
-            sender="default", api="default", event=_event({"event_id": "x"})
+        await signals.subscription_removed.asend(
+            sender="default", api="default", channel="/chat/*", subscription_id="s1"
         )
         message = await asyncio.wait_for(layer.receive(page), TIMEOUT)
-        assert message["status"]["events_received"] == 1
+        assert message["status"]["subscriptions"] == []
+
+        for n in range(50):  # a burst: one coalesced snapshot, not fifty
+            await signals.event_received.asend(
+                sender="default", api="default", event=_event({"event_id": f"x{n}"})
+            )
+        message = await asyncio.wait_for(layer.receive(page), TIMEOUT)
+        assert message["status"]["events_received"] == 50
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(layer.receive(page), 2 * EVENT_UPDATE_INTERVAL)
     finally:
         await layer.group_discard(STATUS_GROUP, page)
 
