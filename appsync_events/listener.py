@@ -194,7 +194,8 @@ class Listener:
             )
         else:
             self.channels = tuple(c.path for c in lc.subscriptions)
-        self.dispatcher = Dispatcher(router, send_signal=send_signals)
+        # A failed enqueue is retried: the queue below then fills and OVERFLOW applies.
+        self.dispatcher = Dispatcher(router, send_signal=send_signals, retry_enqueue=True)
         self.sinks: list[Any] = list(sinks) if sinks is not None else []
         if sinks is None:
             self.sinks.extend(self._default_sinks(in_process))
