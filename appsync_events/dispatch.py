@@ -349,8 +349,6 @@ class Dispatcher:
     Args:
         router: where handlers come from (default: :data:`default_router`).
         send_signal: send :data:`~appsync_events.signals.event_received` first.
-        in_process: run every handler here, also those that enqueue (what a task
-            worker does).
         retry_enqueue: when enqueueing fails, retry with backoff until it succeeds
             (the listener: meanwhile its bounded queue and ``OVERFLOW`` policy apply);
             otherwise log it and count it as a handler failure.
@@ -361,12 +359,10 @@ class Dispatcher:
         router: Router | None = None,
         *,
         send_signal: bool = True,
-        in_process: bool = False,
         retry_enqueue: bool = False,
     ) -> None:
         self.router = default_router if router is None else router
         self.send_signal = send_signal
-        self.in_process = in_process
         self.retry_enqueue = retry_enqueue
         self._tasks: dict[str, TasksConfig] = {}
 
@@ -385,8 +381,6 @@ class Dispatcher:
 
     def enqueues(self, entry: _Entry, api: str) -> bool:
         """Whether this dispatcher hands ``entry``'s events of alias ``api`` to a task."""
-        if self.in_process:
-            return False
         if entry.enqueue is not None:
             return entry.enqueue
         return self.tasks_config(api).enqueue
@@ -437,15 +431,44 @@ class Dispatcher:
                     await _run_sync_async(entry.func, event)
             except Exception as exc:
                 failures += 1
-                logger.exception(
-                    "Handler %s failed for an event on %s (api=%s)",
-                    entry.name,
-                    event.subscription,
-                    event.api,
-                )
-                if errors is not None:
-                    errors.append(HandlerError(entry.name, exc))
+                self._handler_failed(entry, event, exc, errors)
         return failures
+
+    def run_here(
+        self, event: ReceivedEvent, entry: _Entry, errors: list[HandlerError] | None = None
+    ) -> bool:
+        """Run one handler in the calling sync thread (a task worker's); return success.
+
+        A sync handler is called directly (stale database connections closed around it,
+        as in the listener); an async one through ``async_to_sync``. A failure is logged
+        and appended to ``errors`` as :meth:`run` does. No signal is sent.
+        """
+        try:
+            if entry.is_async:
+                async_to_sync(entry.func)(event)
+            else:
+                _run_sync(entry.func, event)
+        except Exception as exc:
+            self._handler_failed(entry, event, exc, errors)
+            return False
+        return True
+
+    @staticmethod
+    def _handler_failed(
+        entry: _Entry,
+        event: ReceivedEvent,
+        error: Exception,
+        errors: list[HandlerError] | None,
+    ) -> None:
+        logger.error(
+            "Handler %s failed for an event on %s (api=%s)",
+            entry.name,
+            event.subscription,
+            event.api,
+            exc_info=(type(error), error, error.__traceback__),
+        )
+        if errors is not None:
+            errors.append(HandlerError(entry.name, error))
 
     async def _enqueue(
         self, entry: _Entry, event: ReceivedEvent, errors: list[HandlerError] | None

@@ -49,7 +49,6 @@ from datetime import datetime, timedelta
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
-from asgiref.sync import async_to_sync
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
@@ -188,8 +187,7 @@ def execute(handler: str, event: Mapping[str, Any]) -> dict[str, str]:
             "app's appsync_handlers module), so workers and listeners have the same ones."
         )
     errors: list[HandlerError] = []
-    dispatcher = Dispatcher(send_signal=False, in_process=True)
-    async_to_sync(dispatcher.run)(received, (entry,), errors)
+    Dispatcher(send_signal=False).run_here(received, entry, errors)
     if errors:
         raise errors[0].error
     return {

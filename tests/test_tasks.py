@@ -252,16 +252,6 @@ async def test_the_alias_default_enqueues_handlers_that_do_not_say(
     assert (result.task.backend, result.task.queue_name) == ("q", "fast")
 
 
-async def test_an_in_process_dispatcher_never_enqueues(settings: Any, handlers: Router) -> None:
-    """Dispatcher(in_process=True), what workers use, runs enqueue=True handlers itself."""
-    use_tasks(settings, DUMMY)
-    handlers.add("/chat/*", aremember, enqueue=True)
-    entries = handlers.handlers_for("default", "/chat/*")
-    await dispatch.Dispatcher(in_process=True).run(event(3), entries)
-    assert [e.payload for e in SEEN] == [3]
-    assert backend().results == []
-
-
 # -- enqueue failures ----------------------------------------------------------------------------
 
 
