@@ -23,7 +23,10 @@ Publishers that want receivers to know the concrete channel put it (or its templ
 fields) in the payload, as the model-like event classes do.
 
 Every matching handler runs, the most specific pattern first (exact before wildcard,
-deeper before shallower; registration order breaks ties). Async handlers are awaited;
+deeper before shallower; registration order breaks ties). A handler registered with
+``enqueue=True`` (or, without ``enqueue=``, on an alias whose ``TASKS['ENQUEUE']`` is on)
+is not run here: the event is enqueued as a task of Django's Tasks framework, for a
+worker to run (:mod:`appsync_events.tasks`). Async handlers are awaited;
 sync handlers run in a worker thread through :func:`asgiref.sync.sync_to_async` with
 stale database connections closed around them, as Channels does for consumers. An
 exception in one handler is logged (logger ``appsync_events.dispatch``, with the
