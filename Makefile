@@ -26,6 +26,13 @@ STAMP312 := $(VENV312)/.installed-stamp
 DJANGO6 ?= django>=6,<7
 PY312_PYTEST_ARGS ?= -m "not slow"
 
+# The dependency-floors leg: every dependency at the lower bound pyproject.toml declares.
+VENVFLOORS ?= .venv-floors
+PYFLOORS := $(VENVFLOORS)/bin/python
+STAMPFLOORS := $(VENVFLOORS)/.installed-stamp
+FLOORS := $(VENVFLOORS)/floors.txt
+FLOORS_PYTEST_ARGS ?= -m "not slow"
+
 # Node harness driving the official AWS JS client in the interop tests.
 JS_DIR := tests/interop/js
 
@@ -61,6 +68,21 @@ $(STAMP312): pyproject.toml | $(PY312)
 	@$(PY312) -m pip install --quiet -e . --group dev "$(DJANGO6)" $(PIP_QUIET)
 	@touch $@
 
+# Recreated from scratch whenever pyproject.toml (or the generator) changes, so nothing newer
+# than a floor survives from an earlier install. Only the "test" group: the dev tools (stubs,
+# mypy plugins) may need newer releases than the floors.
+$(STAMPFLOORS): pyproject.toml .ci/floors.py
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+	  || { echo "error: $(PYTHON) is not Python 3.11, the oldest supported; run: make test-floors PYTHON=python3.11" >&2; exit 1; }
+	rm -rf $(VENVFLOORS)
+	$(PYTHON) -m venv $(VENVFLOORS)
+	$(PYTHON) .ci/floors.py > $(FLOORS)
+	@echo '$(PYFLOORS) -m pip install "pip>=25.1"'
+	@$(PYFLOORS) -m pip install --quiet "pip>=25.1" $(PIP_QUIET)
+	@echo '$(PYFLOORS) -m pip install -c $(FLOORS) -e ".[redis,postgres]" --group test'
+	@$(PYFLOORS) -m pip install --quiet -c $(FLOORS) -e ".[redis,postgres]" --group test $(PIP_QUIET)
+	@touch $@
+
 .PHONY: install node-deps
 install: $(STAMP) node-deps ## create .venv when missing and install the project with its dev tools
 
@@ -87,7 +109,7 @@ test: install ## run the whole test suite with branch coverage (fails under the 
 
 # -- the other checks CI runs (.ci/run) -------------------------------------------------------
 
-.PHONY: lint format typecheck migrations-check test-postgres test-py312 wheel-check check
+.PHONY: lint format typecheck migrations-check test-postgres test-py312 test-floors wheel-check check
 lint: $(STAMP) ## ruff lint and format check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -110,6 +132,12 @@ test-py312: $(STAMP312) node-deps ## the suite on Python 3.12 with Django 6.x (o
 	@$(PY312) -c 'import django, sys; print(f"Python {sys.version.split()[0]}, Django {django.__version__}")'
 	$(PY312) -m pytest $(PY312_PYTEST_ARGS) $(PYTEST_ARGS)
 
+test-floors: $(STAMPFLOORS) node-deps ## the suite with every dependency at its declared floor (own venv, .venv-floors)
+	@echo "Python $$($(PYFLOORS) -c 'import sys; print(sys.version.split()[0])'), at the floors of pyproject.toml:"
+	@$(PYFLOORS) .ci/floors.py --report $(FLOORS)
+	@$(PYFLOORS) -m pytest $(FLOORS_PYTEST_ARGS) $(PYTEST_ARGS) \
+	  || { rc=$$?; if [ $$rc -eq 5 ]; then echo "error: pytest ran no tests" >&2; fi; exit $$rc; }
+
 wheel-check: $(STAMP) ## build the wheel, install it in a clean venv, check its contents
 	@tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
 	$(PY) -m build --wheel --outdir "$$tmp/dist" . >"$$tmp/build.log" 2>&1 \
@@ -127,11 +155,12 @@ check: lint typecheck migrations-check test ## the quick local subset of CI
 clean: ## remove build and test artefacts (keeps the venvs, node_modules and the demo database)
 	rm -rf build dist htmlcov .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache \
 	  test-artifacts *.egg-info
-	find . -path ./$(VENV) -prune -o -path ./$(VENV312) -prune -o -path ./$(JS_DIR)/node_modules -prune \
+	find . -path ./$(VENV) -prune -o -path ./$(VENV312) -prune -o -path ./$(VENVFLOORS) -prune \
+	  -o -path ./$(JS_DIR)/node_modules -prune \
 	  -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean ## also remove the venvs, node_modules and the demo database
-	rm -rf $(VENV) $(VENV312) $(JS_DIR)/node_modules demo.sqlite3
+	rm -rf $(VENV) $(VENV312) $(VENVFLOORS) $(JS_DIR)/node_modules demo.sqlite3
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) \

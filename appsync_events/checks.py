@@ -14,7 +14,11 @@ Errors
     E009  an invalid value (timeouts, sizes, PROXY, backends, emulator options)
     E010  the setting names no such alias
     E011  an optional dependency is missing
-    E012  handlers enqueue, but the alias's TASKS backend or queue refuses the task, or a
+    E012  a malformed GRANTS entry (WHO, SUBSCRIBE or PUBLISH pattern)
+    E013  browsers are meant to get events (the consumer is routed, or FORWARDING is set
+          in an alias) but CHANNEL_LAYERS defines no layer: every browser websocket would
+          be refused
+    E014  handlers enqueue, but the alias's TASKS backend or queue refuses the task, or a
           handler that enqueues is one workers cannot find by name (a lambda, or a
           function defined inside another)
 Warnings
@@ -31,11 +35,16 @@ Warnings
     W006  FORWARDING['CHANNEL_LAYER'] names a layer CHANNEL_LAYERS does not define
     W007  two aliases forward into one channel layer with the same CONTROL_CHANNEL, so
           their listeners would take each other's follow requests
-    W008  a handler declared ordered=True is enqueued: tasks run in no particular order
+    W008  the browser consumer is routed (ASGI_APPLICATION) for an alias whose GRANTS
+          grant nothing, and its class does not override can_subscribe: every browser
+          request will be refused
+    W009  a GRANTS pattern names a namespace NAMESPACES does not declare
+    W010  a handler declared ordered=True is enqueued: tasks run in no particular order
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,8 +58,10 @@ from .exceptions import ConfigurationError
 
 __all__ = [
     "check_auth",
+    "check_channel_layers",
     "check_default_alias",
     "check_forwarding",
+    "check_grants",
     "check_insecure_endpoints",
     "check_publishing",
     "check_settings",
@@ -60,6 +71,8 @@ __all__ = [
 ]
 
 TAG = "appsync_events"
+
+logger = logging.getLogger(__name__)
 
 
 def _configs() -> Iterable[tuple[str, conf.APIConfig | ConfigurationError]]:
@@ -302,15 +315,162 @@ def check_forwarding(
     return warnings
 
 
+def routed_consumers(application: Any) -> list[tuple[type[Any], str]]:
+    """Return ``(consumer class, alias)`` for every browser consumer ``application`` routes.
+
+    Walks the Channels routing tree through its public attributes (``application_mapping``
+    of protocol routers, ``routes`` of URL routers, ``callback`` of routes, ``inner`` or
+    ``application`` of middleware, ``consumer_class`` of ``as_asgi()`` apps).
+    """
+    from .consumers import AppSyncEventsConsumer
+
+    found: list[tuple[type[Any], str]] = []
+    seen: set[int] = set()
+    todo: list[Any] = [application]
+    while todo and len(seen) < 10_000:
+        node = todo.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        consumer = getattr(node, "consumer_class", None)
+        if isinstance(consumer, type) and issubclass(consumer, AppSyncEventsConsumer):
+            kwargs = getattr(node, "consumer_initkwargs", None) or {}
+            found.append((consumer, kwargs.get("api", consumer.api)))
+            continue
+        mapping = getattr(node, "application_mapping", None)
+        if isinstance(mapping, dict):
+            todo.extend(mapping.values())
+        routes = getattr(node, "routes", None)
+        if isinstance(routes, list | tuple):
+            todo.extend(routes)
+        for name in ("callback", "inner", "application"):
+            todo.append(getattr(node, name, None))
+    return found
+
+
+def check_channel_layers(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E013: relaying events to browsers needs a Channels layer."""
+    from django.conf import settings
+
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    if isinstance(layers, dict) and layers:
+        return []
+    try:
+        raw = conf.raw_settings()
+    except ConfigurationError:
+        return []  # reported by check_settings
+    why = [
+        f"APPSYNC_EVENTS[{alias!r}] sets FORWARDING"
+        for alias, value in raw.items()
+        if isinstance(value, dict)
+        and isinstance(value.get("FORWARDING"), dict)
+        and value["FORWARDING"].get("ENABLED", True)
+    ]
+    application = _asgi_application()
+    if application is not None:
+        why.extend(
+            f"ASGI_APPLICATION routes {consumer.__name__}"
+            for consumer, _ in routed_consumers(application)
+        )
+    if not why:
+        return []
+    return [
+        checks.Error(
+            f"{'; '.join(dict.fromkeys(why))}, but CHANNEL_LAYERS defines no channel layer: "
+            "every browser websocket would be refused and no event would reach a page.",
+            hint=(
+                "Add CHANNEL_LAYERS = {'default': {'BACKEND': "
+                "'channels.layers.InMemoryChannelLayer'}} (one process, with "
+                "FORWARDING['IN_PROCESS'] = True) or channels_redis (docs/channels.md)."
+            ),
+            obj="CHANNEL_LAYERS",
+            id="appsync_events.E013",
+        )
+    ]
+
+
+def _asgi_application() -> Any:
+    """The project's ``ASGI_APPLICATION``, or ``None`` when unset or not importable."""
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    path = getattr(settings, "ASGI_APPLICATION", None)
+    if not isinstance(path, str):
+        return None
+    try:
+        return import_string(path)
+    except Exception:
+        # The ASGI server reports an application it cannot import; checks on it skip.
+        logger.debug("ASGI_APPLICATION %r cannot be imported", path, exc_info=True)
+        return None
+
+
+def check_grants(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """W008, W009: browsers are granted something where the consumer serves them, and
+    grants name declared namespaces."""
+    from django.conf import settings
+
+    from .consumers import AppSyncEventsConsumer
+
+    warnings: list[CheckMessage] = []
+    configs = {a: c for a, c in _configs() if not isinstance(c, ConfigurationError)}
+    for alias, config in configs.items():
+        if not config.namespaces:
+            continue
+        for grant in config.grants:
+            for pattern in (*grant.subscribe, *grant.publish):
+                namespace = pattern.strip("/").split("/")[0]
+                if namespace not in config.namespaces:
+                    warnings.append(
+                        checks.Warning(
+                            f"APPSYNC_EVENTS[{alias!r}]['GRANTS'] grants {pattern!r}, but "
+                            f"namespace {namespace!r} is not in NAMESPACES "
+                            f"({', '.join(config.namespaces)}): it grants nothing usable.",
+                            hint="Declare the namespace, or fix the pattern.",
+                            obj=f"APPSYNC_EVENTS[{alias!r}]",
+                            id="appsync_events.W009",
+                        )
+                    )
+    application = _asgi_application()
+    if application is None:
+        return warnings
+    path = str(getattr(settings, "ASGI_APPLICATION", ""))
+    for consumer, alias in routed_consumers(application):
+        served = configs.get(alias)
+        if served is None or served.grants:
+            continue
+        overridden = any(
+            getattr(consumer, hook) is not getattr(AppSyncEventsConsumer, hook)
+            for hook in ("can_subscribe", "can_publish")
+        )
+        if not overridden:
+            warnings.append(
+                checks.Warning(
+                    f"{consumer.__name__} serves browsers for APPSYNC_EVENTS[{alias!r}], "
+                    "whose GRANTS grant nothing: every subscribe and publish from a browser "
+                    "will be refused.",
+                    hint=(
+                        f"Add APPSYNC_EVENTS[{alias!r}]['GRANTS'], e.g. "
+                        "[{'SUBSCRIBE': ['/chat/*']}] for signed-in users (docs/channels.md)."
+                    ),
+                    obj=path,
+                    id="appsync_events.W008",
+                )
+            )
+    return warnings
 def check_tasks(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """E011, E012 and W008: handlers that enqueue can be enqueued and found on workers.
+    """E011, E014 and W010: handlers that enqueue can be enqueued and found on workers.
 
     For every alias with ``TASKS['ENQUEUE']`` or a handler that enqueues its events:
     Django's Tasks framework is importable (E011), the alias's ``TASKS['BACKEND']`` and
-    ``QUEUE_NAME`` accept :data:`appsync_events.tasks.run_handler` (E012), every such
-    handler has a name workers can find (E012), and none is ``ordered=True`` (W008).
+    ``QUEUE_NAME`` accept :data:`appsync_events.tasks.run_handler` (E014), every such
+    handler has a name workers can find (E014), and none is ``ordered=True`` (W010).
     """
     from .dispatch import default_router
 
@@ -356,7 +516,7 @@ def check_tasks(
                     hint="Name a backend of the TASKS setting in TASKS['BACKEND'] and one "
                     "of its QUEUES in TASKS['QUEUE_NAME'].",
                     obj=obj,
-                    id="appsync_events.E012",
+                    id="appsync_events.E014",
                 )
             )
             continue
@@ -373,7 +533,7 @@ def check_tasks(
                         hint="Define it at module level in an appsync_handlers module, or "
                         "register it with enqueue=False.",
                         obj=entry.name,
-                        id="appsync_events.E012",
+                        id="appsync_events.E014",
                     )
                 )
             if entry.ordered:
@@ -384,7 +544,7 @@ def check_tasks(
                         hint="Register it with enqueue=False to keep it in the listener "
                         "(one event at a time, in arrival order), or drop ordered=True.",
                         obj=entry.name,
-                        id="appsync_events.W008",
+                        id="appsync_events.W010",
                     )
                 )
     return messages
@@ -400,6 +560,8 @@ def register() -> None:
         check_auth,
         check_publishing,
         check_forwarding,
+        check_grants,
+        check_channel_layers,
         check_tasks,
     ):
         checks.register(check, TAG)

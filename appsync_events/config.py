@@ -31,6 +31,7 @@ from typing import Any, Final, Literal, TypeAlias
 from urllib.parse import SplitResult, urlsplit
 
 from .exceptions import ConfigurationError, InvalidChannelError
+from .grants import Grant, parse_grant_pattern, parse_who
 from .paths import Channel, parse_channel
 
 __all__ = [
@@ -204,6 +205,10 @@ class ForwardingConfig:
     #: Dynamic follows one listener holds at most (the service allows 200 subscriptions
     #: per connection, static ones included).
     max_follows: int = 150
+    #: Distinct channels one client (a signed-in user, else a session, else an address)
+    #: may follow at a time across all its browser sockets, so no client can take the
+    #: listener's follows from the others.
+    max_follows_per_client: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +282,8 @@ class APIConfig:
             ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``), ``False`` for no proxy at all,
             or a proxy URL, for both the websocket and HTTP publishing. Not in
             ``repr()``: the URL may hold a password.
+        grants: what browser users may subscribe and publish to (deny by default; see
+            :mod:`appsync_events.grants`).
         tasks: how handlers hand events to Django's Tasks framework (``TASKS``).
     """
 
@@ -297,6 +304,7 @@ class APIConfig:
     outbox: OutboxConfig
     emulator: EmulatorConfig
     proxy: str | bool = field(default=True, repr=False)
+    grants: tuple[Grant, ...] = ()
     tasks: TasksConfig = field(default_factory=TasksConfig)
     #: The auth backends built for this config, by mode (see
     #: :func:`appsync_events.auth.get_auth_backend`): they live and die with it.
@@ -380,6 +388,7 @@ _E004: Final = "appsync_events.E004"
 _E005: Final = "appsync_events.E005"
 _E006: Final = "appsync_events.E006"
 _E009: Final = "appsync_events.E009"
+_E012: Final = "appsync_events.E012"
 
 
 def _number(*, integer: bool = False, minimum: float = 0, zero_ok: bool = False) -> _Validator:
@@ -578,6 +587,38 @@ _NON_NEGATIVE: Final = _number(zero_ok=True)
 _POSITIVE_INTEGER: Final = _number(integer=True)
 
 
+def _grants(value: Any) -> tuple[Grant, ...]:
+    if isinstance(value, str | Mapping) or not isinstance(value, Sequence):
+        raise _Invalid(
+            "must be a list of grants such as [{'WHO': 'authenticated', 'SUBSCRIBE': "
+            f"['/chat/*'], 'PUBLISH': []}}], not {type(value).__name__}."
+        )
+    out = []
+    for index, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise _Invalid(f"item {index} must be a dict, not {type(item).__name__}.")
+        unknown = sorted(str(k) for k in item if k not in ("WHO", "SUBSCRIBE", "PUBLISH"))
+        if unknown:
+            raise _Invalid(
+                f"item {index} has unknown key(s) {', '.join(unknown)}; "
+                "valid keys are PUBLISH, SUBSCRIBE, WHO."
+            )
+        if "SUBSCRIBE" not in item and "PUBLISH" not in item:
+            raise _Invalid(f"item {index} grants nothing: give it SUBSCRIBE or PUBLISH patterns.")
+        try:
+            who = parse_who(item.get("WHO", "authenticated"))
+            lists = {}
+            for key in ("SUBSCRIBE", "PUBLISH"):
+                patterns = item.get(key, ())
+                if isinstance(patterns, str) or not isinstance(patterns, Sequence):
+                    raise ValueError(f"{key} must be a list of channel patterns")
+                lists[key] = tuple(parse_grant_pattern(p) for p in patterns)
+        except ValueError as exc:
+            raise _Invalid(f"item {index}: {exc}.") from None
+        out.append(Grant(who, lists["SUBSCRIBE"], lists["PUBLISH"]))
+    return tuple(out)
+
+
 # -- the settings table --------------------------------------------------------------
 
 
@@ -610,6 +651,7 @@ _SETTINGS: Final[tuple[_Setting, ...]] = (
     # -- keys of the alias itself
     _Setting(("SUBSCRIPTIONS",), ListenerConfig, "subscriptions", _channels, _E006),
     _Setting(("PROXY",), APIConfig, "proxy", _proxy),
+    _Setting(("GRANTS",), APIConfig, "grants", _grants, _E012),
     # -- TIMEOUTS
     _Setting(("TIMEOUTS", "CONNECT"), Timeouts, "connect", _POSITIVE),
     _Setting(("TIMEOUTS", "HANDSHAKE"), Timeouts, "handshake", _POSITIVE),
@@ -718,6 +760,12 @@ _SETTINGS: Final[tuple[_Setting, ...]] = (
     _Setting(("FORWARDING", "FOLLOW_LEASE"), ForwardingConfig, "follow_lease", _POSITIVE),
     _Setting(("FORWARDING", "FOLLOW_TIMEOUT"), ForwardingConfig, "follow_timeout", _POSITIVE),
     _Setting(("FORWARDING", "MAX_FOLLOWS"), ForwardingConfig, "max_follows", _POSITIVE_INTEGER),
+    _Setting(
+        ("FORWARDING", "MAX_FOLLOWS_PER_CLIENT"),
+        ForwardingConfig,
+        "max_follows_per_client",
+        _POSITIVE_INTEGER,
+    ),
     # -- OUTBOX
     _Setting(("OUTBOX", "BATCH_SIZE"), OutboxConfig, "batch_size", _POSITIVE_INTEGER),
     _Setting(("OUTBOX", "MAX_ATTEMPTS"), OutboxConfig, "max_attempts", _POSITIVE_INTEGER),

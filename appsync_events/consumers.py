@@ -34,8 +34,11 @@ Error codes (the socket stays open after every one of them):
                            hear it once until a message gets through)
 ``unknown_action``         ``action`` is missing or not one of the three above
 ``invalid_channel``        the channel breaks the grammar, or its namespace is unknown
-``forbidden``              ``can_subscribe`` / ``can_publish`` said no
-``too_many_subscriptions`` the socket already holds ``max_subscriptions``
+``forbidden``              ``can_subscribe`` / ``can_publish`` said no (by default: no
+                           ``GRANTS`` entry contains the channel)
+``too_many_subscriptions`` the socket already holds ``max_subscriptions``, or its user
+                           (session, address) follows ``FORWARDING['MAX_FOLLOWS_PER_CLIENT']``
+                           channels across all its sockets
 ``not_subscribed``         ``unsubscribe`` of a channel the socket does not hold
 ``listener_unavailable``   the listener did not confirm a follow in time, or its
                            control channel is full or unreachable
@@ -52,11 +55,20 @@ it anyway, or, when ``appsync_listen --channel`` replaced the configured subscri
 subscribes to it on that follow. Any other channel is confirmed when the listener
 answers the follow.
 
-Authorization: override :meth:`AppSyncEventsConsumer.can_subscribe` and
-:meth:`AppSyncEventsConsumer.can_publish` (async; wrap ORM work in
-``channels.db.database_sync_to_async``), or set the class options through ``as_asgi``::
+Authorization is denied by default: a browser may subscribe to a channel (or pattern),
+or publish to a channel, only when a pattern of ``APPSYNC_EVENTS[api]['GRANTS']`` granted
+to its user contains it (see :mod:`appsync_events.grants`)::
 
-    AppSyncEventsConsumer.as_asgi(allow_wildcards=True, allow_publish=True)
+    "GRANTS": [
+        {"SUBSCRIBE": ["/chat/*"], "PUBLISH": ["/chat/rooms/*"]},   # signed-in users
+        {"WHO": "anonymous", "SUBSCRIBE": ["/chat/lobby"]},
+    ]
+
+Override :meth:`AppSyncEventsConsumer.can_subscribe` and
+:meth:`AppSyncEventsConsumer.can_publish` (async; wrap ORM work in
+``channels.db.database_sync_to_async``) to decide otherwise.
+
+Every request that carries an ``id`` gets exactly one answer with that ``id``.
 """
 
 from __future__ import annotations
@@ -65,9 +77,10 @@ import asyncio
 import contextlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
+from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -80,6 +93,7 @@ from .exceptions import (
     ValidationError,
 )
 from .follows import FOLLOW_RESULT, follow_message, unfollow_message
+from .grants import GrantOperation, is_granted
 from .limits import EVENTS_PER_PUBLISH
 from .paths import group_name, parse_channel
 
@@ -102,12 +116,16 @@ def _valid_id(value: Any) -> str | int | None:
 
 @dataclass(slots=True)
 class _Subscription:
-    """One channel this socket subscribed to."""
+    """One channel this socket subscribed to.
+
+    ``request_ids``: the ids of the subscribe requests waiting for the listener's answer
+    (a page may ask twice before the first answer); each gets the answer.
+    """
 
     path: str
     group: str
     confirmed: bool = False
-    request_id: str | int | None = None
+    request_ids: list[str | int | None] = field(default_factory=list)
     timeout: asyncio.TimerHandle | None = None
 
 
@@ -121,8 +139,24 @@ class _Reject(Exception):
         self.channel = channel
 
 
-def _is_authenticated(user: Any) -> bool:
-    return bool(getattr(user, "is_authenticated", False))
+#: Class options that existed before GRANTS; passing one says what replaces it.
+_REMOVED_OPTIONS: Final = {
+    "allow_anonymous": "grant anonymous users with {'WHO': 'anonymous', 'SUBSCRIBE': [...]}",
+    "allow_wildcards": "grant a wildcard pattern such as '/chat/*' in SUBSCRIBE",
+    "allow_publish": "grant the channels in PUBLISH",
+}
+
+
+def _refuse_removed_options(where: str, names: Any) -> None:
+    """Raise ``TypeError`` when a pre-GRANTS option is set: it would grant nothing now."""
+    removed = sorted(set(names) & set(_REMOVED_OPTIONS))
+    if removed:
+        raise TypeError(
+            f"{where}: {', '.join(removed)} no longer exist(s): browsers may do only what "
+            "APPSYNC_EVENTS[api]['GRANTS'] grants; "
+            + "; ".join(_REMOVED_OPTIONS[name] for name in removed)
+            + " (see docs/channels.md)."
+        )
 
 
 class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
@@ -136,11 +170,11 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
     Every option below is a class attribute: set it in a subclass, or pass it to
     ``as_asgi(...)`` (unknown names raise ``TypeError``).
 
+    What a user may do comes from the alias's ``GRANTS`` (deny by default), checked in
+    :meth:`can_subscribe` and :meth:`can_publish`.
+
     Attributes:
         api: the ``APPSYNC_EVENTS`` alias whose events are relayed.
-        allow_anonymous: let anonymous users subscribe (and publish, when allowed).
-        allow_wildcards: let users subscribe to wildcard patterns such as ``/chat/*``.
-        allow_publish: let users publish from the browser through :func:`apublish`.
         max_subscriptions: channels one socket may hold.
         max_message_size: the largest accepted text frame, in characters.
         rate_limit: messages one socket may send per ``rate_period`` seconds.
@@ -150,9 +184,6 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
     """
 
     api: ClassVar[str] = conf.DEFAULT_API
-    allow_anonymous: ClassVar[bool] = False
-    allow_wildcards: ClassVar[bool] = False
-    allow_publish: ClassVar[bool] = False
     max_subscriptions: ClassVar[int] = 20
     max_message_size: ClassVar[int] = 64 * 1024
     rate_limit: ClassVar[int] = 20
@@ -163,9 +194,6 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
     options: ClassVar[frozenset[str]] = frozenset(
         {
             "api",
-            "allow_anonymous",
-            "allow_wildcards",
-            "allow_publish",
             "max_subscriptions",
             "max_message_size",
             "rate_limit",
@@ -174,13 +202,28 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
         }
     )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        unknown = sorted(set(kwargs) - self.options)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _refuse_removed_options(cls.__name__, vars(cls))
+
+    @classmethod
+    def check_options(cls, options: Any) -> None:
+        """Refuse option names ``as_asgi(...)`` does not take, saying what to use instead.
+
+        Raises:
+            TypeError: naming the unknown options and the valid ones (or, for the options
+                that predate ``GRANTS``, what replaces them).
+        """
+        _refuse_removed_options(f"{cls.__name__}.as_asgi()", options)
+        unknown = sorted(set(options) - cls.options)
         if unknown:
             raise TypeError(
-                f"{type(self).__name__}.as_asgi() got unknown option(s) {', '.join(unknown)}; "
-                f"valid options are {', '.join(sorted(self.options))}."
+                f"{cls.__name__}.as_asgi() got unknown option(s) {', '.join(unknown)}; "
+                f"valid options are {', '.join(sorted(cls.options))}."
             )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.check_options(kwargs)
         for name, value in kwargs.items():
             setattr(self, name, value)
         super().__init__(*args)
@@ -213,21 +256,47 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
 
         ``channel`` is the normalised path the browser asked for, which may be a
         wildcard pattern (``/chat/*``): it is never expanded, so allowing it allows
-        everything below it. The default allows authenticated users (and anonymous
-        ones with ``allow_anonymous``) exact channels, and wildcards only with
-        ``allow_wildcards``.
+        everything below it. The default: a ``GRANTS`` entry for this user has a
+        ``SUBSCRIBE`` pattern containing ``channel``.
         """
-        if not (self.allow_anonymous or _is_authenticated(user)):
-            return False
-        return self.allow_wildcards or not channel.endswith("/*")
+        return await self.granted(user, "subscribe", channel)
 
     async def can_publish(self, user: Any, channel: str) -> bool:
         """Return whether ``user`` may publish to ``channel`` (a concrete path).
 
-        The default allows it only with ``allow_publish``, and then only to
-        authenticated users (anonymous ones too with ``allow_anonymous``).
+        The default: a ``GRANTS`` entry for this user has a ``PUBLISH`` pattern
+        containing ``channel``.
         """
-        return self.allow_publish and (self.allow_anonymous or _is_authenticated(user))
+        return await self.granted(user, "publish", channel)
+
+    async def granted(self, user: Any, operation: GrantOperation, channel: str) -> bool:
+        """Tell whether the alias's ``GRANTS`` let ``user`` ``operation`` on ``channel``.
+
+        Runs in a worker thread: ``perm:``, ``group:`` and ``check:`` grants may query the
+        database.
+        """
+        grants = self._config.grants
+        if not grants:
+            return False
+        return bool(await database_sync_to_async(is_granted)(grants, user, operation, channel))
+
+    def client_key(self) -> str:
+        """Who is behind this socket, for per-client limits across sockets.
+
+        ``"user:<pk>"`` for a signed-in user, else ``"session:<key>"`` when the scope has
+        a saved session, else ``"ip:<address>"``, else this socket's channel name.
+        """
+        user = self.scope.get("user")
+        if getattr(user, "is_authenticated", False):
+            return f"user:{user.pk}"  # type: ignore[union-attr]
+        session = self.scope.get("session")
+        key = getattr(session, "session_key", None)
+        if key:
+            return f"session:{key}"
+        client = self.scope.get("client")
+        if client:
+            return f"ip:{client[0]}"
+        return f"socket:{self.channel_name}"
 
     async def event_message(self, message: dict[str, Any]) -> dict[str, Any] | None:
         """Turn a forwarded channel-layer message into the browser's ``event`` message.
@@ -382,7 +451,7 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
             if existing.confirmed:
                 await self._reply("subscribed", path, request_id)
             else:
-                existing.request_id = request_id  # the listener's answer is on its way
+                existing.request_ids.append(request_id)  # answered with the first one
             return
         if len(self.subscriptions) >= self.max_subscriptions:
             raise _Reject(
@@ -395,21 +464,23 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
         sub = _Subscription(
             path,
             group_name(path, prefix=config.forwarding.group_prefix),
-            request_id=request_id,
+            request_ids=[request_id],
         )
         self.subscriptions[path] = sub
         await self.channel_layer.group_add(sub.group, self.channel_name)
         static = self._configured(config, path)
         if static:
             sub.confirmed = True
-            await self._reply("subscribed", path, request_id)
+            await self._answer(sub, "subscribed")
         try:
             # Also for a configured path (unacknowledged): the listener knows what it
             # really holds (appsync_listen --channel replaces SUBSCRIPTIONS) and
             # subscribes to a path it does not hold; for its own it changes nothing.
             await self.channel_layer.send(
                 config.forwarding.control_channel,
-                follow_message(self.api, path, self.channel_name, ack=not static),
+                follow_message(
+                    self.api, path, self.channel_name, ack=not static, client=self.client_key()
+                ),
             )
         except ChannelFull:
             logger.warning(
@@ -465,11 +536,10 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
             sub.path,
             waited,
         )
-        await self._error(
+        await self._answer(
+            sub,
             "listener_unavailable",
             f"the event listener did not confirm the subscription within {waited:g} s",
-            sub.path,
-            sub.request_id,
         )
 
     async def follow_result(self, message: dict[str, Any]) -> None:
@@ -483,14 +553,14 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
             sub.timeout = None
         if message.get("ok"):
             sub.confirmed = True
-            await self._reply("subscribed", sub.path, sub.request_id)
+            await self._answer(sub, "subscribed")
             return
         await self._forget(sub)
-        await self._error(
-            "subscribe_failed",
+        code = "too_many_subscriptions" if message.get("code") == "client_limit" else None
+        await self._answer(
+            sub,
+            code or "subscribe_failed",
             str(message.get("message") or "the listener could not subscribe"),
-            sub.path,
-            sub.request_id,
         )
 
     async def unsubscribe(self, raw_channel: str, request_id: str | int | None = None) -> None:
@@ -500,6 +570,12 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
         if sub is None:
             raise _Reject("not_subscribed", "this connection is not subscribed to it", path)
         await self._drop(sub)
+        if not sub.confirmed:  # subscribe requests still waiting: each gets its answer
+            await self._answer(
+                sub,
+                "subscribe_failed",
+                "unsubscribed before the listener confirmed the subscription",
+            )
         await self._reply("unsubscribed", path, request_id)
 
     async def _forget(self, sub: _Subscription) -> None:
@@ -536,7 +612,13 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
                 try:
                     await self.channel_layer.send(
                         forwarding.control_channel,
-                        follow_message(self.api, sub.path, self.channel_name, ack=False),
+                        follow_message(
+                            self.api,
+                            sub.path,
+                            self.channel_name,
+                            ack=False,
+                            client=self.client_key(),
+                        ),
                     )
                 except Exception:
                     logger.warning("could not renew the follow of %s", sub.path, exc_info=True)
@@ -613,6 +695,15 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
         out = await self.event_message(message)
         if out is not None:
             await self.send_json(out)
+
+    async def _answer(self, sub: _Subscription, kind: str, message: str | None = None) -> None:
+        """Answer every subscribe request waiting on ``sub``: ``subscribed`` or an error."""
+        request_ids, sub.request_ids = sub.request_ids, []
+        for request_id in request_ids:
+            if kind == "subscribed":
+                await self._reply(kind, sub.path, request_id)
+            else:
+                await self._error(kind, message or kind, sub.path, request_id)
 
     async def _reply(self, kind: str, channel: str, request_id: str | int | None) -> None:
         reply: dict[str, Any] = {"type": kind, "channel": channel}

@@ -43,10 +43,13 @@ plus handlers) without a listener or a socket.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import logging
+import queue
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar
@@ -68,7 +71,9 @@ __all__ = [
     "Dispatcher",
     "Handler",
     "HandlerError",
+    "HandlerThread",
     "Router",
+    "SyncRunner",
     "asimulate_event",
     "autodiscover",
     "default_router",
@@ -342,6 +347,68 @@ def _run_sync(func: Handler, event: ReceivedEvent) -> Any:
 
 _run_sync_async = sync_to_async(_run_sync, thread_sensitive=True)
 
+#: Runs a sync handler for an event from async code; see :class:`HandlerThread`.
+SyncRunner: TypeAlias = Callable[[Handler, ReceivedEvent], Awaitable[Any]]
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the dispatcher stopped waiting (shutdown abandoned the handler)
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class HandlerThread:
+    """Runs sync handlers one at a time in one daemon thread: what the listener uses.
+
+    Like ``sync_to_async(thread_sensitive=True)`` outside any ``async_to_sync`` call,
+    every sync handler runs in one thread, in order, with stale database connections
+    closed around it. Unlike it, the thread is a daemon: a handler that never returns
+    cannot keep the process alive once the listener's shutdown gave up on it
+    (``LISTENER['SHUTDOWN_TIMEOUT']``).
+    """
+
+    def __init__(self, name: str = "appsync-handlers") -> None:
+        self.name = name
+        self._jobs: queue.SimpleQueue[
+            tuple[Handler, ReceivedEvent, asyncio.AbstractEventLoop, asyncio.Future[Any]]
+        ] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    async def __call__(self, func: Handler, event: ReceivedEvent) -> Any:
+        """Run ``func(event)`` in the thread and return (or raise) its outcome."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._start()
+        self._jobs.put((func, event, loop, future))
+        return await future
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
+                self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            func, event, loop, future = self._jobs.get()
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = _run_sync(func, event)
+            except BaseException as exc:  # handed to the awaiting coroutine, never lost
+                error = exc
+            try:
+                loop.call_soon_threadsafe(_settle, future, result, error)
+            except RuntimeError:  # the loop is closed: nobody waits for this any more
+                logger.warning(
+                    "A sync handler finished after its event loop closed (%s)",
+                    getattr(func, "__qualname__", func),
+                )
+
 
 class Dispatcher:
     """Sends ``event_received`` and runs the matching handlers for each event.
@@ -352,9 +419,15 @@ class Dispatcher:
     Args:
         router: where handlers come from (default: :data:`default_router`).
         send_signal: send :data:`~appsync_events.signals.event_received` first.
+        run_sync: how sync handlers run; default ``sync_to_async(thread_sensitive=True)``
+            (in the calling thread under ``async_to_sync``, as :func:`simulate_event`
+            needs); the listener passes a :class:`HandlerThread`.
         retry_enqueue: when enqueueing fails, retry with backoff until it succeeds
             (the listener: meanwhile its bounded queue and ``OVERFLOW`` policy apply);
             otherwise log it and count it as a handler failure.
+
+    Attributes:
+        running: the name of the handler running now, or ``None``.
     """
 
     def __init__(
@@ -362,10 +435,13 @@ class Dispatcher:
         router: Router | None = None,
         *,
         send_signal: bool = True,
+        run_sync: SyncRunner | None = None,
         retry_enqueue: bool = False,
     ) -> None:
         self.router = default_router if router is None else router
         self.send_signal = send_signal
+        self.run_sync: SyncRunner = run_sync or _run_sync_async
+        self.running: str | None = None
         self.retry_enqueue = retry_enqueue
         self._tasks: dict[str, TasksConfig] = {}
 
@@ -427,14 +503,17 @@ class Dispatcher:
                 if not await self._enqueue(entry, event, errors):
                     failures += 1
                 continue
+            self.running = entry.name
             try:
                 if entry.is_async:
                     await entry.func(event)
                 else:
-                    await _run_sync_async(entry.func, event)
+                    await self.run_sync(entry.func, event)
             except Exception as exc:
                 failures += 1
                 self._handler_failed(entry, event, exc, errors)
+            finally:
+                self.running = None
         return failures
 
     def run_here(

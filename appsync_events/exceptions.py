@@ -102,6 +102,8 @@ class AppSyncEventsError(Exception):
         api: the settings alias involved, when known.
         channel: the channel path involved, when known.
         errors: the AWS ``errors`` entries (``errorType``, ``message``...), when any.
+        hint: what probably caused it and what to change, when the library can tell;
+            rendered last.
     """
 
     def __init__(
@@ -111,11 +113,13 @@ class AppSyncEventsError(Exception):
         api: str | None = None,
         channel: str | None = None,
         errors: Sequence[Mapping[str, Any]] = (),
+        hint: str = "",
     ) -> None:
         self.message = message
         self.api = api
         self.channel = channel
         self.errors: tuple[Mapping[str, Any], ...] = tuple(errors)
+        self.hint = hint.strip()
         super().__init__(message)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -140,6 +144,8 @@ class AppSyncEventsError(Exception):
             text = f"{text} ({', '.join(context)})"
         if self.errors:
             text = f"{text}: {_describe_errors(self.errors)}"
+        if self.hint:
+            text = f"{text}. {self.hint}"
         return text
 
 

@@ -12,9 +12,13 @@ The control-channel protocol (every message is a Channels message dict)
 
 Consumer → listener, sent with ``channel_layer.send(control_channel, message)``:
 
-``{"type": "appsync.follow", "api": ALIAS, "channel": PATH, "follower": REPLY, "ack": BOOL}``
+``{"type": "appsync.follow", "api": ALIAS, "channel": PATH, "follower": REPLY, "ack": BOOL,``
+``"client": CLIENT}``
     Hold a subscription to ``PATH`` (a normalised channel path, possibly ending in
-    ``/*``) on behalf of ``REPLY`` (the consumer's ``channel_name``). The follow is a
+    ``/*``) on behalf of ``REPLY`` (the consumer's ``channel_name``). ``CLIENT`` names
+    who is behind the socket (``"user:42"``, ``"session:…"``, ``"ip:…"``; the follower
+    itself when absent): one client follows at most ``FORWARDING['MAX_FOLLOWS_PER_CLIENT']``
+    distinct paths across all its sockets. The follow is a
     *lease* of ``FORWARDING['FOLLOW_LEASE']`` seconds; the consumer re-sends it (with
     ``"ack": false``) every third of that, so followers whose process died without
     saying goodbye expire, and a restarted listener learns its follows again.
@@ -33,7 +37,9 @@ with ``"ack": true``:
 ``"code": CODE, "message": TEXT}``
     The follow failed. ``CODE`` is ``"invalid"`` (a malformed request), ``"refused"``
     (the service refused the subscription), ``"limit"`` (the listener already holds
-    ``FORWARDING['MAX_FOLLOWS']`` dynamic follows) or ``"error"`` (anything else).
+    ``FORWARDING['MAX_FOLLOWS']`` dynamic follows), ``"client_limit"`` (this client
+    already follows ``FORWARDING['MAX_FOLLOWS_PER_CLIENT']`` paths) or ``"error"``
+    (anything else).
 
 A message for another alias, or of an unknown type, is logged and dropped. Several
 listeners reading one control channel would share its messages between them (a channel
@@ -61,6 +67,7 @@ __all__ = [
     "FOLLOW",
     "FOLLOW_RESULT",
     "UNFOLLOW",
+    "ClientFollowLimitError",
     "FollowController",
     "FollowLimitError",
     "FollowRegistry",
@@ -84,9 +91,18 @@ class FollowLimitError(AppSyncEventsError):
     """Raised when a follow would exceed ``FORWARDING['MAX_FOLLOWS']``."""
 
 
-def follow_message(api: str, channel: str, follower: str, *, ack: bool = True) -> dict[str, Any]:
+class ClientFollowLimitError(FollowLimitError):
+    """Raised when a follow would exceed ``FORWARDING['MAX_FOLLOWS_PER_CLIENT']``."""
+
+
+def follow_message(
+    api: str, channel: str, follower: str, *, ack: bool = True, client: str | None = None
+) -> dict[str, Any]:
     """Build the control-channel message asking the listener to hold ``channel``."""
-    return {"type": FOLLOW, "api": api, "channel": channel, "follower": follower, "ack": ack}
+    message = {"type": FOLLOW, "api": api, "channel": channel, "follower": follower, "ack": ack}
+    if client is not None:
+        message["client"] = client
+    return message
 
 
 def unfollow_message(api: str, channel: str, follower: str) -> dict[str, Any]:
@@ -125,6 +141,7 @@ class FollowRegistry:
         grace: seconds to keep a subscription after its last follower left.
         lease: seconds a follow lives without renewal.
         max_follows: dynamic paths held at most.
+        max_follows_per_client: distinct dynamic paths one client follows at most.
         clock: a monotonic clock (injectable for tests).
     """
 
@@ -137,6 +154,7 @@ class FollowRegistry:
         grace: float = 5.0,
         lease: float = 60.0,
         max_follows: int = 150,
+        max_follows_per_client: int = 20,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._subscribe = subscribe
@@ -147,8 +165,11 @@ class FollowRegistry:
         self.grace = grace
         self.lease = lease
         self.max_follows = max_follows
+        self.max_follows_per_client = max_follows_per_client
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
+        #: Follower → the client behind it (bounded: followers expire with their lease).
+        self._clients: dict[str, str] = {}
         self._closed = False
 
     # -- queries -------------------------------------------------------------------
@@ -168,27 +189,51 @@ class FollowRegistry:
 
     # -- changes ---------------------------------------------------------------------
 
-    async def follow(self, path: str, follower: str) -> None:
+    def paths_of(self, client: str) -> frozenset[str]:
+        """Return the dynamic paths some follower of ``client`` follows."""
+        return frozenset(
+            path
+            for path, entry in self._entries.items()
+            if any(self._clients.get(f) == client for f in entry.followers)
+        )
+
+    async def follow(self, path: str, follower: str, client: str | None = None) -> None:
         """Count ``follower`` on ``path`` (or renew its lease) and hold the subscription.
 
         The same as :meth:`add` followed by :meth:`ensure`.
 
         Raises:
-            FollowLimitError: when ``max_follows`` paths are held already.
+            FollowLimitError: when ``max_follows`` paths are held already, or
+                (:class:`ClientFollowLimitError`) ``client`` follows its maximum.
             Exception: whatever ``subscribe`` raised; the follower is then not counted.
         """
-        self.add(path, follower)
+        self.add(path, follower, client)
         await self.ensure(path, follower)
 
-    def add(self, path: str, follower: str) -> None:
+    def add(self, path: str, follower: str, client: str | None = None) -> None:
         """Count ``follower`` on ``path`` or renew its lease, without subscribing yet.
 
+        Args:
+            path: the normalised path.
+            follower: the consumer's reply channel.
+            client: who is behind the follower (default: the follower itself).
+
         Raises:
-            FollowLimitError: when ``max_follows`` paths are held already.
+            FollowLimitError: when ``max_follows`` paths are held already, or
+                (:class:`ClientFollowLimitError`) ``client`` follows its maximum.
         """
         if path in self.static:
             return
+        client = client or follower
         entry = self._entries.get(path)
+        if follower not in (entry.followers if entry else ()):
+            held = self.paths_of(client)
+            if path not in held and len(held) >= self.max_follows_per_client:
+                raise ClientFollowLimitError(
+                    f"this client already follows {len(held)} channels "
+                    f"(FORWARDING['MAX_FOLLOWS_PER_CLIENT'] = {self.max_follows_per_client})",
+                    channel=path,
+                )
         if entry is None:
             if self._closed:
                 raise AppSyncEventsError("the follow registry is closed", channel=path)
@@ -200,6 +245,7 @@ class FollowRegistry:
                 )
             entry = self._entries[path] = _Entry()
         entry.followers[follower] = self._clock() + self.lease
+        self._clients[follower] = client
         if entry.release is not None:
             entry.release.cancel()
             entry.release = None
@@ -222,6 +268,7 @@ class FollowRegistry:
                 await self._subscribe(path)
             except BaseException:
                 entry.followers.pop(follower, None)
+                self._forget_client(follower)
                 if not entry.followers and self._entries.get(path) is entry:
                     del self._entries[path]
                 raise
@@ -233,6 +280,7 @@ class FollowRegistry:
         entry = self._entries.get(path)
         if entry is None or entry.followers.pop(follower, None) is None:
             return
+        self._forget_client(follower)
         if not entry.followers:
             self._schedule_release(path, entry)
 
@@ -244,6 +292,7 @@ class FollowRegistry:
             stale = [f for f, deadline in entry.followers.items() if deadline <= now]
             for follower in stale:
                 del entry.followers[follower]
+                self._forget_client(follower)
             if stale:
                 dropped += len(stale)
                 logger.info("%d follow lease(s) of %s expired", len(stale), path)
@@ -251,9 +300,15 @@ class FollowRegistry:
                     self._schedule_release(path, entry)
         return dropped
 
+    def _forget_client(self, follower: str) -> None:
+        """Drop ``follower``'s client once it follows nothing any more."""
+        if not any(follower in e.followers for e in self._entries.values()):
+            self._clients.pop(follower, None)
+
     async def aclose(self) -> None:
         """Stop taking follows and drop every dynamic subscription now (no grace)."""
         self._closed = True
+        self._clients.clear()
         for path, entry in list(self._entries.items()):
             entry.followers.clear()
             if entry.release is not None:
@@ -400,13 +455,19 @@ class FollowController:
             self.counts["unfollowed"] += 1
             return None
         ack = bool(message.get("ack"))
+        client = message.get("client")
         try:
             # Bookkeeping now, in arrival order; only the subscribe runs in a task.
-            self.registry.add(path, follower)
+            self.registry.add(path, follower, client if isinstance(client, str) else None)
         except AppSyncEventsError as exc:
             self.counts["failed"] += 1
             logger.warning("refused a follow of %s: %s", path, exc)
-            code = "limit" if isinstance(exc, FollowLimitError) else "error"
+            if isinstance(exc, ClientFollowLimitError):
+                code = "client_limit"
+            elif isinstance(exc, FollowLimitError):
+                code = "limit"
+            else:
+                code = "error"
             return self._spawn(self._reply(follower, path, code, exc.message)) if ack else None
         return self._spawn(self._follow(path, follower, ack=ack))
 

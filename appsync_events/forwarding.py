@@ -161,6 +161,7 @@ class ChannelLayerForwarder:
         unfollow_grace: seconds to keep a followed subscription after its last follower.
         follow_lease: seconds a follow lives without renewal.
         max_follows: dynamic follows held at most.
+        max_follows_per_client: distinct dynamic follows one client holds at most.
         in_process: whether the listener runs inside the ASGI process; with an
             in-memory layer and ``False`` the forwarder warns at start, because no
             consumer in another process can ever see these events.
@@ -179,6 +180,7 @@ class ChannelLayerForwarder:
         unfollow_grace: float = 5.0,
         follow_lease: float = 60.0,
         max_follows: int = 150,
+        max_follows_per_client: int = 20,
         in_process: bool = False,
     ) -> None:
         group_name("/x", prefix=group_prefix)  # validates the prefix early
@@ -203,6 +205,7 @@ class ChannelLayerForwarder:
         self.unfollow_grace = unfollow_grace
         self.follow_lease = follow_lease
         self.max_follows = max_follows
+        self.max_follows_per_client = max_follows_per_client
         self.stats = ForwardingStats()
         self.registry: FollowRegistry | None = None
         self.controller: FollowController | None = None
@@ -244,6 +247,7 @@ class ChannelLayerForwarder:
             unfollow_grace=forwarding.unfollow_grace,
             follow_lease=forwarding.follow_lease,
             max_follows=forwarding.max_follows,
+            max_follows_per_client=forwarding.max_follows_per_client,
             in_process=forwarding.in_process if in_process is None else in_process,
         )
 
@@ -348,6 +352,7 @@ class ChannelLayerForwarder:
             grace=self.unfollow_grace,
             lease=self.follow_lease,
             max_follows=self.max_follows,
+            max_follows_per_client=self.max_follows_per_client,
         )
         self.controller = FollowController(
             self.registry, self.layer, control_channel=self.control_channel, api=self.api

@@ -27,8 +27,12 @@ would otherwise run twice for ``/chat/rooms/7``. A path that is configured and a
 followed is static.
 
 Shutdown (SIGINT/SIGTERM, :meth:`Listener.request_stop`, ``max_events``, ``max_idle``):
-stop accepting events, let queued and in-flight handlers finish within
-``LISTENER['SHUTDOWN_TIMEOUT']``, unsubscribe, close the websocket with code 1000.
+stop accepting events, let queued and in-flight handlers finish, unsubscribe, close the
+websocket with code 1000, all within ``LISTENER['SHUTDOWN_TIMEOUT']``. Sync handlers run
+in a daemon thread (:class:`~appsync_events.dispatch.HandlerThread`): one still running
+at the deadline is abandoned with an ERROR line naming it, and :meth:`Listener.run`
+returns :data:`EXIT_SHUTDOWN_TIMEOUT`. (An ``async def`` handler that blocks the event
+loop with a sync call cannot be interrupted: put blocking work in a sync handler.)
 """
 
 from __future__ import annotations
@@ -52,15 +56,28 @@ from django.core.serializers.json import DjangoJSONEncoder
 from . import signals
 from .client import AppSyncEventsClient, StateChange, Subscription
 from .conf import APIConfig, get_api_config
-from .dispatch import Dispatcher, Router
+from .dispatch import Dispatcher, HandlerThread, Router
 from .events import ReceivedEvent
 from .exceptions import AppSyncEventsError, ConnectionFailed
 from .lease import Lease, get_lease
 from .paths import normalize_channel
 
-__all__ = ["JSONLinesSink", "Listener", "ListenerStats", "Sink"]
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_SHUTDOWN_TIMEOUT",
+    "JSONLinesSink",
+    "Listener",
+    "ListenerStats",
+    "Sink",
+]
 
 logger = logging.getLogger(__name__)
+
+#: Exit status of a listener an error stopped (``appsync_listen`` exits with it).
+EXIT_ERROR = 1
+#: Exit status when the shutdown took longer than ``LISTENER['SHUTDOWN_TIMEOUT']``:
+#: handlers still running were abandoned (logged at ERROR, naming the handler).
+EXIT_SHUTDOWN_TIMEOUT = 3
 
 
 @runtime_checkable
@@ -194,8 +211,12 @@ class Listener:
             )
         else:
             self.channels = tuple(c.path for c in lc.subscriptions)
-        # A failed enqueue is retried: the queue below then fills and OVERFLOW applies.
-        self.dispatcher = Dispatcher(router, send_signal=send_signals, retry_enqueue=True)
+        # Sync handlers run in a daemon thread, so a handler that never returns cannot
+        # keep the process past the shutdown deadline. A failed enqueue is retried: the
+        # queue below then fills and OVERFLOW applies.
+        self.dispatcher = Dispatcher(
+            router, send_signal=send_signals, run_sync=HandlerThread(), retry_enqueue=True
+        )
         self.sinks: list[Any] = list(sinks) if sinks is not None else []
         if sinks is None:
             self.sinks.extend(self._default_sinks(in_process))
@@ -260,7 +281,10 @@ class Listener:
             self._stop.set()
 
     async def run(self, *, install_signal_handlers: bool = True) -> int:
-        """Run until stopped; return the exit status (0 after a clean shutdown).
+        """Run until stopped; return the exit status.
+
+        0 after a clean shutdown, :data:`EXIT_ERROR` when an error stopped the client,
+        :data:`EXIT_SHUTDOWN_TIMEOUT` when the shutdown abandoned handlers at its deadline.
 
         Raises:
             ConfigurationError: a configuration mistake (the command exits 2).
@@ -350,8 +374,8 @@ class Listener:
         try:
             await self._stop.wait()
         finally:
-            failed = await self._shutdown(client, dispatcher, stats, watchers)
-        return 1 if failed else 0
+            status = await self._shutdown(client, dispatcher, stats, watchers)
+        return status
 
     async def _shutdown(
         self,
@@ -359,33 +383,74 @@ class Listener:
         dispatcher: asyncio.Task[None],
         stats: asyncio.Task[None],
         watchers: list[asyncio.Task[None]],
-    ) -> bool:
+    ) -> int:
+        """Stop within ``LISTENER['SHUTDOWN_TIMEOUT']``, whatever the handlers do.
+
+        Returns the exit status: 0, :data:`EXIT_ERROR` when an error stopped the client,
+        :data:`EXIT_SHUTDOWN_TIMEOUT` when handlers (or the outbox batch, or the close)
+        were abandoned at the deadline.
+        """
         self._say(f"stopping: {self._exit_reason or 'stop requested'}")
+        loop = asyncio.get_running_loop()
+        timeout = self.config.listener.shutdown_timeout
+        deadline = loop.time() + timeout
+        # Room kept for unsubscribing and closing the websocket with 1000.
+        reserve = min(2.0, timeout / 4)
+
+        def left(keep: float = 0.0) -> float:
+            return max(deadline - keep - loop.time(), 0.0)
+
+        timed_out = False
         # 1. Stop reading: events from now on are counted and not dispatched.
         self._accepting = False
         for task in watchers:
             task.cancel()
-        # 2. Let queued and in-flight handlers finish, within the shutdown timeout.
-        timeout = self.config.listener.shutdown_timeout
+        # 2. Let queued and in-flight handlers finish, within the deadline.
         try:
-            await asyncio.wait_for(self._queue.join(), timeout)
+            await asyncio.wait_for(self._queue.join(), left(reserve))
         except TimeoutError:
-            logger.warning(
-                "Shutdown timeout (%.1f s): %d queued events were not dispatched (api=%s)",
-                timeout,
-                self._queue.qsize(),
-                self.alias,
-            )
+            timed_out = True
+            running = self.dispatcher.running
+            if running is not None:
+                logger.error(
+                    "Shutdown timeout (%.1f s): abandoned handler %s, still running for an "
+                    "event; %d queued events were not dispatched (api=%s)",
+                    timeout,
+                    running,
+                    self._queue.qsize(),
+                    self.alias,
+                )
+            else:
+                logger.warning(
+                    "Shutdown timeout (%.1f s): %d queued events were not dispatched (api=%s)",
+                    timeout,
+                    self._queue.qsize(),
+                    self.alias,
+                )
         dispatcher.cancel()
         stats.cancel()
-        await asyncio.gather(dispatcher, stats, *watchers, return_exceptions=True)
-        await self._stop_outbox(timeout)
-        # 3. Unsubscribe and close with 1000.
+        # A sync handler keeps running in its daemon thread; an async one that ignores
+        # its cancellation is not waited for past the deadline either.
+        await asyncio.wait({dispatcher, stats, *watchers}, timeout=left(reserve) or None)
+        if not await self._stop_outbox(left(reserve)):
+            timed_out = True
+        # 3. Unsubscribe and close with 1000, with what is left of the time.
         fatal = self.fatal_error = client.fatal_error
-        await client.aclose()
+        try:
+            await asyncio.wait_for(client.aclose(), max(left(), 0.1))
+        except TimeoutError:
+            timed_out = True
+            logger.error(
+                "Shutdown timeout (%.1f s): the websocket was not closed cleanly (api=%s)",
+                timeout,
+                self.alias,
+            )
         for sink in self.sinks:
             try:
-                await sink.stop()
+                await asyncio.wait_for(sink.stop(), max(left(), 0.1))
+            except TimeoutError:
+                timed_out = True
+                logger.error("Sink %r did not stop in time (api=%s)", sink, self.alias)
             except Exception:
                 logger.exception("Sink %r failed to stop (api=%s)", sink, self.alias)
         self._log_stats()
@@ -396,8 +461,11 @@ class Listener:
             self._say(f"stopped by an error: {fatal}")
             if not isinstance(fatal, AppSyncEventsError):
                 raise fatal
-            return True
-        return False
+            return EXIT_ERROR
+        if timed_out:
+            self._say(f"shutdown took longer than SHUTDOWN_TIMEOUT ({timeout:g} s)")
+            return EXIT_SHUTDOWN_TIMEOUT
+        return 0
 
     def _start_outbox(self) -> asyncio.Task[None]:
         from .outbox.drainer import OutboxDrainer
@@ -413,13 +481,16 @@ class Listener:
             drainer.arun(self._outbox_stop, on_batch=on_batch), name="appsync-outbox"
         )
 
-    async def _stop_outbox(self, timeout: float) -> None:  # noqa: ASYNC109
-        """Let the drainer finish its batch (within ``timeout``), then stop it."""
+    async def _stop_outbox(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Let the drainer finish its batch (within ``timeout``), then stop it.
+
+        Returns False when the batch in flight had to be cut short.
+        """
         task, self._outbox = self._outbox, None
         if task is None:
-            return
+            return True
         self._outbox_stop.set()
-        done, _ = await asyncio.wait({task}, timeout=timeout)
+        done, _ = await asyncio.wait({task}, timeout=timeout or None)
         if not done:
             logger.warning(
                 "Shutdown timeout (%.1f s): the outbox batch in flight was cut short; its "
@@ -428,9 +499,11 @@ class Listener:
                 self.alias,
             )
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        elif (exc := task.exception()) is not None:
+            await asyncio.wait({task}, timeout=1.0)
+            return False
+        if (exc := task.exception()) is not None:
             logger.error("The outbox drainer failed (api=%s)", self.alias, exc_info=exc)
+        return True
 
     # -- receiving --------------------------------------------------------------------
 
@@ -689,7 +762,7 @@ class Listener:
         if count == 0 or held is not None:
             # Unfollowed while subscribing, or unfollowed and followed again with the
             # other follow's subscription in place first: one subscription per path.
-            await sub.aclose()
+            await self._remove(sub)
             return
         self._follows[channel] = (count, sub)
 
@@ -700,9 +773,18 @@ class Listener:
         if count <= 1:
             self._follows.pop(channel, None)
             if sub is not None:
-                await sub.aclose()
+                await self._remove(sub)
         else:
             self._follows[channel] = (count - 1, sub)
+
+    async def _remove(self, sub: Subscription) -> None:
+        """Unsubscribe ``sub``; send :data:`~appsync_events.signals.subscription_removed`."""
+        was_active = sub.state == "active"
+        await sub.aclose()
+        if was_active:
+            await self._send(
+                signals.subscription_removed, channel=sub.channel, subscription_id=sub.id
+            )
 
     @property
     def followed(self) -> dict[str, int]:

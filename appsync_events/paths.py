@@ -29,6 +29,8 @@ from .exceptions import InvalidChannelError, short_repr
 from .limits import CHANNEL_MAX_SEGMENTS, SEGMENT_MAX_LENGTH
 
 __all__ = [
+    "SEGMENT_PATTERN",
+    "SEGMENT_RE",
     "WILDCARD",
     "Channel",
     "channel_matches",
@@ -40,8 +42,11 @@ __all__ = [
 ]
 
 WILDCARD: Final = "*"
+#: One concrete segment, unanchored: 1-50 of ``[A-Za-z0-9-]``, starting and ending with
+#: a letter or digit (the URL converter of :mod:`appsync_events.converters` uses it).
+SEGMENT_PATTERN: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,48}[A-Za-z0-9])?"
 # ``\Z``, not ``$``: ``$`` also matches before a trailing newline.
-_SEGMENT_RE: Final = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,48}[A-Za-z0-9])?\Z")
+SEGMENT_RE: Final = re.compile(rf"^{SEGMENT_PATTERN}\Z")
 _GROUP_PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,40}\Z")
 #: Channels rejects group names of 100 characters or more.
 _MAX_GROUP_NAME: Final = 99
@@ -129,7 +134,7 @@ def _parse(path: str, allow_wildcard: bool) -> Channel:
                 f"segment {segment[:20]!r}... has {len(segment)} characters; "
                 f"at most {SEGMENT_MAX_LENGTH} are allowed",
             )
-        if not _SEGMENT_RE.match(segment):
+        if not SEGMENT_RE.match(segment):
             raise _fail(
                 path,
                 f"segment {segment!r} may only use letters, digits and '-', "

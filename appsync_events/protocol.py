@@ -24,6 +24,7 @@ websocket subscribe or publish.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -652,3 +653,48 @@ def signing_body(channel: str, events: Sequence[str] | None = None) -> str:
     if events is None:
         return dumps({"channel": channel})
     return dumps({"channel": channel, "events": list(events)})
+
+
+# -- the header- subprotocol ---------------------------------------------------------------
+
+__all__ += ["decode_header_subprotocol", "encode_header_subprotocol"]
+
+_BASE64URL_ALPHABET: Final = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+)
+
+
+def encode_header_subprotocol(headers: Mapping[str, str]) -> str:
+    """Return the ``header-<base64url(JSON)>`` subprotocol (no padding) for ``headers``.
+
+    A websocket connect carries its authorization header object this way; see
+    https://docs.aws.amazon.com/appsync/latest/eventapi/event-api-websocket-protocol.html
+    """
+    raw = json.dumps(dict(headers), separators=(",", ":")).encode()
+    return HEADER_SUBPROTOCOL_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_header_subprotocol(value: str) -> dict[str, str]:
+    """Decode a ``header-…`` subprotocol back into its header object.
+
+    Raises:
+        ProtocolError: when the value is not unpadded base64url JSON of an object of
+            strings.
+    """
+    if not value.startswith(HEADER_SUBPROTOCOL_PREFIX):
+        raise ProtocolError("not a header- subprotocol")
+    data = value[len(HEADER_SUBPROTOCOL_PREFIX) :]
+    if not _BASE64URL_ALPHABET.issuperset(data) or len(data) % 4 == 1:
+        # The decoder would silently skip characters outside the alphabet.
+        raise ProtocolError(
+            "the header- subprotocol is not unpadded base64url (A-Z, a-z, 0-9, '-', '_')"
+        )
+    try:
+        obj = json.loads(base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)))
+    except ValueError:  # binascii.Error and json.JSONDecodeError are ValueErrors
+        raise ProtocolError("the header- subprotocol is not base64url-encoded JSON") from None
+    if not isinstance(obj, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in obj.items()
+    ):
+        raise ProtocolError("the header- subprotocol does not hold an object of strings")
+    return obj

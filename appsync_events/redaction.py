@@ -150,9 +150,13 @@ def _redact_arg(arg: Any) -> Any:
     # the payload; redacting that truncated text could miss a secret cut in half, so the
     # payload is redacted *before* websockets shortens it.
     data = getattr(arg, "data", None)
-    if isinstance(data, bytes) and dataclasses.is_dataclass(arg) and not isinstance(arg, type):
+    if (
+        isinstance(data, bytes | bytearray | memoryview)
+        and dataclasses.is_dataclass(arg)
+        and not isinstance(arg, type)
+    ):
         try:
-            text = data.decode()
+            text = bytes(data).decode()
         except UnicodeDecodeError:
             return arg
         return dataclasses.replace(arg, data=redact(text).encode())
@@ -230,6 +234,10 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite ``record`` in place with its message redacted; always keep it."""
+        if isinstance(record.args, tuple):
+            # A websockets frame argument shortens its payload when formatted: redact the
+            # whole payload first, so a credential cut in half is still recognised.
+            record.args = tuple(_redact_arg(arg) for arg in record.args)
         try:
             message = record.getMessage()
         except (TypeError, ValueError, KeyError):

@@ -47,7 +47,7 @@ def websocket_urlpattern(
         path: the URL path, without a leading ``/`` (``"ws/appsync/"``).
         consumer: the consumer class (default
             :class:`~appsync_events.consumers.AppSyncEventsConsumer`).
-        **options: the consumer's options (``api``, ``allow_wildcards``...), passed to
+        **options: the consumer's options (``api``, ``max_subscriptions``...), passed to
             ``as_asgi``.
 
     Raises:
@@ -56,12 +56,9 @@ def websocket_urlpattern(
     from .consumers import AppSyncEventsConsumer
 
     cls = consumer or AppSyncEventsConsumer
-    unknown = sorted(set(options) - getattr(cls, "options", frozenset(options)))
-    if unknown:  # fail at import of the routing module, not on the first connection
-        raise TypeError(
-            f"{cls.__name__} has no option(s) {', '.join(unknown)}; "
-            f"valid options are {', '.join(sorted(cls.options))}."
-        )
+    check = getattr(cls, "check_options", None)
+    if check is not None:  # fail at import of the routing module, not on first connection
+        check(options)
     app: Any = cls.as_asgi(**options)  # Channels routes ASGI apps through Django's re_path
     pattern: URLPattern = re_path(rf"^{re.escape(path.lstrip('/'))}\Z", app)
     return pattern

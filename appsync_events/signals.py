@@ -19,6 +19,7 @@ __all__ = [
     "published",
     "subscription_established",
     "subscription_failed",
+    "subscription_removed",
 ]
 
 # -- receiving (the listener) ---------------------------------------------------------
@@ -33,6 +34,12 @@ event_received = Signal()
 #: The service accepted a subscription; sent again after every reconnect.
 #: Provides: ``api``, ``channel`` (the subscription path), ``subscription_id``.
 subscription_established = Signal()
+
+#: The listener dropped a subscription it held at run time (the last browser following the
+#: path left, see ``Listener.unfollow()``). Not sent for the configured subscriptions at
+#: shutdown nor for a lost connection (``connection_state_changed`` says that).
+#: Provides: ``api``, ``channel`` (the subscription path), ``subscription_id``.
+subscription_removed = Signal()
 
 #: The service refused a subscription (or its retries ran out).
 #: Provides: ``api``, ``channel``, ``error`` (an

@@ -121,12 +121,13 @@ _default: dict[str, Any] = {
     # The listener runs inside the ASGI process (one process: `make demo`). With Redis and
     # `manage.py appsync_listen` in its own process, set APPSYNC_EVENTS_IN_PROCESS=0.
     "FORWARDING": {"IN_PROCESS": os.environ.get("APPSYNC_EVENTS_IN_PROCESS", "1") == "1"},
+    # What browsers may do (nothing unless granted): the demo has no accounts, so every
+    # visitor may follow the rooms; nobody publishes from the browser (the view does).
+    "GRANTS": [{"WHO": "everyone", "SUBSCRIBE": ["/chat/rooms/*"]}],
 }
 if os.environ.get("APPSYNC_EVENTS_REALTIME_URL"):
     _default["REALTIME_URL"] = os.environ["APPSYNC_EVENTS_REALTIME_URL"]
-if USE_EMULATOR:
-    _default["REGION"] = "us-east-1"
-elif os.environ.get("AWS_REGION"):
+if not USE_EMULATOR and os.environ.get("AWS_REGION"):
     _default["REGION"] = os.environ["AWS_REGION"]
 
 APPSYNC_EVENTS = {"default": _default}

@@ -52,6 +52,7 @@ def alias_settings(settings: Any, emulator: AppSyncEventsEmulator, **forwarding:
             **settings.APPSYNC_EVENTS["default"],
             "SUBSCRIPTIONS": ["/chat/static"],
             "FORWARDING": forwarding,
+            "GRANTS": [{"SUBSCRIBE": ["/chat/*"], "PUBLISH": ["/chat/*"]}],
         }
     }
     value = emulator_settings(emulator, "default", base=base)
@@ -82,7 +83,7 @@ async def request(ws: WebsocketCommunicator, **message: Any) -> dict[str, Any]:
 async def exercise(emulator: AppSyncEventsEmulator) -> None:
     """The scenario both set-ups must pass, with a listener already running."""
     await emulator.await_for_subscriptions(channel="/chat/static", timeout=DEADLINE)
-    ws = await socket(allow_wildcards=True, allow_publish=True)
+    ws = await socket()
     try:
         # A static subscription: confirmed at once, events relayed.
         assert (await request(ws, action="subscribe", channel="/chat/static"))[
@@ -234,7 +235,11 @@ async def test_redis_layer_consumer_follow_round_trip_in_one_loop(settings, redi
     from .test_forwarding_follows import FakeListener
 
     settings.APPSYNC_EVENTS = {
-        "default": {**settings.APPSYNC_EVENTS["default"], "FORWARDING": {"UNFOLLOW_GRACE": 0}}
+        "default": {
+            **settings.APPSYNC_EVENTS["default"],
+            "FORWARDING": {"UNFOLLOW_GRACE": 0},
+            "GRANTS": [{"SUBSCRIBE": ["/chat/*"]}],
+        }
     }
     from appsync_events.events import ReceivedEvent
     from appsync_events.forwarding import ChannelLayerForwarder

@@ -24,6 +24,10 @@ from .test_forwarding_follows import FakeListener, until
 PATH = "/ws/appsync/"
 
 
+#: What the tests' signed-in users may do unless a test grants otherwise.
+MEMBERS_SUBSCRIBE = {"SUBSCRIBE": ["/chat/*"]}
+
+
 def api_settings(settings: Any, **forwarding: Any) -> None:
     forwarding.setdefault("UNFOLLOW_GRACE", 0)
     forwarding.setdefault("FOLLOW_TIMEOUT", 3)
@@ -34,7 +38,15 @@ def api_settings(settings: Any, **forwarding: Any) -> None:
             "SUBSCRIPTIONS": ["/chat/static"],
             "PUBLISH": {"BACKEND": "locmem"},
             "FORWARDING": forwarding,
+            "GRANTS": [MEMBERS_SUBSCRIBE],
         }
+    }
+
+
+def grant(settings: Any, *grants: dict[str, Any]) -> None:
+    """Replace the default alias's GRANTS (consumers built afterwards read them)."""
+    settings.APPSYNC_EVENTS = {
+        "default": {**settings.APPSYNC_EVENTS["default"], "GRANTS": list(grants)}
     }
 
 
@@ -147,14 +159,18 @@ async def test_anonymous_and_unauthorized_subscribes_are_refused(listener):
     await anon.disconnect()
 
 
-async def test_wildcard_follows_only_when_allowed(listener):
-    """``/chat/*`` is refused by default, and followed as a pattern when allowed."""
+async def test_wildcard_follows_only_when_a_grant_contains_it(listener, settings):
+    """A pattern is allowed only when a granted pattern contains it, then followed as is."""
+    grant(settings, {"SUBSCRIBE": ["/chat/rooms/*"]})
     ws = await connect()
     assert (await request(ws, action="subscribe", channel="/chat/*"))["code"] == "forbidden"
+    reply = await request(ws, action="subscribe", channel="/chat/rooms/*")
+    assert reply["type"] == "subscribed"
     await ws.disconnect()
-    ws = await connect(allow_wildcards=True)
+    grant(settings, {"SUBSCRIBE": ["/chat/*"]})
+    ws = await connect()
     assert (await request(ws, action="subscribe", channel="/chat/*"))["type"] == "subscribed"
-    assert listener.follows == ["/chat/*"]
+    assert listener.follows == ["/chat/rooms/*", "/chat/*"]
     await deliver(listener, "/chat/*", {"room": 7})
     assert await ws.receive_json_from(timeout=3) == {
         "type": "event",
@@ -246,8 +262,9 @@ async def test_subscription_cap_and_idempotent_subscribe(listener):
     await ws.disconnect()
 
 
-async def test_publish_is_off_by_default_and_goes_through_the_publishing_api(listener):
-    """Publishing needs allow_publish; then it reaches the publishing backend and is reported."""
+async def test_publish_is_off_by_default_and_goes_through_the_publishing_api(listener, settings):
+    """Publishing needs a PUBLISH grant; then it reaches the publishing backend and is
+    reported; a channel outside the grant stays forbidden."""
     locmem.clear()
     ws = await connect()
     reply = await request(ws, action="publish", channel="/chat/rooms/7", events=[{"t": 1}])
@@ -255,7 +272,10 @@ async def test_publish_is_off_by_default_and_goes_through_the_publishing_api(lis
     locmem.assert_nothing_published()
     await ws.disconnect()
 
-    ws = await connect(allow_publish=True)
+    grant(settings, {"SUBSCRIBE": ["/chat/*"], "PUBLISH": ["/chat/rooms/*"]})
+    ws = await connect()
+    reply = await request(ws, action="publish", channel="/chat/lobby", events=[1])
+    assert reply["code"] == "forbidden"
     reply = await request(
         ws, action="publish", channel="/chat/rooms/7", events=[{"t": 1}, "two"], id="p"
     )
@@ -264,20 +284,21 @@ async def test_publish_is_off_by_default_and_goes_through_the_publishing_api(lis
     assert [e["index"] for e in reply["successful"]] == [0, 1]
     locmem.assert_published("/chat/rooms/7", {"t": 1})
     locmem.assert_published("/chat/rooms/7", "two")
-    assert (await request(ws, action="publish", channel="/chat/a", events=[]))[
+    assert (await request(ws, action="publish", channel="/chat/rooms/1", events=[]))[
         "code"
     ] == "malformed"
     await ws.disconnect()
 
-    anon = await connect(AnonymousUser(), allow_publish=True)
+    anon = await connect(AnonymousUser())
     reply = await request(anon, action="publish", channel="/chat/rooms/7", events=[1])
     assert reply["code"] == "forbidden"
     await anon.disconnect()
 
 
-async def test_too_large_browser_event_is_invalid_event(listener):
+async def test_too_large_browser_event_is_invalid_event(listener, settings):
     """An event over the service's size limit is refused before any network call."""
-    ws = await connect(allow_publish=True, max_message_size=400_000)
+    grant(settings, {"PUBLISH": ["/chat/*"]})
+    ws = await connect(max_message_size=400_000)
     reply = await request(ws, action="publish", channel="/chat/a", events=["x" * 250_000])
     assert reply["code"] == "invalid_event"
     await ws.disconnect()
@@ -344,8 +365,17 @@ async def test_disabled_forwarding_refuses_the_socket(settings, caplog):
 
 def test_unknown_consumer_options_fail_early():
     """A misspelt option fails when the route is built, naming the valid options."""
-    with pytest.raises(TypeError, match="allow_wildcards"):
-        websocket_urlpattern(allow_wildcard=True)
+    with pytest.raises(TypeError, match="max_subscriptions"):
+        websocket_urlpattern(max_subscription=3)
+
+
+@pytest.mark.parametrize("option", ["allow_anonymous", "allow_wildcards", "allow_publish"])
+def test_removed_allow_options_say_what_replaces_them(option):
+    """The pre-GRANTS options fail loudly (never silently ignored), pointing at GRANTS."""
+    with pytest.raises(TypeError, match="GRANTS"):
+        websocket_urlpattern(**{option: True})
+    with pytest.raises(TypeError, match="GRANTS"):
+        type("Legacy", (AppSyncEventsConsumer,), {option: True})
 
 
 async def test_routing_helper_validates_the_origin_and_authenticates(listener):
@@ -413,8 +443,9 @@ async def test_unreachable_service_is_publish_failed_and_a_veto_is_forbidden(set
     alias.pop("PUBLISH")
     alias["HTTP_URL"] = f"http://127.0.0.1:{port}/event"
     alias["TIMEOUTS"] = {"HTTP": 2.0, "CONNECT": 2.0}
+    alias["GRANTS"] = [{"PUBLISH": ["/chat/*"]}]
     settings.APPSYNC_EVENTS = {"default": alias}
-    ws = await connect(allow_publish=True)
+    ws = await connect()
     reply = await request(ws, action="publish", channel="/chat/a", events=[1])
     assert reply["code"] == "publish_failed"
     assert str(port) not in reply["message"]  # details go to the log, not the browser
@@ -469,3 +500,127 @@ async def test_a_static_path_outside_forwarding_subscriptions_reaches_its_follow
         await forwarder.dispatch(ReceivedEvent("default", "/chat/static", {"n": 2}, ""))
         assert (await ws.receive_json_from(timeout=3))["payload"] == {"n": 2}
         await ws.disconnect()
+
+
+# -- grants, per-client limits and one answer per request ---------------------------------
+
+
+async def test_placeholder_grants_bind_the_signed_in_user(listener, settings):
+    """``/users/{user.pk}/*`` lets user 5 into /users/5/... and nobody into anyone else's."""
+    settings.APPSYNC_EVENTS = {
+        "default": {
+            **settings.APPSYNC_EVENTS["default"],
+            "NAMESPACES": {"default": {}, "chat": {}, "users": {}},
+            "GRANTS": [{"SUBSCRIBE": ["/users/{user.pk}/*"]}],
+        }
+    }
+    ws = await connect(User(pk=5, username="ada"))
+    assert (await request(ws, action="subscribe", channel="/users/5/inbox"))["type"] == (
+        "subscribed"
+    )
+    assert (await request(ws, action="subscribe", channel="/users/6/inbox"))["code"] == (
+        "forbidden"
+    )
+    assert (await request(ws, action="subscribe", channel="/users/*"))["code"] == "forbidden"
+    await ws.disconnect()
+    anon = await connect(AnonymousUser())  # no pk: the pattern grants nothing
+    assert (await request(anon, action="subscribe", channel="/users/None/inbox"))["code"] == (
+        "forbidden"
+    )
+    await anon.disconnect()
+
+
+async def test_anonymous_users_get_only_what_is_granted_to_them(listener, settings):
+    """An anonymous grant opens its channels to anonymous users only; nothing else opens."""
+    grant(
+        settings,
+        {"SUBSCRIBE": ["/chat/*"]},
+        {"WHO": "anonymous", "SUBSCRIBE": ["/chat/lobby"]},
+    )
+    anon = await connect(AnonymousUser())
+    assert (await request(anon, action="subscribe", channel="/chat/lobby"))["type"] == (
+        "subscribed"
+    )
+    assert (await request(anon, action="subscribe", channel="/chat/rooms/1"))["code"] == (
+        "forbidden"
+    )
+    await anon.disconnect()
+
+
+async def test_no_grants_means_no_browser_may_do_anything(listener, settings):
+    """Without GRANTS the consumer refuses every subscribe and publish (deny by default)."""
+    grant(settings)
+    ws = await connect()
+    for message in (
+        {"action": "subscribe", "channel": "/chat/static"},
+        {"action": "subscribe", "channel": "/chat/rooms/1"},
+        {"action": "publish", "channel": "/chat/rooms/1", "events": [1]},
+    ):
+        assert (await request(ws, **message))["code"] == "forbidden"
+    await ws.disconnect()
+
+
+async def test_every_waiting_subscribe_request_gets_its_answer(listener):
+    """Two subscribes of one path before the listener answers: both ids are answered."""
+    listener.gate = asyncio.Event()
+    ws = await connect()
+    await ws.send_json_to({"action": "subscribe", "channel": "/chat/rooms/9", "id": "s1"})
+    await ws.send_json_to({"action": "subscribe", "channel": "/chat/rooms/9", "id": "s2"})
+    assert await ws.receive_nothing(timeout=0.1)
+    listener.gate.set()
+    answers = [await ws.receive_json_from(timeout=3) for _ in range(2)]
+    assert sorted((a["type"], a["id"]) for a in answers) == [
+        ("subscribed", "s1"),
+        ("subscribed", "s2"),
+    ]
+    assert listener.follows == ["/chat/rooms/9"]
+    await ws.disconnect()
+
+
+async def test_unsubscribing_a_pending_subscription_answers_the_waiting_request(listener):
+    """An unsubscribe before the listener confirmed answers the subscribe request too."""
+    listener.gate = asyncio.Event()
+    ws = await connect()
+    await ws.send_json_to({"action": "subscribe", "channel": "/chat/rooms/9", "id": "s1"})
+    reply = await request(ws, action="unsubscribe", channel="/chat/rooms/9", id="u1")
+    assert (reply["type"], reply["code"], reply["id"]) == ("error", "subscribe_failed", "s1")
+    assert await ws.receive_json_from(timeout=3) == {
+        "type": "unsubscribed",
+        "channel": "/chat/rooms/9",
+        "id": "u1",
+    }
+    listener.gate.set()
+    await ws.disconnect()
+
+
+async def test_one_client_cannot_take_every_follow(settings):
+    """One user's sockets together follow at most MAX_FOLLOWS_PER_CLIENT channels; another
+    user can still follow new channels."""
+    api_settings(settings, MAX_FOLLOWS_PER_CLIENT=2, MAX_FOLLOWS=10)
+    fake = FakeListener()
+    async with serving(fake):
+        greedy = User(pk=1, username="greedy")
+        sockets = [await connect(greedy), await connect(greedy)]
+        replies = [
+            await request(ws, action="subscribe", channel=f"/chat/rooms/{n}", id=n)
+            for n, ws in enumerate([*sockets, sockets[0]])
+        ]
+        assert [r["type"] for r in replies] == ["subscribed", "subscribed", "error"]
+        assert (replies[2]["code"], replies[2]["id"]) == ("too_many_subscriptions", 2)
+        assert "MAX_FOLLOWS_PER_CLIENT" in replies[2]["message"]
+        # The same channel again costs nothing; someone else is not affected.
+        assert (await request(sockets[1], action="subscribe", channel="/chat/rooms/0"))[
+            "type"
+        ] == "subscribed"
+        other = await connect(User(pk=2, username="other"))
+        assert (await request(other, action="subscribe", channel="/chat/rooms/5"))["type"] == (
+            "subscribed"
+        )
+        # Leaving a channel frees a place for the greedy client.
+        await request(sockets[0], action="unsubscribe", channel="/chat/rooms/0")
+        await request(sockets[1], action="unsubscribe", channel="/chat/rooms/0")
+        assert (await request(sockets[0], action="subscribe", channel="/chat/rooms/3"))[
+            "type"
+        ] == "subscribed"
+        for ws in [*sockets, other]:
+            await ws.disconnect()

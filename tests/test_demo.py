@@ -33,9 +33,13 @@ TIMEOUT = 5.0
 
 @pytest.fixture(autouse=True)
 def _locmem_publishing(settings: LazySettings) -> Iterator[None]:
-    """Publish through the in-memory backend, and start every test with no records."""
+    """Publish through the in-memory backend, grant what the demo grants, and start every
+    test with no records."""
+    from demo_project.settings import APPSYNC_EVENTS as DEMO
+
     config = copy.deepcopy(settings.APPSYNC_EVENTS)
     config["default"]["PUBLISH"] = {"BACKEND": "locmem"}
+    config["default"]["GRANTS"] = DEMO["default"]["GRANTS"]
     settings.APPSYNC_EVENTS = config
     locmem.clear()
     status.reset()

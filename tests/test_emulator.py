@@ -1,7 +1,9 @@
 """The emulator's websocket and HTTP protocol, driven with raw frames and requests.
 
-Scenarios follow the protocol notes (§3 lifecycle, §4 messages, §5 errors, §6 HTTP,
-§7 channels, §8 fan-out, §9 quotas). Each test uses the session emulator, reset.
+Scenarios cover the connection lifecycle, the messages, errors, HTTP publish, channels,
+fan-out and quotas of the AWS websocket protocol guide
+(https://docs.aws.amazon.com/appsync/latest/eventapi/event-api-websocket-protocol.html).
+Each test uses the session emulator, reset.
 """
 
 from __future__ import annotations
@@ -110,9 +112,11 @@ async def test_upgrade_without_subprotocol_is_refused(emu):
 
 
 async def test_upgrade_on_other_path_is_refused(emu):
-    """Only /event/realtime upgrades."""
-    with pytest.raises(websockets.InvalidStatus):
+    """Only /event/realtime upgrades: any other path is a 404 with the JSON error body."""
+    with pytest.raises(websockets.InvalidStatus) as info:
         await RawClient.open(emu, url=emu.realtime_url.replace("/event/realtime", "/graphql"))
+    assert info.value.response.status_code == 404
+    assert json.loads(info.value.response.body)["errors"][0]["errorType"] == "NotFoundException"
 
 
 async def test_operations_work_without_connection_init(emu):
@@ -306,20 +310,49 @@ async def test_settings_point_at_emulator(emu):
     assert config.auth["API_KEY"].options["api_key"] in emu.api_keys
 
 
-async def test_cors_preflight(emu):
-    """OPTIONS /event answers a CORS preflight so browser clients can POST."""
+async def preflight(url: str, origin: str) -> httpx.Response:
     async with httpx.AsyncClient() as client:
-        response = await client.options(
-            emu.http_url,
+        return await client.options(
+            url,
             headers={
-                "origin": "http://example.test",
+                "origin": origin,
                 "access-control-request-method": "POST",
                 "access-control-request-headers": "x-api-key,content-type",
             },
         )
+
+
+async def test_cors_preflight_is_answered_for_loopback_origins(emu):
+    """OPTIONS /event answers a loopback page's preflight, echoing its origin."""
+    response = await preflight(emu.http_url, "http://localhost:8000")
     assert response.status_code == 204
-    assert response.headers["access-control-allow-origin"] == "*"
+    assert response.headers["access-control-allow-origin"] == "http://localhost:8000"
     assert response.headers["access-control-allow-headers"] == "x-api-key,content-type"
+    assert response.headers["vary"] == "Origin"
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://127.0.0.1.evil.test"])
+async def test_cors_is_off_for_other_origins(emu, origin):
+    """Any other web page gets no CORS headers: the browser never sends its publish, and a
+    publish it sends anyway (no preflight) is answered without CORS headers."""
+    response = await preflight(emu.http_url, origin)
+    assert response.status_code == 403
+    assert "access-control-allow-origin" not in response.headers
+    async with httpx.AsyncClient() as client:
+        posted = await client.post(emu.http_url, headers={"origin": origin}, content=b"{}")
+    assert "access-control-allow-origin" not in posted.headers
+
+
+async def test_configured_cors_origins_are_allowed():
+    """The cors_origins option allows named origins (and '*' all of them)."""
+    with AppSyncEventsEmulator(port=0, cors_origins=["https://app.example.com"]) as named:
+        allowed = await preflight(named.http_url, "https://app.example.com")
+        other = await preflight(named.http_url, "https://other.example.com")
+    with AppSyncEventsEmulator(port=0, cors_origins=["*"]) as every:
+        anyone = await preflight(every.http_url, "https://other.example.com")
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert other.status_code == 403
+    assert anyone.headers["access-control-allow-origin"] == "https://other.example.com"
 
 
 async def _in_thread(func, *args):

@@ -1,8 +1,9 @@
 """The emulator's real credential checks: SigV4 (signed and tampered), JWTs, Lambda.
 
 Correct signatures come from botocore's own signer (``SigV4Auth.add_auth``, a different
-code path from the emulator's verifier) and from the fixed test vectors of protocol
-notes §2.4; tampered ones change one byte of what was signed.
+code path from the emulator's verifier) and from fixed vectors (signatures precomputed
+over the connect, subscribe and publish bodies); tampered ones change one byte of what
+was signed.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def tamper(signature_header: str) -> str:
     return signature_header[:-1] + ("0" if last != "0" else "1")
 
 
-# -- SigV4: the fixed vectors of the protocol notes ----------------------------------------
+# -- SigV4: fixed vectors ---------------------------------------------------------------------
 
 
 DOC_VECTORS = [
@@ -111,7 +112,7 @@ DOC_VECTORS = [
 
 
 def doc_headers(signature: str) -> dict[str, str]:
-    """The header object of the §2.4 vectors with ``signature``."""
+    """The header object of the fixed vectors with ``signature``."""
     return {
         **WS_SIGNED,
         "host": DOC_HOST,
@@ -125,7 +126,7 @@ def doc_headers(signature: str) -> dict[str, str]:
 
 
 async def test_doc_vectors_verify(emu):
-    """The §2.4 vectors verify for connect, subscribe and publish (date check off)."""
+    """The fixed vectors verify for connect, subscribe and publish (date check off)."""
     emu.authorizer.sigv4_max_skew = None
     try:
         async with await RawClient.open(emu, doc_headers(DOC_VECTORS[0][1])) as client:
@@ -311,7 +312,7 @@ async def test_iam_http_publish_content_sha256_header(emu):
 )
 async def test_ws_publish_signing_with_angle_brackets(emu, escape, signed_as, accepted):
     """ws_signing_escape decides which body a WS publish of '<', '>', '&' must be signed over
-    (ISS-400: the service rejects the raw form)."""
+    (the service rejects the raw form: aws/aws-appsync-community#400)."""
     from appsync_events.emulator.authz import html_escape_json
 
     emu.configure(ws_signing_escape=escape)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 ROOT = Path(__file__).resolve().parent.parent
+READY = re.compile(r"AppSync Events emulator listening on http://127\.0\.0\.1:\d+/event")
 
 
 def run_emulator(*args: str) -> tuple[subprocess.Popen[str], str]:
@@ -44,8 +47,8 @@ def test_command_serves_and_stops_cleanly(sig):
     """The command prints the ready line, serves HTTP publish, and exits 0 on a signal."""
     proc, line = run_emulator("--api-key", "da2-cmd", "--namespace", "news", "--ka-interval", "5")
     try:
-        assert line.startswith("AppSync Events emulator listening on http://127.0.0.1:")
-        url = line.rsplit(" ", 1)[1] + "/event"
+        assert READY.fullmatch(line), line
+        url = line.rsplit(" ", 1)[1]
         body = {"channel": "/news/a", "events": ['{"x":1}']}
         ok = httpx.post(url, json=body, headers={"x-api-key": "da2-cmd"}, timeout=10)
         assert ok.status_code == 200
@@ -64,7 +67,7 @@ def test_command_defaults_come_from_settings():
     """Without flags the alias's namespaces and API key (tests/settings.py) are used."""
     proc, line = run_emulator()
     try:
-        url = line.rsplit(" ", 1)[1] + "/event"
+        url = line.rsplit(" ", 1)[1]
         response = httpx.post(
             url,
             content=json.dumps({"channel": "/chat/a", "events": ["1"]}),
@@ -86,7 +89,7 @@ def test_command_verifies_iam_with_given_credentials():
 
     proc, line = run_emulator("--iam", "AKIDCMD:secret-cmd", "--namespace", "chat")
     try:
-        url = line.rsplit(" ", 1)[1] + "/event"
+        url = line.rsplit(" ", 1)[1]
         body = json.dumps({"channel": "/chat/a", "events": ["1"]}).encode()
         statuses = []
         for secret in ("secret-cmd", "wrong"):
@@ -104,24 +107,69 @@ def test_command_verifies_iam_with_given_credentials():
     ("args", "message"),
     [
         (["--iam", "nocolon"], "ACCESS_KEY_ID:SECRET"),
-        (["--api", "nope"], "no alias 'nope'"),
+        (["--api", "nope"], "no alias 'nope' to emulate: pass --api one of 'default'"),
         (["--ka-interval", "0"], "--ka-interval must be positive"),
         (["--connection-timeout-ms", "-5"], "--connection-timeout-ms must be positive"),
+        (["--port", "65536"], "--port must be between 0 and 65535"),
     ],
 )
 def test_command_refuses_bad_flags(args, message):
-    """Bad flags raise CommandError with a one-line reason."""
-    with pytest.raises(CommandError, match=message):
+    """Bad flags raise a one-line CommandError carrying exit status 2."""
+    with pytest.raises(CommandError, match=message) as caught:
         call_command("appsync_emulator", *args)
+    assert "\n" not in str(caught.value)
+    assert caught.value.returncode == 2
 
 
 def test_command_reports_port_in_use():
-    """A port that is taken is a CommandError, not a traceback."""
-    import socket
-
+    """A taken port is a CommandError (status 1) naming it and the --port way out."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = str(taken.getsockname()[1])
-        with pytest.raises(CommandError, match="could not start"):
-            call_command("appsync_emulator", "--port", port)
+        port = taken.getsockname()[1]
+        with pytest.raises(CommandError) as caught:
+            call_command("appsync_emulator", "--port", str(port))
+    assert str(caught.value) == (
+        f"Port {port} on 127.0.0.1 is already in use: stop what listens there, or pass "
+        "--port another value (--port 0 for any free port)."
+    )
+    assert caught.value.returncode == 1
+
+
+def test_command_exits_2_with_one_line_for_a_bad_flag():
+    """From the command line a bad value exits 2 with one CommandError line on stderr."""
+    proc, line = run_emulator("--ka-interval", "0")
+    _, err = proc.communicate(timeout=20)
+    assert line == ""
+    assert proc.returncode == 2
+    # (system check warnings of the test settings may come first)
+    assert err.splitlines()[-1] == "CommandError: --ka-interval must be positive, not 0.0."
+
+
+def test_command_exits_2_with_one_line_for_a_setting_mistake(tmp_path):
+    """A mistake in APPSYNC_EVENTS exits 2 with one line naming the key and the check id."""
+    (tmp_path / "bad_settings.py").write_text(
+        "from tests.settings import *  # noqa: F403\n"
+        "APPSYNC_EVENTS = {'default': {'HTTP_URL': 'https://example.com/event',\n"
+        "    'REGION': 'nowhere', 'AUTH': {'API_KEY': 'da2-x'}}}\n"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bad_settings",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "appsync_emulator", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("CommandError: APPSYNC_EVENTS['default']['REGION']")
+    assert "[appsync_events.E0" in lines[0]
+    assert result.stdout == ""

@@ -1,7 +1,7 @@
 """Every error and quota of the emulator, with raw frames and requests.
 
-Covers the error table of protocol notes §5, the channel grammar table of §7.1, the
-quotas of §9 and the generic ``error`` answers of §13 (#13).
+Covers the authorization and event errors, the channel and id grammar, the quotas and
+the generic ``error`` answers to frames that are no operation.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def emu(appsync_events_emulator: AppSyncEventsEmulator) -> AppSyncEventsEmulator
     return appsync_events_emulator
 
 
-# -- §5: authorization ----------------------------------------------------------------------
+# -- authorization ---------------------------------------------------------------------------
 
 
 async def test_ws_publish_with_bad_key(emu):
@@ -128,7 +128,7 @@ async def test_connect_mode_not_allowed(emu):
         assert (await client.init())["type"] == "connection_error"
 
 
-# -- §5: events ---------------------------------------------------------------------------
+# -- events ------------------------------------------------------------------------------
 
 
 async def test_ws_six_events(emu):
@@ -224,7 +224,7 @@ async def test_http_other_routes(emu):
         assert (await client.post(emu.http_url.replace("/event", "/graphql"))).status_code == 404
 
 
-# -- §7.1: channels and ids -------------------------------------------------------------------
+# -- channels and ids ------------------------------------------------------------------------
 
 
 VALID_CHANNELS = [
@@ -349,7 +349,7 @@ async def test_same_subscription_id_on_two_connections(emu):
         assert (await two.subscribe("s", "/default/a", auth))["type"] == "subscribe_success"
 
 
-# -- §9: quotas -------------------------------------------------------------------------------
+# -- quotas ----------------------------------------------------------------------------------
 
 
 async def test_max_subscriptions_per_connection(emu):
@@ -421,7 +421,7 @@ async def test_max_lifetime_closes_connection(emu):
     assert client.ws.close_code == 1000
 
 
-# -- §13 #13: frames that are no operation -------------------------------------------------
+# -- frames that are no operation -----------------------------------------------------------
 
 
 async def test_unknown_message_type(emu):

@@ -1,4 +1,4 @@
-"""onPublish / onSubscribe stand-ins and the outcomes of protocol notes §10."""
+"""onPublish / onSubscribe stand-ins and the outcomes the AWS handler guide describes."""
 
 from __future__ import annotations
 

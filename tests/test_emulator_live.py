@@ -14,7 +14,7 @@ environment names a real AppSync Event API (skipped otherwise):
     a namespace with API-key auth and no handlers.
 
 A difference between the two targets in any of these is a bug in the emulator (or in
-the protocol notes): fix one or the other, and update docs/emulator.md.
+what we took for the service's behaviour): fix it, and update docs/emulator.md.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from channels.layers import InMemoryChannelLayer
 from appsync_events.exceptions import SubscriptionError
 from appsync_events.follows import (
     FOLLOW_RESULT,
+    ClientFollowLimitError,
     FollowController,
     FollowLimitError,
     FollowRegistry,
@@ -167,6 +168,37 @@ async def test_expired_leases_drop_followers_and_the_subscription():
     await registry.follow("/chat/b", "alive")  # a renewal extends the lease
     clock.now += 59
     assert registry.expire() == 0
+
+
+async def test_one_client_follows_at_most_its_share_across_followers():
+    """A client's followers together hold at most max_follows_per_client distinct paths;
+    a path it already follows is free; expiry and unfollow give the places back."""
+    listener = FakeListener()
+    clock = Clock()
+    registry = registry_for(listener, lease=60.0, max_follows_per_client=2, clock=clock)
+    await registry.follow("/chat/a", "socket-1", "user:1")
+    await registry.follow("/chat/b", "socket-2", "user:1")
+    with pytest.raises(ClientFollowLimitError, match="MAX_FOLLOWS_PER_CLIENT"):
+        await registry.follow("/chat/c", "socket-3", "user:1")
+    await registry.follow("/chat/a", "socket-3", "user:1")  # already followed: free
+    await registry.follow("/chat/c", "socket-4", "user:2")  # another client
+    assert registry.paths_of("user:1") == {"/chat/a", "/chat/b"}
+    registry.unfollow("/chat/b", "socket-2")
+    await registry.follow("/chat/c", "socket-3", "user:1")
+    clock.now += 61  # every lease runs out
+    registry.expire()
+    assert registry.paths_of("user:1") == frozenset()
+    await registry.follow("/chat/d", "socket-1", "user:1")
+    await registry.follow("/chat/e", "socket-1", "user:1")
+
+
+async def test_a_follower_without_a_client_is_its_own_client():
+    """Follows without a client key are limited per follower (older consumers)."""
+    registry = registry_for(FakeListener(), max_follows_per_client=1)
+    await registry.follow("/chat/a", "socket-1")
+    await registry.follow("/chat/b", "socket-2")
+    with pytest.raises(ClientFollowLimitError):
+        await registry.follow("/chat/c", "socket-1")
 
 
 async def test_concurrent_follows_subscribe_once():

@@ -189,6 +189,39 @@ def test_configuration_errors_exit_2(settings: Any) -> None:
     assert info.value.returncode == 2
 
 
+def test_sigterm_with_a_stuck_sync_handler_exits_3_within_the_timeout(
+    emulator: AppSyncEventsEmulator, env: dict[str, str], procs: list[Proc], tmp_path: Path
+) -> None:
+    """A sync handler blocked for 60 s does not hold the process: SIGTERM exits with 3 about
+    SHUTDOWN_TIMEOUT later, naming the abandoned handler."""
+    app = tmp_path / "stuckapp"
+    app.mkdir()
+    (app / "__init__.py").write_text("")
+    (app / "appsync_handlers.py").write_text(
+        "import time\n"
+        "import appsync_events\n\n"
+        "@appsync_events.on('/chat/*')\n"
+        "def stuck_for_a_minute(event):\n"
+        "    print('handler entered', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    settings_file = tmp_path / "listen_settings.py"
+    settings_file.write_text(SETTINGS_MODULE + "INSTALLED_APPS = [*INSTALLED_APPS, 'stuckapp']\n")
+    config = json.loads(env["APPSYNC_EVENTS_JSON"])
+    config["default"]["LISTENER"]["SHUTDOWN_TIMEOUT"] = 1.0
+    proc = Proc(["--channel", "/chat/*"], {**env, "APPSYNC_EVENTS_JSON": json.dumps(config)})
+    procs.append(proc)
+    proc.wait_for("subscribed /chat/*")
+    emulator.publish("/chat/a", "one")
+    proc.wait_for("handler entered", stdout=True)
+    started = time.monotonic()
+    assert proc.stop() == 3
+    assert time.monotonic() - started < 15.0  # 1 s deadline plus process exit, never 60 s
+    proc.wait_for("shutdown took longer than LISTENER['SHUTDOWN_TIMEOUT']")
+    proc.wait_for("abandoned handler stuckapp.appsync_handlers.stuck_for_a_minute")
+    assert emulator.subscriptions == []
+
+
 def test_a_setting_mistake_exits_2_with_one_line(env: dict[str, str]) -> None:
     """A mistake in APPSYNC_EVENTS (here REGION) exits 2 with one line, not a check dump."""
     config = json.loads(env["APPSYNC_EVENTS_JSON"])
@@ -273,3 +306,21 @@ def test_exclusive_failover_between_two_processes(
     second.wait_for('"two"', stdout=True)
     assert not any('"one"' in line for line in second.out_lines)
     assert second.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("appsync_listen", []),
+        ("appsync_outbox", ["--once"]),
+        ("appsync_publish", ["/chat/a", "1"]),
+        ("appsync_emulator", []),
+    ],
+)
+def test_every_command_takes_skip_checks(name: str, args: list[str]) -> None:
+    """--skip-checks works as on any Django command (our commands run the checks themselves)."""
+    from django.core.management import load_command_class
+
+    command = load_command_class("appsync_events", name)
+    options = command.create_parser("manage.py", name).parse_args(["--skip-checks", *args])
+    assert options.skip_checks is True

@@ -263,10 +263,12 @@ async def test_block_policy_loses_nothing(
 
 
 async def test_follow_and_unfollow_at_runtime(
-    settings: Any, emulator: AppSyncEventsEmulator, run: Any
+    settings: Any, emulator: AppSyncEventsEmulator, run: Any, receivers: Any
 ) -> None:
-    """follow() adds a subscription (reference-counted); the last unfollow removes it."""
+    """follow() adds a subscription (reference-counted); the last unfollow removes it and
+    sends subscription_removed."""
     configure(settings)
+    removed = receivers(signals.subscription_removed)
     running = run()
     listener = running.listener
     await asyncio.to_thread(emulator.wait_for_subscriptions, 1)
@@ -275,8 +277,10 @@ async def test_follow_and_unfollow_at_runtime(
     assert sorted(s.channel for s in emulator.subscriptions) == ["/chat/*", "/default/today"]
     await listener.unfollow("/default/today")
     assert listener.followed == {"/default/today": 1}
+    assert removed.calls == []
     await listener.unfollow("/default/today")
     await until(lambda: [s.channel for s in emulator.subscriptions] == ["/chat/*"])
+    assert [(c["channel"], c["api"]) for c in removed.calls] == [("/default/today", "default")]
     await listener.follow("/chat/*")  # configured: held anyway, nothing sent
     assert len(emulator.subscriptions) == 1
     assert await running.stop() == 0
@@ -549,3 +553,47 @@ async def test_drain_outbox_sends_durable_rows_while_listening(
 
     assert await sync_to_async(states)() == ["sent", "sent"]
     await sync_to_async(forget_thread_connections)()
+
+
+async def test_shutdown_abandons_a_stuck_sync_handler_at_the_deadline(
+    settings: Any,
+    emulator: AppSyncEventsEmulator,
+    run: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SHUTDOWN_TIMEOUT bounds the whole shutdown: a sync handler that does not return is
+    abandoned (ERROR naming it), the socket is still unsubscribed and closed, and run()
+    returns EXIT_SHUTDOWN_TIMEOUT."""
+    import logging
+    import threading
+
+    from appsync_events.listener import EXIT_SHUTDOWN_TIMEOUT
+
+    configure(settings, SHUTDOWN_TIMEOUT=1.0)
+    router = Router()
+    release = threading.Event()
+    entered = threading.Event()
+
+    def stuck_handler(event: ReceivedEvent) -> None:
+        entered.set()
+        release.wait(60)
+
+    router.add("/chat/*", stuck_handler)
+    running = run(router=router)
+    try:
+        await asyncio.to_thread(emulator.wait_for_subscriptions, 1)
+        await publish(emulator, "/chat/a", "one", "two")
+        assert await asyncio.to_thread(entered.wait, 10)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with caplog.at_level(logging.ERROR, logger="appsync_events.listener"):
+            status = await running.stop()
+        took = loop.time() - started
+        assert status == EXIT_SHUTDOWN_TIMEOUT
+        assert took < 5.0  # the deadline (1 s) plus scheduling slack, never the 60 s
+        assert "abandoned handler" in caplog.text
+        assert "stuck_handler" in caplog.text
+        assert "1 queued events were not dispatched" in caplog.text
+        assert emulator.subscriptions == []  # unsubscribed before closing
+    finally:
+        release.set()

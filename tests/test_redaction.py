@@ -149,3 +149,35 @@ def test_filter_redacts_foreign_records(handler):
     assert SIG not in text
     assert "da2-inexception" not in text
     assert "RuntimeError" in text
+
+
+async def test_the_emulators_frame_log_keeps_no_fragment_of_a_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """At DEBUG, the emulator's server logs every received frame shortened in the middle:
+    the whole frame is redacted first, so no part of the API key survives the cut."""
+    import logging
+
+    from appsync_events.client import AppSyncEventsClient
+    from appsync_events.config import APIConfig
+    from appsync_events.emulator import AppSyncEventsEmulator
+
+    key = "da2-" + "k3yfragmentsmustneverleak0"
+    emulator = AppSyncEventsEmulator(port=0, api_keys=[key], namespaces=["chat"])
+    emulator.start()
+    try:
+        config = APIConfig.from_mapping(
+            "default", {"HTTP_URL": emulator.http_url, "AUTH": {"API_KEY": key}}
+        )
+        with caplog.at_level(logging.DEBUG):
+            async with AppSyncEventsClient(config) as client:
+                await client.subscribe("/chat/" + "x" * 40)
+                await client.publish("/chat/a", ['{"long": "' + "y" * 200 + '"}'])
+    finally:
+        emulator.stop()
+    frames = [r for r in caplog.records if r.name == "uvicorn.error" and "TEXT" in r.getMessage()]
+    assert frames, "the server's frame log was not captured"
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "..." in text  # frames really were shortened
+    fragments = [key[i : i + 6] for i in range(len(key) - 6)]
+    assert [f for f in fragments if f in text] == []

@@ -450,42 +450,42 @@ def test_check_accepts_a_working_setup(settings: Any, handlers: Router) -> None:
 
 
 def test_check_reports_a_missing_backend_or_queue(settings: Any, handlers: Router) -> None:
-    """E012: TASKS['BACKEND'] must name a backend of TASKS, QUEUE_NAME one of its queues."""
+    """E014: TASKS['BACKEND'] must name a backend of TASKS, QUEUE_NAME one of its queues."""
     settings.TASKS = {"default": {**DUMMY["default"], "QUEUES": ["default"]}}
     set_tasks(settings, ENQUEUE=True, BACKEND="elsewhere")
     [error] = checks.check_tasks()
-    assert error.id == "appsync_events.E012"
+    assert error.id == "appsync_events.E014"
     assert "'elsewhere'" in error.msg
     set_tasks(settings, ENQUEUE=True, QUEUE_NAME="slow")
     [error] = checks.check_tasks()
-    assert error.id == "appsync_events.E012"
+    assert error.id == "appsync_events.E014"
     assert "'slow'" in error.msg
 
 
 def test_check_warns_about_ordered_handlers_that_enqueue(settings: Any, handlers: Router) -> None:
-    """W008 for ordered=True with enqueue=True or the alias default; enqueue=False is fine."""
+    """W010 for ordered=True with enqueue=True or the alias default; enqueue=False is fine."""
     use_tasks(settings, DUMMY)
     handlers.add("/chat/*", remember, enqueue=True, ordered=True)
     [warning] = checks.check_tasks()
-    assert warning.id == "appsync_events.W008"
+    assert warning.id == "appsync_events.W010"
     assert "enqueue=True" in warning.msg
     handlers.clear()
     set_tasks(settings, ENQUEUE=True)
     handlers.add("/chat/*", aremember, ordered=True)
     handlers.add("/chat/*", remember, ordered=True, enqueue=False)
     [warning] = checks.check_tasks()
-    assert warning.id == "appsync_events.W008"
+    assert warning.id == "appsync_events.W010"
     assert "aremember" in warning.msg
     assert "TASKS['ENQUEUE'] of alias 'default'" in warning.msg
 
 
 def test_check_reports_handlers_workers_cannot_find(settings: Any, handlers: Router) -> None:
-    """E012 for a lambda that the alias default would enqueue."""
+    """E014 for a lambda that the alias default would enqueue."""
     use_tasks(settings, DUMMY)
     set_tasks(settings, ENQUEUE=True)
     handlers.add("/chat/*", lambda e: None)
     [error] = checks.check_tasks()
-    assert error.id == "appsync_events.E012"
+    assert error.id == "appsync_events.E014"
     assert "<lambda>" in error.msg
 
 

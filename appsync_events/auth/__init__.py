@@ -13,19 +13,15 @@ HTTP instead.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Final
 
 from .._loading import import_class
 from ..config import APIConfig, Operation
-from ..exceptions import ConfigurationError, ProtocolError
+from ..exceptions import ConfigurationError
 from ..paths import parse_channel
-from ..protocol import HEADER_SUBPROTOCOL_PREFIX, signing_body
+from ..protocol import decode_header_subprotocol, encode_header_subprotocol, signing_body
 from ..redaction import redact
 from .base import AuthBackend, AuthRequest, Transport
 
@@ -115,41 +111,6 @@ def get_auth_backend(api: APIConfig, mode: str) -> AuthBackend:
         # shares one backend (and its cached credentials or token).
         backend = api.auth_backends.setdefault(mode, backend)
     return backend
-
-
-def encode_header_subprotocol(headers: Mapping[str, str]) -> str:
-    """Return the ``header-<base64url(JSON)>`` subprotocol (no padding) for ``headers``."""
-    raw = json.dumps(dict(headers), separators=(",", ":")).encode()
-    return HEADER_SUBPROTOCOL_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-_BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
-
-
-def decode_header_subprotocol(value: str) -> dict[str, str]:
-    """Decode a ``header-…`` subprotocol back into its header object.
-
-    Raises:
-        ProtocolError: when the value is not base64url JSON of an object of strings.
-    """
-    if not value.startswith(HEADER_SUBPROTOCOL_PREFIX):
-        raise ProtocolError("not a header- subprotocol")
-    data = value[len(HEADER_SUBPROTOCOL_PREFIX) :]
-    if not _BASE64URL.fullmatch(data) or len(data) % 4 == 1:
-        # The decoder would silently skip characters outside the alphabet.
-        raise ProtocolError(
-            "the header- subprotocol is not unpadded base64url (A-Z, a-z, 0-9, '-', '_')"
-        )
-    try:
-        raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
-        obj = json.loads(raw)
-    except (binascii.Error, ValueError):
-        raise ProtocolError("the header- subprotocol is not base64url-encoded JSON") from None
-    if not isinstance(obj, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in obj.items()
-    ):
-        raise ProtocolError("the header- subprotocol does not hold an object of strings")
-    return obj
 
 
 def _mode(api: APIConfig, operation: Operation, channel: str | None, mode: str | None) -> str:

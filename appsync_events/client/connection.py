@@ -35,6 +35,7 @@ from ..exceptions import (
     OperationTimeout,
     UpgradeRefused,
 )
+from ..hints import unreachable_hint
 from ..protocol import (
     SERVER_TYPES,
     SUBPROTOCOL,
@@ -234,6 +235,7 @@ class Connection:
             raise ConnectionFailed(
                 f"could not open the websocket to {url}: {type(exc).__name__}: {redact(str(exc))}",
                 api=api.alias,
+                hint=unreachable_hint(url) if isinstance(exc, ConnectionRefusedError) else "",
             ) from None
         try:
             ack = await cls._handshake(ws, api.alias, handshake_timeout)

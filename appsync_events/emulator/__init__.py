@@ -1,10 +1,11 @@
 """A local AppSync Events service: HTTP publish and the websocket, on one port.
 
-The service state (:mod:`.state`), the credential checks (:mod:`.authz`), the error
-table (:mod:`.errors`), the handler stand-ins (:mod:`.hooks`) and the fault switches
-(:mod:`.faults`) are kept apart from the wire (:mod:`.asgi`, served by uvicorn from
-:mod:`.server`; :mod:`.proxy` breaks TCP connections on demand). See
-``docs/emulator.md``.
+What the service holds (:mod:`.registry`), what it does (:mod:`.operations`), the
+credential checks (:mod:`.authz`), the error table (:mod:`.errors`), the handler
+stand-ins (:mod:`.hooks`) and the fault switches (:mod:`.faults`) are kept apart from
+the wire (:mod:`.asgi`, served by uvicorn from :mod:`.server`; :mod:`.proxy` breaks TCP
+connections on demand). :mod:`.cli` runs it from the command line
+(``python -m appsync_events.emulator``). See ``docs/emulator.md``.
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ from .hooks import (
     IncomingEvent,
     NamespaceHandlers,
 )
-from .server import SERVICE_OPTIONS, AppSyncEventsEmulator
-from .state import (
+from .operations import EmulatorState
+from .registry import (
     ConnectionInfo,
-    EmulatorState,
     NamespaceSpec,
     PublishedRecord,
     ServiceSettings,
     SubscriptionInfo,
 )
+from .server import SERVICE_OPTIONS, AppSyncEventsEmulator
 
 __all__ = [
     "DEFAULT_ERRORS",

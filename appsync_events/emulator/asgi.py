@@ -1,14 +1,14 @@
 """The emulator's wire layer: one ASGI application for HTTP publish and the websocket.
 
-Routes (the custom-domain layout of protocol notes §1.3, so real clients pointed at a
-custom endpoint work unchanged):
+Routes (the custom-domain layout, so real clients pointed at a custom endpoint work
+unchanged; https://docs.aws.amazon.com/appsync/latest/eventapi/event-api-custom-domains.html):
 
 * ``POST /event`` — HTTP publish (``OPTIONS`` answers CORS preflights, as browsers
   send them);
 * ``/event/realtime`` — the websocket (subprotocol ``aws-appsync-event-ws``);
 * ``GET /.well-known/jwks.json`` — the key the emulator signs test JWTs with.
 
-All decisions live in :class:`~appsync_events.emulator.state.EmulatorState`; this
+All decisions live in :class:`~appsync_events.emulator.operations.EmulatorState`; this
 module moves frames. Each websocket gets one writer task draining a queue, so frames go
 out in the order the state produced them, and fan-out never awaits a slow client.
 """
@@ -20,14 +20,23 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
-from ..auth import decode_header_subprotocol
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ..config import is_loopback_host
 from ..exceptions import ProtocolError
-from ..protocol import HEADER_SUBPROTOCOL_PREFIX, SUBPROTOCOL, KeepAlive, encode
-from .state import Connection, EmulatorState
+from ..protocol import (
+    HEADER_SUBPROTOCOL_PREFIX,
+    SUBPROTOCOL,
+    KeepAlive,
+    decode_header_subprotocol,
+    encode,
+)
+from .operations import EmulatorState, requests_log
+from .registry import Connection
 
-__all__ = ["EmulatorApp"]
+__all__ = ["EmulatorApp", "deadline_protocol", "origin_allowed"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +45,21 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 _KA: Final = encode(KeepAlive())
-_JSON_HEADERS: Final = [
-    (b"content-type", b"application/json"),
-    (b"access-control-allow-origin", b"*"),
-]
+_JSON_HEADERS: Final = [(b"content-type", b"application/json")]
+_INTERNAL_ERROR: Final = {
+    "errors": [
+        {"errorType": "InternalFailureException", "message": "The emulator failed; see its log."}
+    ]
+}
+# The answer to any path but the two endpoints (HTTP request or websocket upgrade).
+_NOT_FOUND: Final = {
+    "errors": [
+        {
+            "errorType": "NotFoundException",
+            "message": "This emulator serves POST /event and the websocket at /event/realtime.",
+        }
+    ]
+}
 # Upgrade headers that are transport, not authorization.
 _NOT_AUTH_HEADERS: Final = frozenset(
     {
@@ -77,12 +97,25 @@ class EmulatorApp:
         self.state = state
         self._jwks = jwks
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Peer address -> the timer closing its TCP connection unless a complete
+        #: request arrives first (see :func:`deadline_protocol`).
+        self.pending: dict[tuple[Any, ...], asyncio.TimerHandle] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
         kind = scope["type"]
+        client = scope.get("client")
+        if client:
+            timer = self.pending.pop(tuple(client)[:2], None)
+            if timer is not None:
+                timer.cancel()  # a complete request arrived in time
         if kind == "http":
-            await self._http(scope, receive, send)
+            try:
+                await self._http(scope, receive, send)
+            except Exception:
+                # Never a plain-text 500: the service's error shape, the cause in the log.
+                logger.exception("The emulator failed on %s %s", scope["method"], scope["path"])
+                await _respond(send, 500, _INTERNAL_ERROR)
         elif kind == "websocket":
             await self._websocket(scope, receive, send)
         elif kind == "lifespan":
@@ -104,6 +137,7 @@ class EmulatorApp:
         path = scope["path"].rstrip("/") or "/"
         method = scope["method"]
         headers = _headers(scope)
+        cors = _cors_headers(headers.get("origin"), self.state.settings.cors_origins)
         if path == "/event" and method == "POST":
             limit = self.state.settings.max_request_bytes
             body = await _read_body(receive, limit + 1)
@@ -113,19 +147,21 @@ class EmulatorApp:
                 request_host=headers.get("host"),
                 remote=_remote(scope),
             )
-            await _respond(send, status, payload)
+            await _respond(send, status, payload, extra=cors)
         elif path == "/event" and method == "OPTIONS":
             requested = headers.get("access-control-request-headers", "*")
+            preflight = [
+                (b"access-control-allow-methods", b"POST, OPTIONS"),
+                (b"access-control-allow-headers", requested.encode("latin-1")),
+                (b"access-control-max-age", b"600"),
+            ]
             await send(
                 {
                     "type": "http.response.start",
-                    "status": 204,
-                    "headers": [
-                        (b"access-control-allow-origin", b"*"),
-                        (b"access-control-allow-methods", b"POST, OPTIONS"),
-                        (b"access-control-allow-headers", requested.encode("latin-1")),
-                        (b"access-control-max-age", b"600"),
-                    ],
+                    # No CORS headers for an origin that is not allowed: the browser
+                    # then refuses to send the publish.
+                    "status": 204 if cors else 403,
+                    "headers": [*cors, *preflight] if cors else [(b"vary", b"Origin")],
                 }
             )
             await send({"type": "http.response.body", "body": b""})
@@ -138,19 +174,7 @@ class EmulatorApp:
                 {"errors": [{"errorType": "MethodNotAllowed", "message": "Use POST /event."}]},
             )
         else:
-            await _respond(
-                send,
-                404,
-                {
-                    "errors": [
-                        {
-                            "errorType": "NotFoundException",
-                            "message": "This emulator serves POST /event and the websocket "
-                            "at /event/realtime.",
-                        }
-                    ]
-                },
-            )
+            await _respond(send, 404, _NOT_FOUND)
 
     # -- websocket ---------------------------------------------------------------------
 
@@ -161,13 +185,24 @@ class EmulatorApp:
         settings = self.state.settings
         path = scope["path"].rstrip("/")
         offered: list[str] = list(scope.get("subprotocols") or [])
-        if path != "/event/realtime" or (
-            settings.require_subprotocol and SUBPROTOCOL not in offered
-        ):
-            # Refused before the upgrade: the ASGI server answers 403.
-            await send({"type": "websocket.close", "code": 1008})
+        if path != "/event/realtime" and "websocket.http.response" in scope.get("extensions", {}):
+            # A wrong URL: refused before the upgrade with 404, as any unknown path.
+            await _respond(send, 404, _NOT_FOUND, kind="websocket.http")
             return
         request_headers = _headers(scope)
+        origin = request_headers.get("origin")
+        if (
+            path != "/event/realtime"
+            or (settings.require_subprotocol and SUBPROTOCOL not in offered)
+            or (origin is not None and not origin_allowed(origin, settings.cors_origins))
+        ):
+            # Refused before the upgrade: the ASGI server answers 403. A browser page
+            # from another origin never reaches the emulator (browsers always send
+            # Origin on a websocket upgrade; other clients usually send none).
+            if origin is not None and not origin_allowed(origin, settings.cors_origins):
+                logger.info("Emulator refused a websocket upgrade from origin %s", origin[:200])
+            await send({"type": "websocket.close", "code": 1008})
+            return
         auth_headers = _connect_auth(offered, request_headers, scope, settings.accept_query_auth)
         queue: asyncio.Queue[str | bytes | _Close] = asyncio.Queue()
         connection = Connection(
@@ -207,6 +242,8 @@ class EmulatorApp:
                     self._close_later(connection, faults.close_after_seconds, faults.close_code)
                 )
             )
+        spoke = asyncio.Event()
+        tasks.append(asyncio.create_task(self._close_if_silent(connection, spoke)))
         if connection.connect_error is not None and settings.connect_auth_at == "open":
             self.state.refuse_connection(connection)
         try:
@@ -217,12 +254,14 @@ class EmulatorApp:
                     break
                 if kind != "websocket.receive" or connection.closed:
                     continue
+                spoke.set()
                 text = message.get("text")
                 await self.state.handle_frame(
                     connection, text if text is not None else message.get("bytes") or b""
                 )
         finally:
-            self.state.close_connection(connection)
+            self.state.remove_connection(connection)
+            requests_log.info("CLOSED conn=%s", connection.id[:8])
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -268,6 +307,21 @@ class EmulatorApp:
             await asyncio.sleep(interval)
             if not faults.keepalive_stopped and not connection.closed:
                 connection.send(_KA)
+
+    async def _close_if_silent(self, connection: Connection, spoke: asyncio.Event) -> None:
+        """Close a websocket that sends nothing within ``init_timeout`` (with 1000)."""
+        timeout = self.state.settings.init_timeout
+        try:
+            await asyncio.wait_for(spoke.wait(), timeout)
+        except TimeoutError:
+            if not connection.closed:
+                logger.info(
+                    "Emulator closing connection %s: nothing received within %.3g s of the "
+                    "upgrade (init_timeout)",
+                    connection.id,
+                    timeout,
+                )
+                connection.close(1000, "")
 
     @staticmethod
     async def _close_later(connection: Connection, seconds: float, code: int) -> None:
@@ -333,13 +387,100 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _respond(send: Send, status: int, payload: Any) -> None:
+async def _respond(
+    send: Send,
+    status: int,
+    payload: Any,
+    *,
+    kind: str = "http",
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Send ``payload`` as a JSON response: to an HTTP request, or (``kind`` is
+    ``"websocket.http"``) instead of a websocket upgrade; ``extra`` headers added."""
     body = json.dumps(payload, separators=(",", ":")).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    if kind == "http":
+        headers = [*_JSON_HEADERS, *(extra or ()), (b"content-length", str(len(body)).encode())]
+    else:
+        # A refused upgrade: uvicorn frames it and writes its own Content-Length and
+        # Content-Type (uvicorn 0.50 adds them even when given, and a client then sees
+        # each twice), so only the extra headers are passed on.
+        headers = [*(extra or ())]
+    await send({"type": f"{kind}.response.start", "status": status, "headers": headers})
+    await send({"type": f"{kind}.response.body", "body": body})
+
+
+def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
+    """Tell whether a browser ``Origin`` may use the emulator.
+
+    Loopback origins (``localhost``, ``127.0.0.0/8``, ``[::1]``, any port) always may;
+    others only when listed in ``allowed`` (or ``allowed`` holds ``"*"``).
+    """
+    if "*" in allowed or origin.rstrip("/") in allowed:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and is_loopback_host(parts.hostname or "")
+
+
+def _cors_headers(origin: str | None, allowed: tuple[str, ...]) -> list[tuple[bytes, bytes]]:
+    """The CORS headers for a request from ``origin``: none when it is not allowed."""
+    if origin is None or not origin_allowed(origin, allowed):
+        return []
+    return [
+        (b"access-control-allow-origin", origin.encode("latin-1")),
+        (b"vary", b"Origin"),
+    ]
+
+
+def deadline_protocol(app: EmulatorApp) -> type[H11Protocol]:
+    """uvicorn's HTTP/1.1 protocol, closing connections whose request never completes.
+
+    A client that opens a TCP connection and sends half a request (or nothing) would
+    otherwise hold a socket for ever. Each connection must deliver a complete request
+    (an HTTP publish or a websocket upgrade) within the emulator's ``handshake_timeout``,
+    and each later request on a kept-alive connection as well, counted from the end of
+    the previous response. ``app`` cancels the deadline when the request reaches it.
+    """
+
+    def expire(transport: asyncio.BaseTransport, key: tuple[Any, ...]) -> None:
+        app.pending.pop(key, None)
+        logger.info(
+            "Emulator closing a connection from %s: no complete request within %.3g s "
+            "(handshake_timeout)",
+            key[0],
+            app.state.settings.handshake_timeout,
+        )
+        transport.close()
+
+    class DeadlineH11Protocol(H11Protocol):
+        """:class:`H11Protocol` with a deadline for every request head."""
+
+        key: tuple[Any, ...] = ()
+
+        def _arm(self, transport: asyncio.BaseTransport) -> None:
+            peer = transport.get_extra_info("peername")
+            if not isinstance(peer, tuple):
+                return
+            self.key = tuple(peer)[:2]
+            old = app.pending.pop(self.key, None)
+            if old is not None:
+                old.cancel()
+            app.pending[self.key] = asyncio.get_running_loop().call_later(
+                app.state.settings.handshake_timeout, expire, transport, self.key
+            )
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            self._arm(transport)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self.transport is not None and not self.transport.is_closing():
+                self._arm(self.transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            timer = app.pending.pop(self.key, None)
+            if timer is not None:
+                timer.cancel()
+            super().connection_lost(exc)
+
+    return DeadlineH11Protocol

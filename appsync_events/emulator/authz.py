@@ -8,7 +8,8 @@ declares:
 ``AWS_IAM``
     With test credentials configured, the SigV4 signature is recomputed with botocore's
     public signer pieces from the headers the request declares in ``SignedHeaders``
-    (method ``POST``, path ``/event``, the body of protocol notes §2.4) and compared.
+    (method ``POST``, path ``/event``, the body the websocket protocol signs for the
+    operation) and compared.
     With none configured, a well-formed ``AWS4-HMAC-SHA256`` header is accepted.
 ``AMAZON_COGNITO_USER_POOLS`` / ``OPENID_CONNECT``
     The ``Authorization`` value (with or without ``Bearer``) must be a JWT signed by one
@@ -81,9 +82,9 @@ _HTML_ESCAPE_RE: Final = re.compile("[<>&\u2028\u2029]")
 def html_escape_json(text: str) -> str:
     """Escape ``<``, ``>``, ``&``, U+2028 and U+2029 in a JSON text, as Go's encoder does.
 
-    Used to rebuild the signed body of a websocket publish the way the service appears to
-    (protocol notes §2.4, ISS-400): events holding those characters fail the signature
-    check over the websocket while HTTP publish works.
+    Used to rebuild the signed body of a websocket publish the way the service appears to:
+    events holding those characters fail the signature check over the websocket while
+    HTTP publish works (https://github.com/aws/aws-appsync-community/issues/400).
     """
 
     def sub(match: re.Match[str]) -> str:
@@ -129,7 +130,8 @@ class AuthContext:
 class AuthResult:
     """A successful check: the mode that authorized and the caller's identity.
 
-    ``identity`` follows the handler ``ctx.identity`` shapes of protocol notes §10.1:
+    ``identity`` follows the shapes of a handler's ``ctx.identity``
+    (https://docs.aws.amazon.com/appsync/latest/eventapi/channel-namespace-handlers.html):
     ``None`` for API keys, IAM and Cognito dicts, ``{"handlerContext": ...}`` for Lambda.
     """
 
@@ -412,7 +414,7 @@ class Authorizer:
             "cognitoIdentityAuthProvider": None,
         }
         if not self.iam_credentials:
-            # No test credentials: accept any well-formed signature (protocol notes §12.6).
+            # No test credentials: accept any well-formed signature.
             return AuthResult("AWS_IAM", identity)
         secret = self.iam_credentials.get(access_key)
         if secret is None:

@@ -2,10 +2,11 @@
 
 Each case the emulator can refuse is named here once, with the ``errorType``, the
 ``message``, the HTTP status (for ``POST /event``) and the ``errorCode`` it carries.
-Where the protocol notes hold evidence (``docs/emulator.md`` ties each row to it) the
-row copies the service; where they say *unknown* the row is our choice, and every row
-can be overridden per emulator (``AppSyncEventsEmulator(errors={...})``) so a test
-can mimic whatever a real API turns out to send.
+Where AWS documents an answer, or it was seen on a real Event API, the row copies the
+service (``docs/emulator.md`` says where each comes from); elsewhere the row is our
+choice, and every row can be overridden per emulator
+(``AppSyncEventsEmulator(errors={...})``) so a test can mimic whatever a real API turns
+out to send.
 """
 
 from __future__ import annotations
@@ -50,22 +51,23 @@ _NOT_AUTHORIZED: Final = "You are not authorized to make this call."
 #: The default table. Keys are the case names used throughout the emulator.
 DEFAULT_ERRORS: Final[Mapping[str, ErrorSpec]] = MappingProxyType(
     {
-        # Credentials missing or wrong: connect (E2E AUV, with errorCode 401), publish (E2E AKT).
+        # Credentials missing or wrong: connect (observed, with errorCode 401), publish (observed).
         "unauthorized": ErrorSpec("UnauthorizedException", _NOT_AUTHORIZED, 401, 401),
-        # Credentials of a mode the namespace does not allow (E2E AUV: HTTP 403).
+        # Credentials of a mode the namespace does not allow (observed: HTTP 403).
         "mode_not_allowed": ErrorSpec("UnauthorizedException", _NOT_AUTHORIZED, 403, 401),
-        # A namespace the API does not declare (E2E AKT: Unauthorized, no message).
+        # A namespace the API does not declare (observed: Unauthorized, no message).
         "unknown_namespace": ErrorSpec("UnauthorizedException", None, 403, 401),
-        # Token modes: an expired JWT. Amplify re-signs on "Token expired" (INFER).
+        # Token modes: an expired JWT. Amplify re-signs on "Token expired" (our choice).
         "token_expired": ErrorSpec("UnauthorizedException", "Token has expired.", 401, 401),
-        # IAM: unknown access key id (INFER, AWS's usual wording).
+        # IAM: unknown access key id (our choice: AWS's usual wording).
         "unknown_access_key": ErrorSpec(
             "UnauthorizedException",
             "The security token included in the request is invalid.",
             401,
             401,
         ),
-        # IAM: signature mismatch (ISS-14001: BadRequestException + canonical string).
+        # IAM: signature mismatch: BadRequestException + canonical string, as reported in
+        # https://github.com/aws-amplify/amplify-js/issues/14001.
         "signature_mismatch": ErrorSpec(
             "BadRequestException",
             "The request signature we calculated does not match the signature you provided. "
@@ -74,52 +76,52 @@ DEFAULT_ERRORS: Final[Mapping[str, ErrorSpec]] = MappingProxyType(
             403,
             None,
         ),
-        # IAM: malformed Authorization / date / scope, or a stale x-amz-date (INFER).
+        # IAM: malformed Authorization / date / scope, or a stale x-amz-date (our choice).
         "signature_invalid": ErrorSpec("BadRequestException", "{detail}", 403, None),
-        # 6+ events: WS InvalidInputError, HTTP 400 BadRequestException (E2E AKT).
+        # 6+ events: WS InvalidInputError, HTTP 400 BadRequestException (observed).
         "too_many_events_ws": ErrorSpec("InvalidInputError", "input exceeded 5 event limit"),
         "too_many_events_http": ErrorSpec("BadRequestException", "Input exceeded 5 event limit"),
-        # No events at all (INFER: same types as too many).
+        # No events at all (our choice: same types as too many).
         "no_events_ws": ErrorSpec("InvalidInputError", "input requires at least 1 event"),
         "no_events_http": ErrorSpec("BadRequestException", "Input requires at least 1 event"),
-        # An event string that is not JSON (INFER).
+        # An event string that is not JSON (our choice).
         "invalid_event_ws": ErrorSpec("InvalidInputError", "{detail}"),
         "invalid_event_http": ErrorSpec("BadRequestException", "{detail}"),
-        # Request body over 1.2 MB (INFER).
+        # Request body over 1.2 MB (our choice).
         "request_too_large": ErrorSpec("BadRequestException", "{detail}", 413),
-        # Per-event failure: one event over 240 KB (E2E AUV, code is a string).
+        # Per-event failure: one event over 240 KB (observed; the code is a string).
         "event_too_large": ErrorSpec(
             "EventTooLargeException", "Transformed event is larger than 240KB"
         ),
-        # Channel breaks the grammar, or a wildcard publish (INFER).
+        # Channel breaks the grammar, or a wildcard publish (our choice).
         "invalid_channel": ErrorSpec("BadRequestException", "{detail}"),
-        # Operation id breaks the grammar (INFER).
+        # Operation id breaks the grammar (our choice).
         "invalid_id": ErrorSpec("BadRequestException", "{detail}"),
-        # Subscription id already in use on the connection (INFER from the GraphQL analog).
+        # Subscription id already in use on the connection (our choice, as GraphQL real-time).
         "duplicate_subscription": ErrorSpec(
             "DuplicatedOperationError", "Subscription message is duplicated: {detail}"
         ),
-        # 200 subscriptions per connection (AKT mapping; payload unknown).
+        # 200 subscriptions per connection (AWS clients' error mapping; payload our choice).
         "max_subscriptions": ErrorSpec(
             "MaxSubscriptionsReachedError", "Max number of subscriptions reached: {detail}"
         ),
-        # 25 publishes per second per connection (AKT mapping; payload unknown).
+        # 25 publishes per second per connection (AWS clients' error mapping; payload ours).
         "rate_limited": ErrorSpec("LimitExceededError", "Rate limit exceeded: {detail}", 429),
-        # Unsubscribe of an id that is not subscribed (DOC example).
+        # Unsubscribe of an id that is not subscribed (the AWS guide's example).
         "unknown_operation": ErrorSpec("UnknownOperationError", "Unknown operation id {detail}"),
-        # A message type the service does not handle (INFER, AKT mapping).
+        # A message type the service does not handle (our choice; AWS clients' mapping).
         "unsupported_operation": ErrorSpec("UnsupportedOperation", "{detail}"),
-        # A frame that is not a protocol message at all (INFER).
+        # A frame that is not a protocol message at all (our choice).
         "malformed_message": ErrorSpec("BadRequestException", "{detail}"),
         # An operation before connection_init, when the emulator requires it (switch).
         "not_initialized": ErrorSpec(
             "BadRequestException", "connection_init must be sent before {detail}"
         ),
-        # The onPublish/onSubscribe stand-in called util.error (DOC: 403 on HTTP).
+        # The onPublish/onSubscribe stand-in called util.error (the AWS guide: 403 on HTTP).
         "handler_error": ErrorSpec("HandlerError", "{detail}", 403),
-        # The stand-in called util.unauthorized (INFER errorType).
+        # The stand-in called util.unauthorized (errorType our choice).
         "handler_unauthorized": ErrorSpec("UnauthorizedException", _NOT_AUTHORIZED, 403),
-        # A handler marked one event in error: the failed[] code (INFER).
+        # A handler marked one event in error: the failed[] code (our choice).
         "handler_event_error": ErrorSpec("HandlerError", "{detail}"),
         # Fault injection: reject_next_connects() (looks like a bad credential).
         "injected_connect_rejection": ErrorSpec("UnauthorizedException", _NOT_AUTHORIZED, 401, 401),

@@ -1,8 +1,9 @@
 """Python stand-ins for a namespace's ``onPublish`` / ``onSubscribe`` handlers.
 
 AppSync runs APPSYNC_JS handlers (or a direct Lambda) per namespace; the emulator runs
-plain Python callables with the same ``ctx`` shape (protocol notes §10) and maps their
-outcomes the way the service does:
+plain Python callables with the same ``ctx`` shape
+(https://docs.aws.amazon.com/appsync/latest/eventapi/channel-namespace-handlers.html) and
+maps their outcomes the way the service does:
 
 ``on_publish(ctx) -> list | None``
     Return ``None`` to broadcast the events unchanged, or a list of
@@ -60,7 +61,7 @@ class IncomingEvent:
 
 @dataclass(slots=True)
 class HandlerContext:
-    """The ``ctx`` a handler receives (protocol notes §10.1).
+    """The ``ctx`` a handler receives, as the AWS handler guide describes it.
 
     Attributes:
         operation: ``"PUBLISH"`` or ``"SUBSCRIBE"``.

@@ -31,15 +31,15 @@ import uvicorn
 from ..config import APIConfig, EmulatorConfig, is_loopback_host
 from ..exceptions import ConfigurationError
 from ..protocol import dumps
-from .asgi import EmulatorApp
+from .asgi import EmulatorApp, deadline_protocol
 from .authz import Authorizer, LambdaAuthorizer
 from .errors import EmulatorError, merge_errors
 from .faults import Faults
 from .hooks import NamespaceHandlers
-from .state import (
+from .operations import EmulatorState
+from .registry import (
     ALL_MODES,
     ConnectionInfo,
-    EmulatorState,
     NamespaceSpec,
     PublishedRecord,
     ServiceSettings,
@@ -68,6 +68,11 @@ SERVICE_OPTIONS: Final = frozenset(
         "require_subprotocol",
         "accept_query_auth",
         "inherit_connection_auth",
+        "history_size",
+        "history_bytes",
+        "handshake_timeout",
+        "init_timeout",
+        "cors_origins",
     }
 )
 #: Authorizer settings accepted the same way.
@@ -241,6 +246,36 @@ class AppSyncEventsEmulator:
         if bad:
             raise ConfigurationError(f"Unknown auth mode(s) {', '.join(bad)}.", key="EMULATOR")
         service = {k: v for k, v in merged.items() if k in SERVICE_OPTIONS}
+        for name in ("history_size", "history_bytes"):
+            value = service.get(name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ConfigurationError(
+                    f"Emulator option {name} must be a positive integer, not {value!r}.",
+                    api=alias,
+                    key="EMULATOR",
+                )
+        for name in ("handshake_timeout", "init_timeout"):
+            value = service.get(name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
+            ):
+                raise ConfigurationError(
+                    f"Emulator option {name} must be a positive number of seconds, not {value!r}.",
+                    api=alias,
+                    key="EMULATOR",
+                )
+        if "cors_origins" in service:
+            origins = service["cors_origins"]
+            if isinstance(origins, str) or not all(isinstance(o, str) for o in origins):
+                raise ConfigurationError(
+                    "Emulator option cors_origins must be a list of origins such as "
+                    f"['https://app.example.com'] (or ['*']), not {origins!r}.",
+                    api=alias,
+                    key="EMULATOR",
+                )
+            service["cors_origins"] = tuple(o.rstrip("/") for o in origins)
         try:
             table = merge_errors(errors)
         except ValueError as exc:
@@ -290,6 +325,11 @@ class AppSyncEventsEmulator:
         return f"<AppSyncEventsEmulator {where}>"
 
     # -- addresses -------------------------------------------------------------------
+
+    @property
+    def requested_port(self) -> int:
+        """The port asked for (``0``: any free one); :attr:`port` is the one clients use."""
+        return self._requested_port
 
     @property
     def port(self) -> int:
@@ -402,7 +442,7 @@ class AppSyncEventsEmulator:
             log_config=None,
             access_log=False,
             lifespan="off",
-            http="h11",
+            http=deadline_protocol(app),
             ws="websockets-sansio",
             ws_ping_interval=None,
             ws_ping_timeout=None,
@@ -584,9 +624,15 @@ class AppSyncEventsEmulator:
 
         Raises:
             TimeoutError: naming what was published instead.
+            ValueError: ``count`` exceeds the history the emulator keeps (``history_size``).
         """
         from ..paths import normalize_channel
 
+        if count > self.state.settings.history_size:
+            raise ValueError(
+                f"the emulator keeps the last {self.state.settings.history_size} publishes "
+                "(option history_size); wait for fewer, or raise it"
+            )
         path = None if channel is None else normalize_channel(channel)
 
         def matching() -> list[PublishedRecord]:

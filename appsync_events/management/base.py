@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core import checks
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 __all__ = ["AppSyncCommand"]
 
@@ -25,6 +25,13 @@ class AppSyncCommand(BaseCommand):
 
     # The checks run in execute() below, so our own mistakes get one line and exit 2.
     requires_system_checks: Any = []
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        """Django's parser, with ``--skip-checks`` (Django adds it only when it runs the
+        checks itself)."""
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.add_argument("--skip-checks", action="store_true", help="Skip system checks.")
+        return parser
 
     def execute(self, *args: Any, **options: Any) -> Any:
         """Run the system checks (our errors: one line, exit 2), then the command."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from typing import Any
 
 from appsync_events.consumers import AppSyncEventsConsumer
 
@@ -19,22 +19,19 @@ _FOLLOWABLE = re.compile(rf"^/chat/rooms/(?:{ROOM_PATTERN}|\*)\Z")
 class ChatConsumer(AppSyncEventsConsumer):
     """Relay chat events to the page, and the listener's status to its status panel.
 
-    The demo has no accounts, so anonymous visitors may follow rooms; they may follow
-    only ``/chat/rooms/<room>`` and the wildcard ``/chat/rooms/*``, and never publish
-    from the browser (messages are posted through the Django view, which saves them).
+    The demo has no accounts: its ``GRANTS`` (settings) let everyone subscribe below
+    ``/chat/rooms/`` and grant no publishing (messages are posted through the Django view,
+    which saves them). On top of the grants, a page may follow only one room
+    (``/chat/rooms/<room>``) or the all-rooms wildcard (``/chat/rooms/*``).
     """
-
-    allow_anonymous: ClassVar[bool] = True
-    allow_wildcards: ClassVar[bool] = True
-    allow_publish: ClassVar[bool] = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._accepted = False
 
     async def can_subscribe(self, user: Any, channel: str) -> bool:
-        """Allow the rooms and the all-rooms wildcard, nothing else."""
-        return _FOLLOWABLE.match(channel) is not None
+        """Allow what GRANTS allow, and of that only one room or the all-rooms wildcard."""
+        return _FOLLOWABLE.match(channel) is not None and await super().can_subscribe(user, channel)
 
     async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
         """Accept the socket and remember that it was accepted."""

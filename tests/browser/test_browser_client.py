@@ -16,7 +16,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Coroutine, Iterator
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 import uvicorn
@@ -59,10 +59,8 @@ SOCKETS: list[PageConsumer] = []
 
 
 class PageConsumer(AppSyncEventsConsumer):
-    """The library's consumer, open to anonymous pages, refusing one channel."""
-
-    allow_anonymous: ClassVar[bool] = True
-    allow_publish: ClassVar[bool] = True
+    """The library's consumer, open to anonymous pages, refusing one channel (its hooks
+    replace the settings' GRANTS)."""
 
     async def can_subscribe(self, user: Any, channel: str) -> bool:
         """Refuse :data:`FORBIDDEN`, allow the rest."""

@@ -4,7 +4,9 @@ A thin shell over :class:`appsync_events.listener.Listener` (the contract is in
 ``docs/listener.md``): state lines go to stderr; ``--print`` writes one JSON line per
 event to stdout; SIGINT/SIGTERM shut down cleanly with exit status 0; a configuration
 mistake exits with status 2 and a one-line reason; a failure that stops the listener (a
-wrong URL, an error no retry can fix) exits with status 1 and a line saying why.
+wrong URL, an error no retry can fix) exits with status 1 and a line saying why; a
+shutdown that had to abandon running handlers after ``LISTENER['SHUTDOWN_TIMEOUT']``
+exits with status 3.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from ...exceptions import ConfigurationError, InvalidChannelError
-from ...listener import JSONLinesSink, Listener
+from ...listener import EXIT_SHUTDOWN_TIMEOUT, JSONLinesSink, Listener
 from ..base import AppSyncCommand
 
 
@@ -120,6 +122,13 @@ class Command(AppSyncCommand):
             code = asyncio.run(listener.run())
         except ConfigurationError as exc:
             raise CommandError(str(exc), returncode=2) from exc
+        if code == EXIT_SHUTDOWN_TIMEOUT:
+            raise CommandError(
+                "the shutdown took longer than LISTENER['SHUTDOWN_TIMEOUT'] "
+                f"({listener.config.listener.shutdown_timeout:g} s); handlers still running "
+                "were abandoned (see the ERROR line naming them)",
+                returncode=code,
+            )
         if code:
             why = listener.fatal_error
             raise CommandError(

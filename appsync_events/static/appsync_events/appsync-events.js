@@ -66,7 +66,7 @@
  *
  * client.publish(channel, payload) -> Promise<PublishResult>
  * client.publishBatch(channel, payloads) -> Promise<PublishResult>
- *   Publish through the consumer (it must allow publishing: allow_publish / can_publish).
+ *   Publish through the consumer (GRANTS must grant PUBLISH, or can_publish allow it).
  *   While connecting, the publish is queued and sent once the socket opens. Resolves with
  *   {channel, successful: [{index, identifier}], failed: [{index, code, message}], queued}
  *   (`queued` is true when the server's durable outbox took the events). Rejects with an

@@ -169,6 +169,7 @@ class Command(BaseCommand):
 
     def _start_emulator(self, port: int | None) -> Any:
         from appsync_events.emulator import AppSyncEventsEmulator
+        from appsync_events.emulator.cli import ready_line
 
         config = conf.get_api_config()
         wanted = config.emulator.port if port is None else port
@@ -193,7 +194,7 @@ class Command(BaseCommand):
             setting_changed.send(
                 sender=type(self), setting="APPSYNC_EVENTS", value=value, enter=True
             )
-        self.stdout.write(f"AppSync Events emulator listening on {emulator.http_url}")
+        self.stdout.write(ready_line(emulator))
         return emulator
 
     def _describe_layer(self) -> None:

@@ -1,15 +1,17 @@
-"""The emulated service: its API, connections and subscriptions, and every operation.
+"""What the emulated service does: connect, subscribe, unsubscribe and publish.
 
-Nothing here touches a socket. The wire layer (:mod:`appsync_events.emulator.asgi`)
-hands each connection a :class:`Connection` with two callbacks (queue a frame, close)
+:class:`EmulatorState` is the service: the :class:`~.registry.Registry` it holds, plus
+the operations. The wire layer (:mod:`appsync_events.emulator.asgi`) hands each
+connection a :class:`~.registry.Connection` with two callbacks (queue a frame, close)
 and passes every received frame to :meth:`EmulatorState.handle_frame`; HTTP publishes
-go to :meth:`EmulatorState.http_publish`. Operations answer with protocol messages from
-:mod:`appsync_events.protocol` and check channels with :mod:`appsync_events.paths` and
+go to :meth:`EmulatorState.http_publish`. Operations check credentials with
+:mod:`.authz`, run the handler stand-ins of :mod:`.hooks`, answer with protocol messages
+from :mod:`appsync_events.protocol` and fan events out to the subscriptions the registry
+finds. Channels are checked with :mod:`appsync_events.paths` and
 :mod:`appsync_events.limits`: the emulator has no grammar of its own.
 
-Threads: operations run on the emulator's event loop. The read-only views used by
-tests (:attr:`EmulatorState.published`, :meth:`EmulatorState.subscriptions`, ...) and
-:meth:`EmulatorState.wait_for` are safe from any thread.
+Threads: operations run on the emulator's event loop; the registry's views are safe
+from any thread.
 """
 
 from __future__ import annotations
@@ -17,27 +19,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-from ..exceptions import InvalidChannelError
-from ..limits import (
-    CONNECTION_TIMEOUT_MS,
-    EVENTS_PER_PUBLISH,
-    KEEP_ALIVE_INTERVAL,
-    MAX_CONNECTION_LIFETIME,
-    MAX_EVENT_BYTES,
-    MAX_REQUEST_BYTES,
-    OPERATION_ID_RE,
-    PUBLISHES_PER_SECOND,
-    SUBSCRIPTIONS_PER_CONNECTION,
-)
-from ..paths import Channel, parse_channel
+from ..exceptions import short_repr
+from ..paths import Channel
 from ..protocol import (
     CLIENT_TYPES,
     ConnectionAck,
@@ -64,222 +52,49 @@ from ..protocol import (
     signing_body,
 )
 from .authz import AuthContext, Authorizer, AuthResult, html_escape_json
-from .errors import EmulatorError, ErrorSpec, merge_errors
+from .errors import EmulatorError, ErrorSpec
 from .faults import Faults
 from .hooks import (
     HandlerContext,
     HandlerError,
     HandlerUnauthorized,
     IncomingEvent,
-    NamespaceHandlers,
     PublishHandler,
     SubscribeHandler,
 )
+from .registry import (
+    Connection,
+    PublishedRecord,
+    Registry,
+    ServiceSettings,
+    Subscription,
+)
 
-__all__ = [
-    "ALL_MODES",
-    "Connection",
-    "ConnectionInfo",
-    "EmulatorState",
-    "NamespaceSpec",
-    "PublishedRecord",
-    "ServiceSettings",
-    "SubscriptionInfo",
-]
+__all__ = ["EmulatorState"]
 
 logger = logging.getLogger(__name__)
 
-_R = TypeVar("_R")
+#: One INFO line per connection, subscribe, unsubscribe, publish and refusal, as a web
+#: server's request log. ``appsync_emulator`` and ``python -m appsync_events.emulator``
+#: print it on stderr (``--quiet`` silences it); elsewhere it is an ordinary logger.
+requests_log = logging.getLogger("appsync_events.emulator.requests")
 
-ALL_MODES: Final = (
-    "API_KEY",
-    "AWS_IAM",
-    "AMAZON_COGNITO_USER_POOLS",
-    "OPENID_CONNECT",
-    "AWS_LAMBDA",
-)
+
+def _short(connection_id: str | None) -> str:
+    return (connection_id or "-")[:8]
+
+
+def _refusal(entry: ErrorEntry) -> str:
+    return f"{entry.error_type}: {entry.message}" if entry.message else entry.error_type
+
+
+_R = TypeVar("_R")
 
 Transport = Literal["websocket", "http"]
 
 
-@dataclass(frozen=True, slots=True)
-class NamespaceSpec:
-    """A namespace of the emulated API and the modes it allows per operation."""
-
-    name: str
-    publish_auth_modes: tuple[str, ...] = ALL_MODES
-    subscribe_auth_modes: tuple[str, ...] = ALL_MODES
-
-
-@dataclass(slots=True)
-class ServiceSettings:
-    """Everything that shapes the emulated service's answers (see ``docs/emulator.md``).
-
-    Attributes:
-        namespaces: the API's namespaces, by name.
-        connection_auth_modes: the modes a websocket connect may use.
-        max_subscriptions / publishes_per_second / max_events / max_event_bytes /
-            max_request_bytes: the quotas of protocol notes §9.
-        ka_interval: seconds between ``ka`` frames.
-        connection_timeout_ms: sent in ``connection_ack``.
-        max_lifetime: seconds after which a connection is closed.
-        wildcard_matches_parent: whether ``/ns/a/*`` also receives ``/ns/a`` (unknown on
-            the service; off).
-        connect_auth_at: ``"init"`` answers a refused connect on ``connection_init`` (or
-            the first message); ``"open"`` sends ``connection_error`` right after the
-            upgrade.
-        require_init: refuse operations before ``connection_init`` (the doc calls it
-            optional; off).
-        ka_after_ack: send one ``ka`` right after ``connection_ack`` (GraphQL real-time
-            does; on).
-        ws_signing_escape: ``"html"`` rebuilds the signed body of a websocket publish with
-            ``<``, ``>``, ``&`` escaped as the service appears to (ISS-400); ``"none"``
-            signs it as sent; ``"both"`` accepts either.
-        require_subprotocol: refuse an upgrade that does not offer
-            ``aws-appsync-event-ws``.
-        accept_query_auth: also read the connect auth from ``?header=<base64url>``.
-        inherit_connection_auth: let a subscribe/publish without ``authorization`` use
-            the connect's identity (off: it is refused, as the doc requires the field).
-        errors: the error table (:mod:`appsync_events.emulator.errors`).
-        handlers: ``onPublish``/``onSubscribe`` stand-ins, by namespace.
-    """
-
-    namespaces: dict[str, NamespaceSpec] = field(
-        default_factory=lambda: {"default": NamespaceSpec("default")}
-    )
-    connection_auth_modes: tuple[str, ...] = ALL_MODES
-    max_subscriptions: int = SUBSCRIPTIONS_PER_CONNECTION
-    publishes_per_second: int = PUBLISHES_PER_SECOND
-    max_events: int = EVENTS_PER_PUBLISH
-    max_event_bytes: int = MAX_EVENT_BYTES
-    max_request_bytes: int = MAX_REQUEST_BYTES
-    ka_interval: float = KEEP_ALIVE_INTERVAL
-    connection_timeout_ms: int = CONNECTION_TIMEOUT_MS
-    max_lifetime: float = MAX_CONNECTION_LIFETIME
-    wildcard_matches_parent: bool = False
-    connect_auth_at: Literal["init", "open"] = "init"
-    require_init: bool = False
-    ka_after_ack: bool = True
-    ws_signing_escape: Literal["html", "none", "both"] = "html"
-    require_subprotocol: bool = True
-    accept_query_auth: bool = True
-    inherit_connection_auth: bool = False
-    errors: Mapping[str, ErrorSpec] = field(default_factory=lambda: merge_errors(None))
-    handlers: dict[str, NamespaceHandlers] = field(default_factory=dict)
-
-
-# -- records exposed to tests ------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PublishedRecord:
-    """One accepted publish, as tests inspect it.
-
-    Attributes:
-        channel: the normalised channel path.
-        events: the event strings broadcast (after any handler), in request order.
-        identifiers: the UUID the service gave each broadcast event.
-        failed: the ``failed`` entries of the answer.
-        auth_mode: the mode that authorized it (``None`` for :meth:`EmulatorState.inject`).
-        transport: ``"http"``, ``"websocket"`` or ``"inject"``.
-        connection_id: the publishing connection (websocket only).
-        deliveries: how many ``data`` frames it produced.
-        at: ``time.time()`` when it was accepted.
-    """
-
-    channel: str
-    events: tuple[str, ...]
-    identifiers: tuple[str, ...]
-    failed: tuple[FailedEvent, ...]
-    auth_mode: str | None
-    transport: str
-    connection_id: str | None
-    deliveries: int
-    at: float
-
-    @property
-    def payloads(self) -> list[Any]:
-        """The events decoded from JSON."""
-        return [json.loads(e) for e in self.events]
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionInfo:
-    """A live subscription, as tests inspect it."""
-
-    connection_id: str
-    id: str
-    channel: str
-    auth_mode: str
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionInfo:
-    """A live websocket connection, as tests inspect it."""
-
-    id: str
-    remote: str | None
-    auth_mode: str | None
-    acked: bool
-    subscriptions: int
-    opened_at: float
-
-
-# -- live objects --------------------------------------------------------------------------
-
-
-class _Subscription:
-    __slots__ = ("auth_mode", "channel", "connection", "id", "key", "prefix")
-
-    def __init__(self, connection: Connection, sub_id: str, channel: Channel, auth_mode: str):
-        self.connection = connection
-        self.id = sub_id
-        self.channel = channel
-        self.auth_mode = auth_mode
-        # The data frame up to its event, built once: '{"type":"data","id":"<id>","event":'.
-        self.prefix = '{"type":"data","id":' + dumps(sub_id) + ',"event":'
-        self.key = (connection.id, sub_id)
-
-
-class Connection:
-    """One websocket connection, held by the state; the wire layer owns the socket.
-
-    Args:
-        send: queue one frame (text, or bytes for a fault) for the client.
-        close: ask the wire layer to close with ``(code, reason)``.
-        headers: the connect's authorization header object (lowercased).
-        request_host: the upgrade's ``Host``.
-        remote: the peer address.
-    """
-
-    def __init__(
-        self,
-        *,
-        send: Callable[[str | bytes], None],
-        close: Callable[[int, str], None],
-        headers: Mapping[str, str],
-        request_host: str | None,
-        remote: str | None,
-    ) -> None:
-        self.id = str(uuid.uuid4())
-        self.send = send
-        self.close = close
-        self.headers = headers
-        self.request_host = request_host
-        self.remote = remote
-        self.auth: AuthResult | None = None
-        self.connect_error: ErrorEntry | None = None
-        self.acked = False
-        self.closed = False
-        self.subscriptions: dict[str, _Subscription] = {}
-        self.publish_times: deque[float] = deque()
-        self.opened_at = time.time()
-        #: Set by the wire layer when ``connection_ack`` goes out (starts ``ka``).
-        self.on_ack: Callable[[], None] | None = None
-
-
-class EmulatorState:
-    """The emulated AppSync Event API (see the module docstring).
+class EmulatorState(Registry):
+    """The emulated AppSync Event API: what it holds and what it does.
 
     Args:
         settings: the API's shape and the behaviour switches.
@@ -290,88 +105,14 @@ class EmulatorState:
     def __init__(
         self, settings: ServiceSettings, authorizer: Authorizer, faults: Faults | None = None
     ) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.authorizer = authorizer
         self.faults = faults or Faults()
-        self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
-        self._connections: dict[str, Connection] = {}
-        # Subscription index: exact path -> subs, and wildcard prefix path -> subs.
-        self._exact: dict[str, dict[tuple[str, str], _Subscription]] = {}
-        self._wild: dict[str, dict[tuple[str, str], _Subscription]] = {}
-        self._published: list[PublishedRecord] = []
-        self._connects = 0
-        self._rejected_connects = 0
-
-    # -- views for tests (any thread) ----------------------------------------------------
-
-    @property
-    def published(self) -> list[PublishedRecord]:
-        """Every accepted publish since the last reset, oldest first (a copy)."""
-        with self._lock:
-            return list(self._published)
-
-    def subscriptions(self, channel: str | None = None) -> list[SubscriptionInfo]:
-        """The live subscriptions, optionally only those whose pattern is ``channel``."""
-        wanted = None if channel is None else parse_channel(channel, allow_wildcard=True).path
-        with self._lock:
-            return [
-                SubscriptionInfo(c.id, s.id, s.channel.path, s.auth_mode)
-                for c in self._connections.values()
-                for s in c.subscriptions.values()
-                if wanted is None or s.channel.path == wanted
-            ]
-
-    def connections(self) -> list[ConnectionInfo]:
-        """The open websocket connections."""
-        with self._lock:
-            return [
-                ConnectionInfo(
-                    c.id,
-                    c.remote,
-                    c.auth.mode if c.auth else None,
-                    c.acked,
-                    len(c.subscriptions),
-                    c.opened_at,
-                )
-                for c in self._connections.values()
-            ]
-
-    @property
-    def connect_count(self) -> int:
-        """Websocket upgrades accepted since the last reset (rejected ones included)."""
-        return self._connects
-
-    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Block until ``predicate()`` holds (re-checked on every state change) or timeout."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while not predicate():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._changed.wait(remaining)
-            return True
-
-    def _notify(self) -> None:
-        with self._changed:
-            self._changed.notify_all()
 
     def clear(self) -> None:
-        """Forget published records and counters (connections are closed by the caller)."""
-        with self._lock:
-            self._published.clear()
-            self._connects = 0
-            self._rejected_connects = 0
+        """Forget published records, counters and cached Lambda authorizer answers."""
+        super().clear()
         self.authorizer.clear_cache()
-        self._notify()
-
-    def all_connections(self) -> list[Connection]:
-        """The live connection objects (for the wire layer and fault actions)."""
-        with self._lock:
-            return list(self._connections.values())
-
-    # -- helpers -----------------------------------------------------------------------
 
     def _entry(self, exc: EmulatorError, *, with_code: bool = False) -> ErrorEntry:
         return self.settings.errors[exc.case].entry(exc.detail, with_code=with_code)
@@ -379,34 +120,11 @@ class EmulatorState:
     def _spec(self, case: str) -> ErrorSpec:
         return self.settings.errors[case]
 
-    def _namespace(self, channel: Channel) -> NamespaceSpec:
-        spec = self.settings.namespaces.get(channel.namespace)
-        if spec is None:
-            raise EmulatorError("unknown_namespace")
-        return spec
-
-    @staticmethod
-    def _parse_channel(text: str, *, allow_wildcard: bool) -> Channel:
-        try:
-            return parse_channel(text, allow_wildcard=allow_wildcard)
-        except InvalidChannelError as exc:
-            raise EmulatorError("invalid_channel", exc.message) from None
-
-    @staticmethod
-    def _check_id(op_id: str) -> None:
-        if not OPERATION_ID_RE.match(op_id):
-            raise EmulatorError(
-                "invalid_id",
-                f"Invalid id {op_id[:40]!r}: use 1-128 letters, digits, '_', '+' or '-'.",
-            )
-
     # -- connect -----------------------------------------------------------------------
 
     async def open_connection(self, connection: Connection) -> None:
         """Register ``connection`` and check its connect auth (the answer waits for init)."""
-        with self._lock:
-            self._connections[connection.id] = connection
-            self._connects += 1
+        self.add_connection(connection)
         if self.faults.take_connect_rejection():
             connection.connect_error = self._spec("injected_connect_rejection").entry()
         else:
@@ -425,26 +143,27 @@ class EmulatorState:
             except EmulatorError as exc:
                 connection.connect_error = self._entry(exc, with_code=True)
         if connection.connect_error is not None:
-            with self._lock:
-                self._rejected_connects += 1
             logger.info("Emulator refused websocket connect %s", connection.id)
-        self._notify()
+            requests_log.info(
+                "REFUSED connect conn=%s from %s: %s",
+                _short(connection.id),
+                connection.remote,
+                _refusal(connection.connect_error),
+            )
+        else:
+            requests_log.info(
+                "CONNECT conn=%s from %s (%s)",
+                _short(connection.id),
+                connection.remote,
+                connection.auth.mode if connection.auth else "no auth",
+            )
+        self.notify()
 
     def refuse_connection(self, connection: Connection) -> None:
         """Send the pending ``connection_error`` and close (1000, as the service does)."""
         entry = connection.connect_error or self._spec("unauthorized").entry()
         connection.send(encode(ConnectionErrorMessage((entry,))))
         connection.close(1000, "")
-
-    def close_connection(self, connection: Connection) -> None:
-        """Forget ``connection`` and its subscriptions (the socket is gone)."""
-        with self._lock:
-            connection.closed = True
-            self._connections.pop(connection.id, None)
-            for sub in connection.subscriptions.values():
-                self._unindex(sub)
-            connection.subscriptions.clear()
-        self._notify()
 
     # -- frames ----------------------------------------------------------------------
 
@@ -508,7 +227,7 @@ class EmulatorState:
         connection.acked = True
         if first and connection.on_ack is not None:
             connection.on_ack()
-        self._notify()
+        self.notify()
 
     # -- operation auth ----------------------------------------------------------------
 
@@ -525,7 +244,7 @@ class EmulatorState:
         request_host: str | None,
         remote: str | None,
     ) -> AuthResult:
-        namespace = self._namespace(channel)
+        namespace = self.namespace(channel)
         allowed = (
             namespace.publish_auth_modes
             if operation == "publish"
@@ -552,8 +271,8 @@ class EmulatorState:
     async def subscribe(self, connection: Connection, message: Subscribe) -> Message:
         """Handle a ``subscribe``; return ``subscribe_success`` or ``subscribe_error``."""
         try:
-            self._check_id(message.id)
-            channel = self._parse_channel(message.channel, allow_wildcard=True)
+            self.check_id(message.id)
+            channel = self.channel(message.channel, allow_wildcard=True)
             if message.id in connection.subscriptions:
                 raise EmulatorError("duplicate_subscription", message.id)
             auth = await self._authorize_op(
@@ -568,10 +287,7 @@ class EmulatorState:
                 connection.request_host,
                 connection.remote,
             )
-            if len(connection.subscriptions) >= self.settings.max_subscriptions:
-                raise EmulatorError(
-                    "max_subscriptions", f"{self.settings.max_subscriptions} per connection"
-                )
+            self.check_subscription_room(connection)
             handlers = self.settings.handlers.get(channel.namespace)
             if handlers is not None and handlers.on_subscribe is not None:
                 await self._run_subscribe_handler(
@@ -581,12 +297,18 @@ class EmulatorState:
                 # Re-checked: the handler ran in a thread and the loop kept going.
                 raise EmulatorError("duplicate_subscription", message.id)
         except EmulatorError as exc:
-            return SubscribeErrorMessage(message.id, (self._entry(exc),))
-        sub = _Subscription(connection, message.id, channel, auth.mode)
-        with self._lock:
-            connection.subscriptions[message.id] = sub
-            self._index(sub)
-        self._notify()
+            entry = self._entry(exc)
+            requests_log.info(
+                "REFUSED subscribe %s conn=%s: %s",
+                short_repr(message.channel),
+                _short(connection.id),
+                _refusal(entry),
+            )
+            return SubscribeErrorMessage(message.id, (entry,))
+        self.add_subscription(Subscription(connection, message.id, channel, auth.mode))
+        requests_log.info(
+            "SUBSCRIBE %s conn=%s (%s)", channel.path, _short(connection.id), auth.mode
+        )
         return SubscribeSuccess(message.id)
 
     async def _run_subscribe_handler(
@@ -613,48 +335,12 @@ class EmulatorState:
 
     def unsubscribe(self, connection: Connection, message: Unsubscribe) -> Message:
         """Handle an ``unsubscribe``; return its success or ``UnknownOperationError``."""
-        with self._lock:
-            sub = connection.subscriptions.pop(message.id, None)
-            if sub is not None:
-                self._unindex(sub)
+        sub = self.remove_subscription(connection, message.id)
         if sub is None:
             entry = self._entry(EmulatorError("unknown_operation", message.id))
             return UnsubscribeErrorMessage(message.id, (entry,))
-        self._notify()
+        requests_log.info("UNSUBSCRIBE %s conn=%s", sub.channel.path, _short(connection.id))
         return UnsubscribeSuccess(message.id)
-
-    def _index(self, sub: _Subscription) -> None:
-        segments = sub.channel.segments
-        key = "/" + "/".join(segments)
-        index = self._wild if sub.channel.wildcard else self._exact
-        index.setdefault(key, {})[sub.key] = sub
-
-    def _unindex(self, sub: _Subscription) -> None:
-        key = "/" + "/".join(sub.channel.segments)
-        index = self._wild if sub.channel.wildcard else self._exact
-        bucket = index.get(key)
-        if bucket is not None:
-            bucket.pop(sub.key, None)
-            if not bucket:
-                del index[key]
-
-    def _targets(self, channel: Channel) -> list[_Subscription]:
-        """Every subscription an event on ``channel`` reaches (one per subscription id)."""
-        segments = channel.segments
-        out: list[_Subscription] = []
-        with self._lock:
-            exact = self._exact.get(channel.path)
-            if exact:
-                out.extend(exact.values())
-            if self._wild:
-                last = len(segments) + (1 if self.settings.wildcard_matches_parent else 0)
-                prefix = ""
-                for depth in range(1, last):
-                    prefix = prefix + "/" + segments[depth - 1]
-                    bucket = self._wild.get(prefix)
-                    if bucket:
-                        out.extend(bucket.values())
-        return out
 
     # -- publish -----------------------------------------------------------------------
 
@@ -671,9 +357,9 @@ class EmulatorState:
                 caller can send the answer first.
         """
         try:
-            self._check_id(message.id)
-            self._rate_limit(connection)
-            channel = self._parse_channel(message.channel, allow_wildcard=False)
+            self.check_id(message.id)
+            self.check_rate(connection)
+            channel = self.channel(message.channel, allow_wildcard=False)
             body = signing_body(message.channel, message.events)
             mode = self.settings.ws_signing_escape
             if mode == "html":
@@ -694,8 +380,8 @@ class EmulatorState:
                 connection.request_host,
                 connection.remote,
             )
-            self._check_events(message.events, "ws")
-            successful, failed = await self._publish(
+            self.check_events(message.events, "ws")
+            successful, record = await self._publish(
                 channel,
                 list(message.events),
                 auth,
@@ -705,31 +391,16 @@ class EmulatorState:
                 after,
             )
         except EmulatorError as exc:
-            return PublishErrorMessage(message.id, (self._entry(exc),))
-        return PublishSuccess(message.id, successful, failed)
-
-    def _rate_limit(self, connection: Connection) -> None:
-        limit = self.settings.publishes_per_second
-        now = time.monotonic()
-        times = connection.publish_times
-        while times and now - times[0] >= 1.0:
-            times.popleft()
-        if len(times) >= limit:
-            raise EmulatorError("rate_limited", f"{limit} publish requests per second")
-        times.append(now)
-
-    def _check_events(self, events: Sequence[str], transport: Literal["ws", "http"]) -> None:
-        if not events:
-            raise EmulatorError(f"no_events_{transport}")
-        if len(events) > self.settings.max_events:
-            raise EmulatorError(f"too_many_events_{transport}")
-        for index, event in enumerate(events):
-            try:
-                json.loads(event)
-            except ValueError:
-                raise EmulatorError(
-                    f"invalid_event_{transport}", f"Event at index {index} is not valid JSON"
-                ) from None
+            entry = self._entry(exc)
+            requests_log.info(
+                "REFUSED publish %s ws conn=%s: %s",
+                short_repr(message.channel),
+                _short(connection.id),
+                _refusal(entry),
+            )
+            return PublishErrorMessage(message.id, (entry,))
+        _log_publish(record, _short(connection.id))
+        return PublishSuccess(message.id, successful, record.failed)
 
     async def _publish(
         self,
@@ -740,7 +411,8 @@ class EmulatorState:
         connection_id: str | None,
         headers: Mapping[str, str],
         after: list[Callable[[], None]] | None = None,
-    ) -> tuple[tuple[SuccessfulEvent, ...], tuple[FailedEvent, ...]]:
+    ) -> tuple[tuple[SuccessfulEvent, ...], PublishedRecord]:
+        """Run the handler, drop oversized events, fan out and record the publish."""
         identifiers = [str(uuid.uuid4()) for _ in events]
         outgoing: list[str | None] = list(events)
         failed: list[FailedEvent] = []
@@ -767,7 +439,7 @@ class EmulatorState:
             if event is not None:
                 broadcast.append(event)
                 broadcast_ids.append(identifiers[index])
-        targets = self._targets(channel)
+        targets = self.targets(channel)
         if after is not None:
 
             def deliver() -> None:
@@ -788,10 +460,8 @@ class EmulatorState:
             deliveries,
             time.time(),
         )
-        with self._lock:
-            self._published.append(record)
-        self._notify()
-        return tuple(successful), record.failed
+        self.record(record)
+        return tuple(successful), record
 
     async def _run_publish_handler(
         self,
@@ -845,7 +515,7 @@ class EmulatorState:
         return outgoing, failed
 
     @staticmethod
-    def _fanout(targets: list[_Subscription], events: Iterable[str]) -> int:
+    def _fanout(targets: list[Subscription], events: Iterable[str]) -> int:
         if not targets:
             return 0
         count = 0
@@ -863,11 +533,10 @@ class EmulatorState:
         Raises:
             EmulatorError: for an invalid channel or unknown namespace.
         """
-        chan = self._parse_channel(channel, allow_wildcard=False)
-        self._namespace(chan)
-        await self._publish(chan, list(events), None, "inject", None, {})
-        with self._lock:
-            return self._published[-1]
+        chan = self.channel(channel, allow_wildcard=False)
+        self.namespace(chan)
+        _, record = await self._publish(chan, list(events), None, "inject", None, {})
+        return record
 
     # -- HTTP ----------------------------------------------------------------------
 
@@ -881,15 +550,11 @@ class EmulatorState:
     ) -> tuple[int, dict[str, Any]]:
         """Handle ``POST /event``; return the HTTP status and the JSON body."""
         try:
-            if len(body) > self.settings.max_request_bytes:
-                raise EmulatorError(
-                    "request_too_large",
-                    f"Request payload is {len(body)} bytes; at most "
-                    f"{self.settings.max_request_bytes} are allowed",
-                )
+            self.check_request_size(body)
             try:
                 obj = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):
+                # RecursionError: nesting deeper than the parser goes is as invalid.
                 raise EmulatorError(
                     "invalid_event_http", "Request body is not valid JSON"
                 ) from None
@@ -903,7 +568,7 @@ class EmulatorState:
                 raise EmulatorError(
                     "invalid_event_http", "'events' must be a list of JSON-encoded strings"
                 )
-            channel = self._parse_channel(channel_text, allow_wildcard=False)
+            channel = self.channel(channel_text, allow_wildcard=False)
             auth = await self._authorize_op(
                 None,
                 "publish",
@@ -916,13 +581,18 @@ class EmulatorState:
                 request_host,
                 remote,
             )
-            self._check_events(events, "http")
-            successful, failed = await self._publish(channel, events, auth, "http", None, headers)
+            self.check_events(events, "http")
+            successful, record = await self._publish(channel, events, auth, "http", None, headers)
         except EmulatorError as exc:
             spec = self._spec(exc.case)
-            return spec.status, {"errors": [self._entry(exc).to_json()]}
+            entry = self._entry(exc)
+            requests_log.info(
+                "REFUSED publish http from %s: %s %s", remote, spec.status, _refusal(entry)
+            )
+            return spec.status, {"errors": [entry.to_json()]}
+        _log_publish(record, f"http from {remote}")
         return 200, {
-            "failed": [f.to_json() for f in failed],
+            "failed": [f.to_json() for f in record.failed],
             "successful": [s.to_json() for s in successful],
         }
 
@@ -944,6 +614,18 @@ async def _call_handler(
     except Exception as exc:
         logger.exception("%s stand-in for %r raised", hook, ctx.namespace)
         raise EmulatorError("handler_error", f"{type(exc).__name__}: {exc}") from None
+
+
+def _log_publish(record: PublishedRecord, source: str) -> None:
+    failed = f", {len(record.failed)} failed" if record.failed else ""
+    requests_log.info(
+        "PUBLISH %s %s: %d events%s, %d deliveries",
+        record.channel,
+        source,
+        len(record.events),
+        failed,
+        record.deliveries,
+    )
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:
