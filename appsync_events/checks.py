@@ -462,6 +462,8 @@ def check_grants(
                 )
             )
     return warnings
+
+
 def check_tasks(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:

@@ -253,6 +253,15 @@ async def enqueue(
         try:
             task = run_handler.using(backend=config.backend, queue_name=config.queue_name)
             await task.aenqueue(handler=entry.name, event=data)
+        except asyncio.CancelledError:
+            logger.error(
+                "Stopped while enqueueing: the event on %s may not have been enqueued for "
+                "handler %s (api=%s)",
+                event.subscription,
+                entry.name,
+                event.api,
+            )
+            raise
         except Exception as exc:
             failures += 1
             if not retry or isinstance(exc, _PERMANENT):
@@ -285,8 +294,8 @@ async def enqueue(
                 await asyncio.sleep(delay)
             except asyncio.CancelledError:
                 logger.error(
-                    "Stopped while retrying: the event on %s was never enqueued for handler "
-                    "%s (api=%s)",
+                    "Stopped while retrying: the event on %s was not enqueued for handler %s "
+                    "(api=%s)",
                     event.subscription,
                     entry.name,
                     event.api,
