@@ -336,17 +336,16 @@ def requeue_stale_tasks(older_than: float, *, backend: str = "default") -> int:
         The number of tasks made ready again.
 
     Raises:
-        ConfigurationError: the backend is not a django-tasks-db ``DatabaseBackend``.
-        ImproperlyInstalled: django-tasks-db is not installed.
+        ConfigurationError: the backend is not a django-tasks-db ``DatabaseBackend``
+            (:class:`~appsync_events.exceptions.ImproperlyInstalled`: django-tasks-db is
+            not installed).
     """
     try:
         from django_tasks_db.backend import DatabaseBackend
         from django_tasks_db.models import DBTaskResult
     except ImportError as exc:
-        raise ConfigurationError(
-            "requeueing applies to django-tasks-db's DatabaseBackend, and django-tasks-db "
-            "is not installed (pip install django-tasks-db).",
-            check_id="appsync_events.E011",
+        raise ImproperlyInstalled(
+            missing_package="django-tasks-db", install_extra="tasks-db"
         ) from exc
     try:
         task_backend = framework.task_backends[backend]
