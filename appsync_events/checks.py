@@ -20,6 +20,9 @@ Errors
     E014  browsers are meant to get events (the consumer is routed, or FORWARDING is set
           in an alias) but CHANNEL_LAYERS defines no layer: every browser websocket would
           be refused
+    E015  handlers enqueue, but the alias's TASKS backend or queue refuses the task, or a
+          handler that enqueues is one workers cannot find by name (a lambda, or a
+          function defined inside another)
 Warnings
     W001  plain http:// or ws:// to a host that is not this machine
     W002  a subscription in a namespace the API does not declare
@@ -38,6 +41,7 @@ Warnings
           grant nothing, and its class does not override can_subscribe: every browser
           request will be refused
     W009  a GRANTS pattern names a namespace NAMESPACES does not declare
+    W010  a handler declared ordered=True is enqueued: tasks run in no particular order
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ __all__ = [
     "check_publishing",
     "check_settings",
     "check_subscription_namespaces",
+    "check_tasks",
     "register",
 ]
 
@@ -461,6 +466,94 @@ def check_grants(
     return warnings
 
 
+def check_tasks(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E011, E015 and W010: handlers that enqueue can be enqueued and found on workers.
+
+    For every alias with ``TASKS['ENQUEUE']`` or a handler that enqueues its events:
+    Django's Tasks framework is importable (E011), the alias's ``TASKS['BACKEND']`` and
+    ``QUEUE_NAME`` accept :data:`appsync_events.tasks.run_handler` (E015), every such
+    handler has a name workers can find (E015), and none is ``ordered=True`` (W010).
+    """
+    from .dispatch import default_router
+
+    entries = default_router.entries()
+    messages: list[CheckMessage] = []
+    reported: set[tuple[str, int]] = set()
+    for alias, config in _configs():
+        if isinstance(config, ConfigurationError):
+            continue  # reported by check_settings
+        obj = f"APPSYNC_EVENTS[{alias!r}]['TASKS']"
+        default = config.tasks.enqueue
+        enqueued = [
+            entry
+            for entry in entries
+            if (entry.api is None or entry.api == alias)
+            and (default if entry.enqueue is None else entry.enqueue)
+        ]
+        if not default and not enqueued:
+            continue
+        try:
+            from . import tasks
+
+            tasks.run_handler.using(
+                backend=config.tasks.backend, queue_name=config.tasks.queue_name
+            )
+        except ConfigurationError as exc:  # ImproperlyInstalled: no Tasks framework
+            messages.append(
+                checks.Error(
+                    f"{obj}: handlers of this alias enqueue, but: {exc}",
+                    hint="On Django 5.2 install the django-tasks backport (the 'tasks' "
+                    "extra) and add 'django_tasks' to INSTALLED_APPS; Django 6 has it.",
+                    obj=obj,
+                    id=exc.check_id,
+                )
+            )
+            continue
+        except Exception as exc:  # the framework's own errors: no such backend, bad queue
+            messages.append(
+                checks.Error(
+                    f"{obj}: handlers of this alias enqueue to task backend "
+                    f"{config.tasks.backend!r}, queue {config.tasks.queue_name!r}, which "
+                    f"refuses the task: {type(exc).__name__}: {exc}",
+                    hint="Name a backend of the TASKS setting in TASKS['BACKEND'] and one "
+                    "of its QUEUES in TASKS['QUEUE_NAME'].",
+                    obj=obj,
+                    id="appsync_events.E015",
+                )
+            )
+            continue
+        for entry in enqueued:
+            if (entry.name, entry.order) in reported:
+                continue
+            reported.add((entry.name, entry.order))
+            why = "enqueue=True" if entry.enqueue else f"TASKS['ENQUEUE'] of alias {alias!r}"
+            if not entry.has_stable_name:
+                messages.append(
+                    checks.Error(
+                        f"Handler {entry.name} enqueues ({why}), but workers cannot find a "
+                        "lambda or a function defined inside another by name.",
+                        hint="Define it at module level in an appsync_handlers module, or "
+                        "register it with enqueue=False.",
+                        obj=entry.name,
+                        id="appsync_events.E015",
+                    )
+                )
+            if entry.ordered:
+                messages.append(
+                    checks.Warning(
+                        f"Handler {entry.name} is declared ordered=True but enqueues "
+                        f"({why}): tasks run on workers in no particular order.",
+                        hint="Register it with enqueue=False to keep it in the listener "
+                        "(one event at a time, in arrival order), or drop ordered=True.",
+                        obj=entry.name,
+                        id="appsync_events.W010",
+                    )
+                )
+    return messages
+
+
 def register() -> None:
     """Register every check of this module (called from ``AppConfig.ready()``)."""
     for check in (
@@ -473,5 +566,6 @@ def register() -> None:
         check_forwarding,
         check_grants,
         check_channel_layers,
+        check_tasks,
     ):
         checks.register(check, TAG)

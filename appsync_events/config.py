@@ -50,6 +50,7 @@ __all__ = [
     "Operation",
     "OutboxConfig",
     "PublishConfig",
+    "TasksConfig",
     "Timeouts",
     "is_loopback_host",
 ]
@@ -277,6 +278,22 @@ class OutboxConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TasksConfig:
+    """How handlers are handed to Django's Tasks framework for the alias.
+
+    Attributes:
+        enqueue: the default of handlers registered without ``enqueue=``: ``True``
+            enqueues their events as tasks instead of running them in the listener.
+        backend: the alias of Django's ``TASKS`` setting the tasks go to.
+        queue_name: the queue of that backend.
+    """
+
+    enqueue: bool = False
+    backend: str = "default"
+    queue_name: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
 class EmulatorConfig:
     """How ``appsync_emulator`` emulates this alias's API (when it does)."""
 
@@ -320,6 +337,7 @@ class APIConfig:
             :mod:`appsync_events.grants`).
         api_id: the Event API's id (``API_ID``), for ``manage.py appsync_namespaces``;
             ``None`` when not set (the command then looks the API up by its HTTP host).
+        tasks: how handlers hand events to Django's Tasks framework (``TASKS``).
     """
 
     alias: str
@@ -341,6 +359,7 @@ class APIConfig:
     proxy: str | bool = field(default=True, repr=False)
     grants: tuple[Grant, ...] = ()
     api_id: str | None = None
+    tasks: TasksConfig = field(default_factory=TasksConfig)
     #: The auth backends built for this config, by mode (see
     #: :func:`appsync_events.auth.get_auth_backend`): they live and die with it.
     auth_backends: dict[str, Any] = field(
@@ -823,6 +842,10 @@ _SETTINGS: Final[tuple[_Setting, ...]] = (
     _Setting(("OUTBOX", "RETENTION"), OutboxConfig, "retention", _POSITIVE),
     _Setting(("OUTBOX", "POLL_INTERVAL"), OutboxConfig, "poll_interval", _POSITIVE),
     _Setting(("OUTBOX", "LEASE"), OutboxConfig, "lease", _POSITIVE),
+    # -- TASKS
+    _Setting(("TASKS", "ENQUEUE"), TasksConfig, "enqueue", _boolean),
+    _Setting(("TASKS", "BACKEND"), TasksConfig, "backend", _string),
+    _Setting(("TASKS", "QUEUE_NAME"), TasksConfig, "queue_name", _string),
     # -- EMULATOR
     _Setting(("EMULATOR", "HOST"), EmulatorConfig, "host", _string),
     _Setting(("EMULATOR", "PORT"), EmulatorConfig, "port", _integer_range(0, 65535)),
@@ -1344,6 +1367,7 @@ class _Parser:
             forwarding=forwarding,
             outbox=outbox,
             emulator=EmulatorConfig(**emulator_fields),
+            tasks=TasksConfig(**self.fields(TasksConfig)),
             **self.fields(APIConfig),
         )
 

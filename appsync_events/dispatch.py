@@ -23,7 +23,10 @@ Publishers that want receivers to know the concrete channel put it (or its templ
 fields) in the payload, as the model-like event classes do.
 
 Every matching handler runs, the most specific pattern first (exact before wildcard,
-deeper before shallower; registration order breaks ties). Async handlers are awaited;
+deeper before shallower; registration order breaks ties). A handler registered with
+``enqueue=True`` (or, without ``enqueue=``, on an alias whose ``TASKS['ENQUEUE']`` is on)
+is not run here: the event is enqueued as a task of Django's Tasks framework, for a
+worker to run (:mod:`appsync_events.tasks`). Async handlers are awaited;
 sync handlers run in a worker thread through :func:`asgiref.sync.sync_to_async` with
 stale database connections closed around them, as Channels does for consumers. An
 exception in one handler is logged (logger ``appsync_events.dispatch``, with the
@@ -55,7 +58,10 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections
 
+from .conf import get_api_config
+from .config import TasksConfig
 from .events import ReceivedEvent
+from .exceptions import ConfigurationError
 from .paths import Channel, normalize_channel, parse_channel, pattern_contains, specificity
 from .signals import event_received
 
@@ -91,12 +97,23 @@ class _Entry:
     api: str | None
     is_async: bool
     order: int
+    #: ``True``: hand events to Django's Tasks framework (:mod:`appsync_events.tasks`);
+    #: ``False``: run in process; ``None``: the alias's ``TASKS['ENQUEUE']``.
+    enqueue: bool | None = None
+    #: The handler depends on arrival order (a system check warns if it is enqueued).
+    ordered: bool = False
 
     @property
     def name(self) -> str:
         module = getattr(self.func, "__module__", "?")
         qualname = getattr(self.func, "__qualname__", repr(self.func))
         return f"{module}.{qualname}"
+
+    @property
+    def has_stable_name(self) -> bool:
+        """Whether a worker process can find this handler by :attr:`name` (not a lambda
+        or a function defined inside another)."""
+        return "<" not in self.name
 
 
 class Router:
@@ -115,36 +132,79 @@ class Router:
         self._cache: dict[tuple[str, str], tuple[_Entry, ...]] = {}
         self._counter = 0
 
-    def on(self, pattern: str, *, api: str | None = None) -> Callable[[H], H]:
+    def on(
+        self,
+        pattern: str,
+        *,
+        api: str | None = None,
+        enqueue: bool | None = None,
+        ordered: bool = False,
+    ) -> Callable[[H], H]:
         """Register the decorated function for events on subscriptions ``pattern`` covers.
 
         Args:
             pattern: a channel path or wildcard pattern (``/chat/*``).
             api: only for events of this alias (default: the router's, else any).
+            enqueue: ``True`` hands each event to Django's Tasks framework, to run on a
+                worker (:mod:`appsync_events.tasks`); ``False`` runs it in the listener;
+                ``None`` (the default) follows the alias's ``TASKS['ENQUEUE']``.
+            ordered: declare that the handler needs events in arrival order; a system
+                check warns when such a handler is enqueued (tasks run in no order).
 
         Raises:
             InvalidChannelError: the pattern breaks the channel grammar.
+            TypeError: ``enqueue=True`` on a lambda or a function defined inside
+                another, which a worker cannot find by name.
         """
         channel = parse_channel(pattern, allow_wildcard=True)
 
         def decorator(func: H) -> H:
-            self._add(channel, func, api)
+            self._add(channel, func, api, enqueue, ordered)
             return func
 
         return decorator
 
-    def add(self, pattern: str, func: Handler, *, api: str | None = None) -> None:
+    def add(
+        self,
+        pattern: str,
+        func: Handler,
+        *,
+        api: str | None = None,
+        enqueue: bool | None = None,
+        ordered: bool = False,
+    ) -> None:
         """Register ``func`` like :meth:`on` does, without a decorator."""
-        self._add(parse_channel(pattern, allow_wildcard=True), func, api)
+        self._add(parse_channel(pattern, allow_wildcard=True), func, api, enqueue, ordered)
 
-    def _add(self, pattern: Channel, func: Handler, api: str | None) -> None:
+    def _add(
+        self,
+        pattern: Channel,
+        func: Handler,
+        api: str | None,
+        enqueue: bool | None = None,
+        ordered: bool = False,
+    ) -> None:
         if not callable(func):
             raise TypeError(f"a handler must be callable, not {type(func).__name__}")
+        if enqueue not in (None, True, False) or ordered not in (True, False):
+            raise TypeError(
+                f"enqueue must be True, False or None and ordered True or False, not "
+                f"enqueue={enqueue!r}, ordered={ordered!r}"
+            )
         self._counter += 1
         is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
             getattr(func, "__call__", None)  # noqa: B004 - async callable objects too
         )
-        self._entries.append(_Entry(pattern, func, api or self.api, is_async, self._counter))
+        entry = _Entry(
+            pattern, func, api or self.api, is_async, self._counter, enqueue, bool(ordered)
+        )
+        if enqueue and not entry.has_stable_name:
+            raise TypeError(
+                f"enqueue=True needs a handler a worker can find by name; {entry.name} is a "
+                "lambda or is defined inside another function. Define it at module level "
+                "in an appsync_handlers module."
+            )
+        self._entries.append(entry)
         self._invalidate()
 
     def remove(self, func: Handler) -> None:
@@ -198,6 +258,21 @@ class Router:
         self._cache[key] = result
         return result
 
+    def entries(self) -> tuple[_Entry, ...]:
+        """Return every registration of this router and of the routers it includes."""
+        return tuple(entry for _, entry in self._all())
+
+    def handler_named(self, name: str, api: str) -> _Entry | None:
+        """Return the first registration of the handler called ``name`` for alias ``api``.
+
+        ``name`` is the handler's ``module.qualname`` (what workers receive with an
+        enqueued event); ``None`` when no such handler is registered.
+        """
+        for _, entry in self._all():
+            if entry.name == name and (entry.api is None or entry.api == api):
+                return entry
+        return None
+
     def __len__(self) -> int:
         return sum(1 for _ in self._all())
 
@@ -206,13 +281,20 @@ class Router:
 default_router = Router()
 
 
-def on(pattern: str, *, api: str | None = None) -> Callable[[H], H]:
+def on(
+    pattern: str,
+    *,
+    api: str | None = None,
+    enqueue: bool | None = None,
+    ordered: bool = False,
+) -> Callable[[H], H]:
     """Register a handler on the default router: ``@appsync_events.on("/chat/*")``.
 
     The handler receives one :class:`~appsync_events.events.ReceivedEvent`. See the
-    module documentation for matching, order, threads and errors.
+    module documentation for matching, order, threads and errors, and
+    :meth:`Router.on` for the arguments (``enqueue=True`` runs it on a task worker).
     """
-    return default_router.on(pattern, api=api)
+    return default_router.on(pattern, api=api, enqueue=enqueue, ordered=ordered)
 
 
 def autodiscover() -> None:
@@ -331,12 +413,18 @@ class HandlerThread:
 class Dispatcher:
     """Sends ``event_received`` and runs the matching handlers for each event.
 
+    Handlers that enqueue (``enqueue=True``, or the alias's ``TASKS['ENQUEUE']``) are
+    handed to Django's Tasks framework instead (:func:`appsync_events.tasks.enqueue`).
+
     Args:
         router: where handlers come from (default: :data:`default_router`).
         send_signal: send :data:`~appsync_events.signals.event_received` first.
         run_sync: how sync handlers run; default ``sync_to_async(thread_sensitive=True)``
             (in the calling thread under ``async_to_sync``, as :func:`simulate_event`
             needs); the listener passes a :class:`HandlerThread`.
+        retry_enqueue: when enqueueing fails, retry with backoff until it succeeds
+            (the listener: meanwhile its bounded queue and ``OVERFLOW`` policy apply);
+            otherwise log it and count it as a handler failure.
 
     Attributes:
         running: the name of the handler running now, or ``None``.
@@ -348,11 +436,33 @@ class Dispatcher:
         *,
         send_signal: bool = True,
         run_sync: SyncRunner | None = None,
+        retry_enqueue: bool = False,
     ) -> None:
         self.router = default_router if router is None else router
         self.send_signal = send_signal
         self.run_sync: SyncRunner = run_sync or _run_sync_async
         self.running: str | None = None
+        self.retry_enqueue = retry_enqueue
+        self._tasks: dict[str, TasksConfig] = {}
+
+    def tasks_config(self, api: str) -> TasksConfig:
+        """Return alias ``api``'s ``TASKS`` settings (the defaults for an unknown alias)."""
+        config = self._tasks.get(api)
+        if config is None:
+            try:
+                config = get_api_config(api).tasks
+            except ConfigurationError as exc:
+                # Only simulated events come from an alias without settings.
+                logger.debug("No TASKS settings for api=%s (%s): using the defaults", api, exc)
+                config = TasksConfig()
+            self._tasks[api] = config
+        return config
+
+    def enqueues(self, entry: _Entry, api: str) -> bool:
+        """Whether this dispatcher hands ``entry``'s events of alias ``api`` to a task."""
+        if entry.enqueue is not None:
+            return entry.enqueue
+        return self.tasks_config(api).enqueue
 
     def handlers(self, api: str, subscription: str) -> tuple[_Entry, ...]:
         """Return the handlers for ``subscription`` in run order (cached by the router)."""
@@ -389,6 +499,10 @@ class Dispatcher:
                     failures += 1
                     self._receiver_failed(receiver, result, event, errors)
         for entry in handlers:
+            if self.enqueues(entry, api):
+                if not await self._enqueue(entry, event, errors):
+                    failures += 1
+                continue
             self.running = entry.name
             try:
                 if entry.is_async:
@@ -397,17 +511,69 @@ class Dispatcher:
                     await self.run_sync(entry.func, event)
             except Exception as exc:
                 failures += 1
-                logger.exception(
-                    "Handler %s failed for an event on %s (api=%s)",
-                    entry.name,
-                    event.subscription,
-                    event.api,
-                )
-                if errors is not None:
-                    errors.append(HandlerError(entry.name, exc))
+                self._handler_failed(entry, event, exc, errors)
             finally:
                 self.running = None
         return failures
+
+    def run_here(
+        self, event: ReceivedEvent, entry: _Entry, errors: list[HandlerError] | None = None
+    ) -> bool:
+        """Run one handler in the calling sync thread (a task worker's); return success.
+
+        A sync handler is called directly (stale database connections closed around it,
+        as in the listener); an async one through ``async_to_sync``. A failure is logged
+        and appended to ``errors`` as :meth:`run` does. No signal is sent.
+        """
+        try:
+            if entry.is_async:
+                async_to_sync(entry.func)(event)
+            else:
+                _run_sync(entry.func, event)
+        except Exception as exc:
+            self._handler_failed(entry, event, exc, errors)
+            return False
+        return True
+
+    @staticmethod
+    def _handler_failed(
+        entry: _Entry,
+        event: ReceivedEvent,
+        error: Exception,
+        errors: list[HandlerError] | None,
+    ) -> None:
+        logger.error(
+            "Handler %s failed for an event on %s (api=%s)",
+            entry.name,
+            event.subscription,
+            event.api,
+            exc_info=(type(error), error, error.__traceback__),
+        )
+        if errors is not None:
+            errors.append(HandlerError(entry.name, error))
+
+    async def _enqueue(
+        self, entry: _Entry, event: ReceivedEvent, errors: list[HandlerError] | None
+    ) -> bool:
+        # Imported here: the Tasks framework is optional, needed only when enqueueing.
+        try:
+            from .tasks import enqueue
+        except ImportError as exc:
+            logger.error(
+                "Handler %s enqueues, but Django's Tasks framework cannot be loaded; the "
+                "event on %s was not handled (api=%s): %s",
+                entry.name,
+                event.subscription,
+                event.api,
+                exc,
+            )
+            if errors is not None:
+                errors.append(HandlerError(entry.name, exc))
+            return False
+        error = await enqueue(entry, event, self.tasks_config(event.api), retry=self.retry_enqueue)
+        if error is not None and errors is not None:
+            errors.append(HandlerError(entry.name, error))
+        return error is None
 
     @staticmethod
     def _receiver_failed(

@@ -212,8 +212,11 @@ class Listener:
         else:
             self.channels = tuple(c.path for c in lc.subscriptions)
         # Sync handlers run in a daemon thread, so a handler that never returns cannot
-        # keep the process past the shutdown deadline.
-        self.dispatcher = Dispatcher(router, send_signal=send_signals, run_sync=HandlerThread())
+        # keep the process past the shutdown deadline. A failed enqueue is retried: the
+        # queue below then fills and OVERFLOW applies.
+        self.dispatcher = Dispatcher(
+            router, send_signal=send_signals, run_sync=HandlerThread(), retry_enqueue=True
+        )
         self.sinks: list[Any] = list(sinks) if sinks is not None else []
         if sinks is None:
             self.sinks.extend(self._default_sinks(in_process))
