@@ -42,6 +42,9 @@ Warnings
           request will be refused
     W009  a GRANTS pattern names a namespace NAMESPACES does not declare
     W010  a handler declared ordered=True is enqueued: tasks run in no particular order
+    W011  a handler no subscription of SUBSCRIPTIONS can deliver to (its pattern contains
+          none of them, e.g. /chat/rooms/* while the listener subscribes to /chat/*):
+          AppSync names the subscription, not the channel, so it would never run
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ __all__ = [
     "check_default_alias",
     "check_forwarding",
     "check_grants",
+    "check_handlers",
     "check_insecure_endpoints",
     "check_publishing",
     "check_settings",
@@ -554,6 +558,67 @@ def check_tasks(
     return messages
 
 
+def check_handlers(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """W011: every registered handler can run for some configured subscription.
+
+    An event arrives named by the subscription it matched, and a handler runs for the
+    subscriptions its pattern contains. A handler whose pattern contains none of the
+    ``SUBSCRIPTIONS`` of its alias (of every alias, for a handler of all aliases) never
+    runs. Aliases without ``SUBSCRIPTIONS`` are skipped: their listener is given
+    ``--channel`` paths when it starts.
+    """
+    from .dispatch import default_router
+    from .paths import pattern_contains
+
+    subscriptions: dict[str, list[str]] = {}
+    unknown = False  # an alias subscribes to paths only known at run time
+    for alias, config in _configs():
+        if isinstance(config, ConfigurationError):
+            return []  # reported by check_settings; nothing to compare against
+        paths = [c.path for c in config.listener.subscriptions]
+        if paths:
+            subscriptions[alias] = paths
+        else:
+            unknown = True
+    messages: list[CheckMessage] = []
+    for entry in default_router.entries():
+        if entry.api is None:
+            if unknown:
+                continue
+            aliases = list(subscriptions)
+        elif entry.api in subscriptions:
+            aliases = [entry.api]
+        else:
+            continue
+        held = [(a, s) for a in aliases for s in subscriptions[a]]
+        if not held or any(pattern_contains(entry.pattern, s) for _, s in held):
+            continue
+        covering = sorted({s for _, s in held if pattern_contains(s, entry.pattern)})
+        listed = ", ".join(dict.fromkeys(s for _, s in held))
+        where = f"APPSYNC_EVENTS[{aliases[0]!r}]" if len(aliases) == 1 else "any alias"
+        hint = (
+            f"Register it on {covering[0]} (the subscription its events arrive on) and read "
+            "the detail from the payload, or subscribe to "
+            f"{entry.pattern.path} too."
+            if covering
+            else f"Add {entry.pattern.path} (or a wildcard covering it) to SUBSCRIPTIONS."
+        )
+        messages.append(
+            checks.Warning(
+                f"Handler {entry.name} ({entry.pattern.path}) never runs: the listener of "
+                f"{where} subscribes to {listed}, and a handler runs only for a subscription "
+                "its pattern contains (AppSync names the subscription an event matched, "
+                "not its channel).",
+                hint=hint,
+                obj=entry.name,
+                id="appsync_events.W011",
+            )
+        )
+    return messages
+
+
 def register() -> None:
     """Register every check of this module (called from ``AppConfig.ready()``)."""
     for check in (
@@ -567,5 +632,6 @@ def register() -> None:
         check_grants,
         check_channel_layers,
         check_tasks,
+        check_handlers,
     ):
         checks.register(check, TAG)

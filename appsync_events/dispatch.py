@@ -62,7 +62,14 @@ from .conf import get_api_config
 from .config import TasksConfig
 from .events import ReceivedEvent
 from .exceptions import ConfigurationError
-from .paths import Channel, normalize_channel, parse_channel, pattern_contains, specificity
+from .paths import (
+    Channel,
+    channel_matches,
+    normalize_channel,
+    parse_channel,
+    pattern_contains,
+    specificity,
+)
 from .signals import event_received
 
 __all__ = [
@@ -77,6 +84,7 @@ __all__ = [
     "asimulate_event",
     "autodiscover",
     "default_router",
+    "delivering_subscriptions",
     "on",
     "simulate_event",
 ]
@@ -257,6 +265,21 @@ class Router:
         result = tuple(entry for _, entry in matching)
         self._cache[key] = result
         return result
+
+    def narrower_than(self, api: str, subscription: str) -> tuple[_Entry, ...]:
+        """Return the handlers that events on ``subscription`` can never reach.
+
+        Their pattern lies strictly inside the subscription (``/chat/rooms/*`` inside
+        ``/chat/*``): AppSync does not say which channel of the subscription an event came
+        from, so such a handler runs only for a subscription its pattern contains.
+        """
+        return tuple(
+            entry
+            for _, entry in self._all()
+            if (entry.api is None or entry.api == api)
+            and pattern_contains(subscription, entry.pattern)
+            and not pattern_contains(entry.pattern, subscription)
+        )
 
     def entries(self) -> tuple[_Entry, ...]:
         """Return every registration of this router and of the routers it includes."""
@@ -444,6 +467,8 @@ class Dispatcher:
         self.running: str | None = None
         self.retry_enqueue = retry_enqueue
         self._tasks: dict[str, TasksConfig] = {}
+        #: (alias, subscription) pairs already warned about (bounded by subscriptions).
+        self._warned: set[tuple[str, str]] = set()
 
     def tasks_config(self, api: str) -> TasksConfig:
         """Return alias ``api``'s ``TASKS`` settings (the defaults for an unknown alias)."""
@@ -465,12 +490,32 @@ class Dispatcher:
         return self.tasks_config(api).enqueue
 
     def handlers(self, api: str, subscription: str) -> tuple[_Entry, ...]:
-        """Return the handlers for ``subscription`` in run order (cached by the router)."""
-        return self.router.handlers_for(api, subscription)
+        """Return the handlers for ``subscription`` in run order (cached by the router).
+
+        The first time a subscription has no handler while handlers with a narrower
+        pattern exist, a WARNING says so, once: their events arrive on this subscription,
+        which they never see.
+        """
+        handlers = self.router.handlers_for(api, subscription)
+        if not handlers and (api, subscription) not in self._warned and len(self._warned) < 10_000:
+            self._warned.add((api, subscription))
+            narrower = self.router.narrower_than(api, subscription)
+            if narrower:
+                logger.warning(
+                    "Events on the subscription %s (api=%s) run no handler, but %s would "
+                    "want some of them: a handler runs only for subscriptions its pattern "
+                    "contains (AppSync does not say which channel an event came from). "
+                    "Subscribe to %s too, or widen the handler's pattern.",
+                    subscription,
+                    api,
+                    ", ".join(f"{e.name} ({e.pattern.path})" for e in narrower),
+                    ", ".join(dict.fromkeys(e.pattern.path for e in narrower)),
+                )
+        return handlers
 
     async def dispatch(self, event: ReceivedEvent) -> DispatchReport:
         """Dispatch one event; never raises for a failing receiver or handler."""
-        handlers = self.router.handlers_for(event.api, event.subscription)
+        handlers = self.handlers(event.api, event.subscription)
         errors: list[HandlerError] = []
         await self.run(event, handlers, errors)
         return DispatchReport(len(handlers), errors)
@@ -594,41 +639,93 @@ class Dispatcher:
             errors.append(HandlerError(name, error))
 
 
+def delivering_subscriptions(
+    api: str, channel: str, subscriptions: Iterable[str] | None = None
+) -> list[str]:
+    """Return the subscriptions an event published to ``channel`` arrives on.
+
+    ``subscriptions`` default to the alias's ``SUBSCRIPTIONS``; with none configured, the
+    channel itself (as ``appsync_listen --channel <channel>`` would subscribe).
+
+    Raises:
+        InvalidChannelError: ``channel`` is not a concrete channel (a wildcard cannot be
+            published to).
+        LookupError: no subscription receives events published to ``channel``.
+    """
+    path = normalize_channel(channel)
+    if subscriptions is None:
+        from .conf import get_api_config
+
+        try:
+            configured = [c.path for c in get_api_config(api).listener.subscriptions]
+        except ConfigurationError:
+            configured = []
+        source = f"APPSYNC_EVENTS[{api!r}]['SUBSCRIPTIONS']"
+    else:
+        configured = [normalize_channel(s, allow_wildcard=True) for s in subscriptions]
+        source = "subscriptions="
+    if not configured:
+        return [path]
+    matching = [s for s in configured if channel_matches(s, path)]
+    if not matching:
+        raise LookupError(
+            f"No subscription of {source} ({', '.join(configured)}) receives events published "
+            f"to {path}: the listener would never see it. Add a subscription that matches it."
+        )
+    return matching
+
+
 async def asimulate_event(
     channel: str,
     payload: Any,
     *,
     api: str = "default",
+    subscriptions: Iterable[str] | None = None,
     router: Router | None = None,
     send_signal: bool = True,
     raise_errors: bool = True,
 ) -> DispatchReport:
-    """Run the handlers (and ``event_received``) for a fake event, without a socket.
+    """Deliver a fake event as the listener would, without a socket: signal and handlers.
+
+    The event is published to ``channel`` (a concrete channel) and arrives, as from
+    AppSync, once on every subscription that matches it: the alias's ``SUBSCRIPTIONS``
+    (or ``subscriptions``). Each delivery runs the handlers whose pattern contains that
+    subscription, exactly as in the listener, so a test of a handler no subscription can
+    reach fails.
 
     Args:
-        channel: the subscription path the event "arrived on" (may be a wildcard).
+        channel: the channel the event is published to (no wildcard).
         payload: the decoded event; it is JSON-encoded (``DjangoJSONEncoder``) for
             ``raw`` and decoded again, so the handlers see what they would from AppSync.
         api: the alias.
+        subscriptions: the subscriptions the listener holds (default: ``SUBSCRIPTIONS``;
+            with none configured, the channel itself).
         router: the router to use (default: the default router).
         send_signal: also send ``event_received``.
         raise_errors: re-raise a handler's exception after all handlers ran (several
             become an :class:`ExceptionGroup`).
 
     Returns:
-        The :class:`DispatchReport`.
+        The :class:`DispatchReport` of every delivery together.
+
+    Raises:
+        InvalidChannelError: ``channel`` is a wildcard or not a valid channel.
+        LookupError: no subscription receives events published to ``channel``.
     """
     raw = json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":"))
-    event = ReceivedEvent(
-        api, normalize_channel(channel, allow_wildcard=True), json.loads(raw), raw, "simulated"
-    )
-    report = await Dispatcher(router, send_signal=send_signal).dispatch(event)
+    dispatcher = Dispatcher(router, send_signal=send_signal)
+    report = DispatchReport()
+    for subscription in delivering_subscriptions(api, channel, subscriptions):
+        event = ReceivedEvent(api, subscription, json.loads(raw), raw, "simulated")
+        part = await dispatcher.dispatch(event)
+        report.handlers += part.handlers
+        report.errors.extend(part.errors)
     if raise_errors and report.errors:
         errors = [e.error for e in report.errors]
         if len(errors) == 1:
             raise errors[0]
         raise ExceptionGroup(
-            f"{len(errors)} handlers failed for a simulated event on {event.subscription}",
+            f"{len(errors)} handlers failed for a simulated event on {channel}",
             [e for e in errors if isinstance(e, Exception)],
         )
     return report
@@ -639,6 +736,7 @@ def simulate_event(
     payload: Any,
     *,
     api: str = "default",
+    subscriptions: Iterable[str] | None = None,
     router: Router | None = None,
     send_signal: bool = True,
     raise_errors: bool = True,
@@ -649,6 +747,7 @@ def simulate_event(
         channel,
         payload,
         api=api,
+        subscriptions=subscriptions,
         router=router,
         send_signal=send_signal,
         raise_errors=raise_errors,

@@ -87,9 +87,9 @@ SNIPPETS: dict[str, str] = {
         import appsync_events
 
 
-        @appsync_events.on("/chat/rooms/*")
+        @appsync_events.on("/chat/*")
         def print_message(event):
-            # AppSync names the subscription (/chat/rooms/*), never the concrete channel:
+            # AppSync names the subscription (/chat/*), never the concrete channel:
             # the room comes from the payload, where the event class put it.
             message = event.payload
             print(f"{message['author']} in {message['room']}: {message['text']}")
@@ -143,7 +143,7 @@ SNIPPETS: dict[str, str] = {
 
         @pytest.mark.django_db  # sync handlers run with Django's database connection handling
         def test_handler_prints_the_message(capsys):
-            simulate_event("/chat/rooms/*", {"room": "lobby", "author": "ada", "text": "hi"})
+            simulate_event("/chat/rooms/lobby", {"room": "lobby", "author": "ada", "text": "hi"})
             assert capsys.readouterr().out == "ada in lobby: hi\\n"
         """
     ),
@@ -256,16 +256,24 @@ def test_testing_snippet_passes(django_capture_on_commit_callbacks: Any) -> None
 
 
 @pytest.mark.django_db
-def test_react_snippets_register_a_handler_and_test_it(capsys: pytest.CaptureFixture[str]) -> None:
-    """The handler runs for events on /chat/rooms/*, and the README's test of it passes."""
+def test_react_snippets_register_a_handler_and_test_it(
+    capsys: pytest.CaptureFixture[str], settings: LazySettings
+) -> None:
+    """With the README's SUBSCRIPTIONS, the handler runs for a room's event; its test passes."""
+    value = copy.deepcopy(settings.APPSYNC_EVENTS)
+    value["default"]["SUBSCRIPTIONS"] = ["/chat/*"]  # as in the README's settings snippet
+    settings.APPSYNC_EVENTS = value
     namespace = _run("react")
     handler = namespace["print_message"]
     try:
-        assert default_router.handlers_for("default", "/chat/rooms/*")
+        assert default_router.handlers_for("default", "/chat/*")
         _run("test-react", namespace)
         namespace["test_handler_prints_the_message"](capsys)
-        # It does not run for a subscription its pattern does not cover.
-        simulate_event("/chat/lobby", {"room": "x", "author": "y", "text": "z"})
+        # A channel no subscription receives is an error, not a silent no-op.
+        with pytest.raises(LookupError, match="/news/today"):
+            simulate_event("/news/today", {"room": "x", "author": "y", "text": "z"})
+        # A subscription the handler's pattern does not contain does not run it.
+        simulate_event("/news/today", {"room": "x"}, subscriptions=["/news/*"])
         assert capsys.readouterr().out == ""
     finally:
         default_router.remove(handler)
