@@ -15,6 +15,7 @@ Errors
     E010  the setting names no such alias
     E011  an optional dependency is missing
     E012  a malformed GRANTS entry (WHO, SUBSCRIBE or PUBLISH pattern)
+    E013  a malformed TOKENS section, or a signing key that is SECRET_KEY itself
 Warnings
     W001  plain http:// or ws:// to a host that is not this machine
     W002  a subscription in a namespace the API does not declare
@@ -58,6 +59,7 @@ __all__ = [
     "check_publishing",
     "check_settings",
     "check_subscription_namespaces",
+    "check_tokens",
     "register",
 ]
 
@@ -402,6 +404,31 @@ def check_grants(
     return warnings
 
 
+def check_tokens(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E013: direct-mode tokens are signed with a dedicated key, never ``SECRET_KEY``."""
+    from .tokens import is_secret_key
+
+    errors: list[CheckMessage] = []
+    for alias, config in _configs():
+        if isinstance(config, ConfigurationError):
+            continue
+        for key_id, key in config.tokens.signing_keys.items():
+            if is_secret_key(key):
+                errors.append(
+                    checks.Error(
+                        f"APPSYNC_EVENTS[{alias!r}]['TOKENS']['SIGNING_KEYS'][{key_id!r}] is "
+                        "SECRET_KEY itself (or one of SECRET_KEY_FALLBACKS).",
+                        hint="Give tokens a dedicated random key: it is deployed to the Lambda "
+                        "authorizer too (docs/direct.md).",
+                        obj=f"APPSYNC_EVENTS[{alias!r}]",
+                        id="appsync_events.E013",
+                    )
+                )
+    return errors
+
+
 def register() -> None:
     """Register every check of this module (called from ``AppConfig.ready()``)."""
     for check in (
@@ -413,5 +440,6 @@ def register() -> None:
         check_publishing,
         check_forwarding,
         check_grants,
+        check_tokens,
     ):
         checks.register(check, TAG)
