@@ -53,7 +53,8 @@ def test_official_client_connects_subscribes_and_publishes_with_a_minted_token(
 ) -> None:
     """Amplify in lambda mode, with a token from ``mint()``: connect, subscribe and publish
     (websocket and HTTP) on granted channels; a subscribe and a post elsewhere are refused."""
-    token = mint(User(pk=7, username="amplify"), subscribe=["/lam/rooms/*"], publish=["/lam/rooms/7"])
+    user = User(pk=7, username="amplify")
+    token = mint(user, subscribe=["/lam/rooms/*"], publish=["/lam/rooms/7"])
     out = run(
         node_path,
         emulator,
