@@ -25,6 +25,7 @@ from appsync_events.emulator.cli import EmulatorExit, build_emulator
 from appsync_events.exceptions import ConfigurationError
 from appsync_events.lambda_authorizer import KEYS_ENV, encode_token
 from appsync_events.protocol import encode_header_subprotocol
+from tests.test_emulator_cli import READY, start_module
 
 KEY = "emulator-test-key-0123456789abcdef0123"
 HANDLER = "appsync_events.lambda_authorizer.handler"
@@ -234,3 +235,23 @@ def test_a_bad_handler_path_is_a_configuration_error() -> None:
                 "EMULATOR": {"LAMBDA_AUTHORIZER": "not a path"},
             },
         )
+
+
+def test_module_serves_with_the_authorizer_and_refuses_a_bad_path(keys_env: None) -> None:
+    """``python -m appsync_events.emulator --lambda-authorizer`` (no Django) serves with the
+    module, and exits 2 with one line for a path it cannot import."""
+    proc = start_module("--port", "0", "--lambda-authorizer", HANDLER)
+    try:
+        assert proc.stdout is not None
+        assert READY.match(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    proc = start_module("--lambda-authorizer", "appsync_events.nothing_here.handler")
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2
+    assert out == ""
+    [line] = err.splitlines()
+    assert line.startswith("python -m appsync_events.emulator: error: Cannot use ")
+    assert "appsync_events.nothing_here.handler" in line

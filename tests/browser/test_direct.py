@@ -335,3 +335,27 @@ def test_no_aws_credential_reaches_the_page(
         _no_page_errors(console)
     finally:
         context.close()
+
+
+def test_keep_alive_watchdog_reconnects_a_silent_socket(
+    browser: Any, site: Any, user: User, emulator: AppSyncEventsEmulator
+) -> None:
+    """When no ``ka`` arrives within the announced connectionTimeoutMs, the client drops
+    the socket, reconnects and subscribes again."""
+    emulator.configure(ka_interval=0.2, connection_timeout_ms=1500)
+    context, page, console = open_page(browser, site, user)
+    try:
+        page.evaluate(CONNECT)
+        page.evaluate(SUBSCRIBE, "/chat/rooms/3")
+        _wait_log(page, "subscribed")
+        emulator.faults.stop_keepalive()
+        page.wait_for_function("() => log.some((e) => e.state === 'reconnecting')")
+        lost = next(e for e in _log(page, "state") if e["state"] == "reconnecting")
+        assert (lost["detail"]["code"], lost["detail"]["reason"]) == (4000, "no keep-alive")
+        emulator.faults.resume_keepalive()
+        _wait_log(page, "subscribed", 2)
+        publish("/chat/rooms/3", {"alive": True})
+        assert _wait_log(page, "event")[0]["payload"] == {"alive": True}
+        _no_page_errors(console)
+    finally:
+        context.close()
