@@ -229,8 +229,9 @@ def render(
         "alike.",
         "",
         f"Load on the shared machine while it ran: {load}; on a loaded machine the rates "
-        "vary from run to run by a third or so, and the two columns swap places in fan-out "
-        "(delivery does not depend on the auth mode). Authorization costs only at "
+        "vary from run to run by a third or so, and the fan-out gap between the columns is "
+        "noise of that size (the emulator's delivery path does not look at the auth mode). "
+        "Authorization costs only at "
         "connect and subscribe time (the authorizer answers `ttlOverride: 0`, so each of "
         "those two calls per client runs it, in the emulator's worker threads); delivery is "
         "the emulator's plain fan-out, whatever authorized the subscription. These are the "
