@@ -314,6 +314,7 @@
       this._tokens = 0;
       this._refilledAt = 0;
       this._nextId = 0;
+      this._seq = 0; // the order publishes were made in
       this._attempt = 0;
       this._openedAt = 0;
       this._timer = null;
@@ -587,7 +588,7 @@
         }
         const id = this._id();
         const entry = {
-          kind: "publish", id: id, seq: id, channel: path, events: events,
+          kind: "publish", id: id, seq: ++this._seq, channel: path, events: events,
           resolve, reject, timer: null, done: false, sent: false,
         };
         if (this.options.requestTimeout > 0) {
@@ -793,6 +794,7 @@
       this._refreshTimer = null;
       this._refreshAttempt = 0;
       this._watchdog = null;
+      this._keepAlive = 300000; // ms without a frame before the socket counts as dead
       this._generation = 0;
       this._open();
     }
