@@ -96,7 +96,7 @@ node-deps:
 # -- the two commands -------------------------------------------------------------------------
 
 .PHONY: demo test
-demo: install ## run the demo chat on 127.0.0.1 (emulator, web server and listener in one process)
+demo: install ## run the demo chat on 127.0.0.1 (emulator, web server and listener in one process; DEMO_DIRECT=1: direct mode)
 	$(PY) manage.py migrate --no-input
 	exec $(PY) manage.py appsync_demo $(DEMO_ARGS)
 

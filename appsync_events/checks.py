@@ -23,6 +23,7 @@ Errors
     E015  handlers enqueue, but the alias's TASKS backend or queue refuses the task, or a
           handler that enqueues is one workers cannot find by name (a lambda, or a
           function defined inside another)
+    E016  a malformed TOKENS section, or a signing key that is SECRET_KEY itself
 Warnings
     W001  plain http:// or ws:// to a host that is not this machine
     W002  a subscription in a namespace the API does not declare
@@ -73,6 +74,7 @@ __all__ = [
     "check_settings",
     "check_subscription_namespaces",
     "check_tasks",
+    "check_tokens",
     "register",
 ]
 
@@ -97,7 +99,7 @@ def _configs() -> Iterable[tuple[str, conf.APIConfig | ConfigurationError]]:
 def check_settings(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """E001-E013: every alias parses and validates."""
+    """E001-E016: every alias parses and validates."""
     errors: list[CheckMessage] = []
     for alias, config in _configs():
         if isinstance(config, ConfigurationError):
@@ -619,6 +621,31 @@ def check_handlers(
     return messages
 
 
+def check_tokens(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E016: direct-mode tokens are signed with a dedicated key, never ``SECRET_KEY``."""
+    from .tokens import is_secret_key
+
+    errors: list[CheckMessage] = []
+    for alias, config in _configs():
+        if isinstance(config, ConfigurationError):
+            continue
+        for key_id, key in config.tokens.signing_keys.items():
+            if is_secret_key(key):
+                errors.append(
+                    checks.Error(
+                        f"APPSYNC_EVENTS[{alias!r}]['TOKENS']['SIGNING_KEYS'][{key_id!r}] is "
+                        "SECRET_KEY itself (or one of SECRET_KEY_FALLBACKS).",
+                        hint="Give tokens a dedicated random key: it is deployed to the Lambda "
+                        "authorizer too (docs/direct.md).",
+                        obj=f"APPSYNC_EVENTS[{alias!r}]",
+                        id="appsync_events.E016",
+                    )
+                )
+    return errors
+
+
 def register() -> None:
     """Register every check of this module (called from ``AppConfig.ready()``)."""
     for check in (
@@ -633,5 +660,6 @@ def register() -> None:
         check_channel_layers,
         check_tasks,
         check_handlers,
+        check_tokens,
     ):
         checks.register(check, TAG)

@@ -33,6 +33,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from .exceptions import ConfigurationError, InvalidChannelError
 from .grants import Grant, parse_grant_pattern, parse_who
+from .lambda_authorizer import check_keys
 from .paths import Channel, parse_channel
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "PublishConfig",
     "TasksConfig",
     "Timeouts",
+    "TokensConfig",
     "is_loopback_host",
 ]
 
@@ -305,11 +307,37 @@ class EmulatorConfig:
     connection_timeout_ms: int = 300_000
     max_lifetime: float = 24 * 3600.0
     options: Mapping[str, Any] = field(default_factory=_empty)
+    #: Dotted path of an AWS Lambda ``handler(event, context)`` run as the emulator's
+    #: ``AWS_LAMBDA`` authorizer (e.g. ``appsync_events.lambda_authorizer.handler``).
+    lambda_authorizer: str | None = None
 
     def __repr__(self) -> str:  # keys and secrets inside
         return (
             f"EmulatorConfig(host={self.host!r}, port={self.port!r}, api_keys=<redacted>, "
             "iam_credentials=<redacted>, ...)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TokensConfig:
+    """How direct-mode browser tokens are signed (see :mod:`appsync_events.tokens`).
+
+    Attributes:
+        signing_keys: key id → signing key (never in ``repr()`` or an error message).
+        current_key_id: the key new tokens are signed with; the others still verify.
+        ttl: seconds a token lives unless ``mint(ttl=...)`` says otherwise.
+        max_ttl: the longest lifetime ``mint()`` may be asked for.
+    """
+
+    signing_keys: Mapping[str, str] = field(default_factory=_empty)
+    current_key_id: str | None = None
+    ttl: int = 300
+    max_ttl: int = 3600
+
+    def __repr__(self) -> str:  # keys inside
+        return (
+            f"TokensConfig(key_ids={tuple(self.signing_keys)!r}, "
+            f"current_key_id={self.current_key_id!r}, ttl={self.ttl!r}, max_ttl={self.max_ttl!r})"
         )
 
 
@@ -338,6 +366,7 @@ class APIConfig:
         api_id: the Event API's id (``API_ID``), for ``manage.py appsync_namespaces``;
             ``None`` when not set (the command then looks the API up by its HTTP host).
         tasks: how handlers hand events to Django's Tasks framework (``TASKS``).
+        tokens: how direct-mode tokens are signed (``TOKENS``; no keys: none are minted).
     """
 
     alias: str
@@ -360,6 +389,7 @@ class APIConfig:
     grants: tuple[Grant, ...] = ()
     api_id: str | None = None
     tasks: TasksConfig = field(default_factory=TasksConfig)
+    tokens: TokensConfig = field(default_factory=TokensConfig)
     #: The auth backends built for this config, by mode (see
     #: :func:`appsync_events.auth.get_auth_backend`): they live and die with it.
     auth_backends: dict[str, Any] = field(
@@ -444,6 +474,7 @@ _E006: Final = "appsync_events.E006"
 _E009: Final = "appsync_events.E009"
 _E012: Final = "appsync_events.E012"
 _E013: Final = "appsync_events.E013"
+_E016: Final = "appsync_events.E016"
 
 
 def _number(*, integer: bool = False, minimum: float = 0, zero_ok: bool = False) -> _Validator:
@@ -674,6 +705,15 @@ def _grants(value: Any) -> tuple[Grant, ...]:
     return tuple(out)
 
 
+def _signing_keys(value: Any) -> Mapping[str, str]:
+    """Check ``TOKENS['SIGNING_KEYS']`` with the authorizer's own rules; copy it read-only."""
+    try:
+        check_keys(value)
+    except ValueError as exc:
+        raise _Invalid(f"{exc}.") from None
+    return MappingProxyType(dict(value))
+
+
 # -- the settings table --------------------------------------------------------------
 
 
@@ -865,6 +905,21 @@ _SETTINGS: Final[tuple[_Setting, ...]] = (
     ),
     _Setting(("EMULATOR", "MAX_LIFETIME"), EmulatorConfig, "max_lifetime", _POSITIVE),
     _Setting(("EMULATOR", "OPTIONS"), EmulatorConfig, "options", _read_only_mapping),
+    _Setting(
+        ("EMULATOR", "LAMBDA_AUTHORIZER"),
+        EmulatorConfig,
+        "lambda_authorizer",
+        _matching(
+            r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+\Z",
+            "must be the dotted path of a handler(event, context), e.g. "
+            "'appsync_events.lambda_authorizer.handler'.",
+        ),
+    ),
+    # -- TOKENS
+    _Setting(("TOKENS", "SIGNING_KEYS"), TokensConfig, "signing_keys", _signing_keys, _E016),
+    _Setting(("TOKENS", "CURRENT_KEY_ID"), TokensConfig, "current_key_id", _string, _E016),
+    _Setting(("TOKENS", "TTL"), TokensConfig, "ttl", _POSITIVE_INTEGER, _E016),
+    _Setting(("TOKENS", "MAX_TTL"), TokensConfig, "max_ttl", _POSITIVE_INTEGER, _E016),
 )
 
 
@@ -1315,6 +1370,37 @@ class _Parser:
                 _E009,
             )
 
+    def tokens(self) -> TokensConfig:
+        """Read TOKENS: the current key must be one of the keys, TTL at most MAX_TTL."""
+        values = self.fields(TokensConfig)
+        keys = values.get("signing_keys", {})
+        current = values.get("current_key_id")
+        if current is None and len(keys) > 1:
+            raise self.error(
+                ("TOKENS", "CURRENT_KEY_ID"),
+                f"is missing; SIGNING_KEYS holds several keys ({', '.join(map(repr, keys))}): "
+                "name the one new tokens are signed with.",
+                _E016,
+            )
+        if current is not None and current not in keys:
+            raise self.error(
+                ("TOKENS", "CURRENT_KEY_ID"),
+                f"is {current!r}, which SIGNING_KEYS does not hold "
+                f"(it holds {', '.join(map(repr, keys)) or 'no key'}).",
+                _E016,
+            )
+        if current is None and keys:
+            values["current_key_id"] = next(iter(keys))
+        tokens = TokensConfig(**values)
+        if tokens.ttl > tokens.max_ttl:
+            raise self.error(
+                ("TOKENS", "TTL"),
+                f"is {tokens.ttl} s, longer than MAX_TTL ({tokens.max_ttl} s); lower it or "
+                "raise MAX_TTL.",
+                _E016,
+            )
+        return tokens
+
     @staticmethod
     def emulator_api_keys(auth: Mapping[str, AuthModeConfig]) -> tuple[str, ...]:
         """The emulator's keys when EMULATOR has no API_KEYS: the alias's own API key."""
@@ -1368,6 +1454,7 @@ class _Parser:
             outbox=outbox,
             emulator=EmulatorConfig(**emulator_fields),
             tasks=TasksConfig(**self.fields(TasksConfig)),
+            tokens=self.tokens(),
             **self.fields(APIConfig),
         )
 

@@ -14,7 +14,10 @@ documented (all configurable in the emulator):
 * ``/chat/*`` does not match ``/chat`` itself (``include_parent=False``);
 * ``*`` is accepted only as a whole, final segment, and never alone (``/*``).
 
-No I/O and no Django here: the client, the emulator and the Django layer share it.
+No I/O and no Django here: the client, the emulator and the Django layer share it. The
+splitting of a path and pattern containment live in :mod:`appsync_events.lambda_authorizer`
+(standard library only, deployed alone to AWS Lambda) and are used from there, so the
+authorizer and Django apply one rule.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from functools import lru_cache
 from typing import Final
 
 from .exceptions import InvalidChannelError, short_repr
+from .lambda_authorizer import segments_contain, split_path
 from .limits import CHANNEL_MAX_SEGMENTS, SEGMENT_MAX_LENGTH
 
 __all__ = [
@@ -105,19 +109,12 @@ def parse_channel(path: str, *, allow_wildcard: bool = False) -> Channel:
 
 @lru_cache(maxsize=4096)
 def _parse(path: str, allow_wildcard: bool) -> Channel:
-    text = path
-    if text.startswith("/"):
-        text = text[1:]
-    if text.endswith("/"):
-        text = text[:-1]
-    if not text:
+    parts, wildcard = split_path(path)
+    if not parts and not wildcard:
         raise _fail(path, "it is empty; write at least a namespace, e.g. '/default/room'")
-    parts = text.split("/")
-    wildcard = parts[-1] == WILDCARD
     if wildcard:
         if not allow_wildcard:
             raise _fail(path, "a wildcard '*' may only be used to subscribe, not to publish")
-        parts = parts[:-1]
         if not parts:
             raise _fail(path, "a wildcard needs a namespace before it, e.g. '/default/*'")
     total = len(parts) + (1 if wildcard else 0)
@@ -180,14 +177,9 @@ def pattern_contains(outer: Channel | str, inner: Channel | str) -> bool:
     """
     out = _as_channel(outer, allow_wildcard=True)
     inn = _as_channel(inner, allow_wildcard=True)
-    if not out.wildcard:
-        return not inn.wildcard and out.segments == inn.segments
-    prefix = out.segments
-    if inn.segments[: len(prefix)] != prefix:
-        return False
-    # ``/a/*`` contains ``/a/b`` and ``/a/b/*`` but not ``/a`` nor ``/a/*``... except
-    # that ``/a/*`` trivially contains itself.
-    return len(inn.segments) > len(prefix) or (inn.wildcard and inn.segments == prefix)
+    # The one implementation, shared with the stdlib-only Lambda authorizer, so Django
+    # and the authorizer decide alike.
+    return segments_contain(out.segments, out.wildcard, inn.segments, inn.wildcard)
 
 
 def specificity(pattern: Channel | str) -> tuple[int, int]:

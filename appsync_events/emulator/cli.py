@@ -2,7 +2,7 @@
 
 ``python -m appsync_events.emulator [--host 127.0.0.1] [--port 8765] [--api-key KEY]…
 [--namespace NAME]… [--iam ACCESS_KEY_ID:SECRET]… [--ka-interval SECONDS]
-[--connection-timeout-ms MS] [--quiet]``
+[--connection-timeout-ms MS] [--quiet] [--lambda-authorizer DOTTED.PATH]``
 
 ``manage.py appsync_emulator`` takes the same flags (declared here once, by
 :func:`add_arguments`) plus ``--api``, and runs through :func:`run` too. When ready both
@@ -121,6 +121,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="Do not print a line per connection, subscribe, publish and refusal.",
     )
+    parser.add_argument(
+        "--lambda-authorizer",
+        default=None,
+        metavar="DOTTED.PATH",
+        help="A Lambda handler(event, context) to run as the AWS_LAMBDA authorizer, e.g. "
+        "appsync_events.lambda_authorizer.handler (reads the same environment variables "
+        "as in AWS).",
+    )
 
 
 def _iam_pair(value: str) -> tuple[str, str]:
@@ -170,6 +178,7 @@ def build_emulator(
             iam_credentials=iam,
             ka_interval=options.get("ka_interval"),
             connection_timeout_ms=options.get("connection_timeout_ms"),
+            lambda_authorizer=options.get("lambda_authorizer"),
         )
     except ConfigurationError as exc:
         raise EmulatorExit(str(exc), 2) from exc

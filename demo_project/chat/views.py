@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from appsync_events.routing import DEFAULT_PATH as WS_PATH
@@ -27,8 +29,14 @@ HISTORY = 50
 def _page(
     request: HttpRequest, template: str, context: dict[str, Any], status: int = 200
 ) -> HttpResponse:
-    # Every page opens the websocket the ASGI app routes to ChatConsumer.
-    return render(request, template, {"ws_path": "/" + WS_PATH, **context}, status=status)
+    # Relay mode: every page opens the websocket the ASGI app routes to ChatConsumer.
+    # Direct mode (DEMO_DIRECT=1): pages fetch a token and connect to AppSync themselves.
+    base = {
+        "ws_path": "/" + WS_PATH,
+        "mode": "direct" if getattr(settings, "DEMO_DIRECT", False) else "relay",
+        "token_url": reverse("appsync_events:token"),
+    }
+    return render(request, template, {**base, **context}, status=status)
 
 
 def _wants_json(request: HttpRequest) -> bool:

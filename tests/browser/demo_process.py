@@ -32,6 +32,8 @@ _FOREIGN = (
     "REDIS_URL",
     "PORT",
     "APPSYNC_EVENTS_EMULATOR_PORT",
+    "APPSYNC_EVENTS_TOKEN_KEYS",
+    "DEMO_DIRECT",
 )
 
 _URL_RE = re.compile(r"Demo chat running at (http://127\.0\.0\.1:(\d+)/)")

@@ -1,9 +1,13 @@
 // The demo chat's browser side: plain JavaScript, no build step.
 //
-// One websocket to the Django app (never to AppSync: the browser holds no AWS credentials),
-// opened by the library's browser client (the global AppSyncEvents). Over it the page follows
-// its channel (a room, or /chat/rooms/* on the "all rooms" page), receives the events the
-// listener forwards, and receives the listener's status snapshots.
+// Relay mode (the default): one websocket to the Django app (never to AppSync: the browser
+// holds no AWS credentials), opened by the library's browser client (the global
+// AppSyncEvents). Over it the page follows its channel (a room, or /chat/rooms/* on the
+// "all rooms" page), receives the events the listener forwards, and receives the listener's
+// status snapshots.
+// Direct mode (DEMO_DIRECT=1): the same client fetches a token from Django's token view and
+// connects to AppSync (the emulator) itself; the same callbacks run. The page then has no
+// socket to Django, so it polls the listener's status instead.
 // Posting a message is a plain form POST (fetch); the message comes back to every page,
 // including this one, through AppSync.
 "use strict";
@@ -94,7 +98,8 @@
   // The library's browser client (appsync_events/static/appsync_events/appsync-events.js)
   // speaks the consumer's protocol, reconnects with a jittered backoff and follows the
   // channel again after every reconnect; this page only renders what it reports.
-  const client = AppSyncEvents.connect(body.dataset.wsUrl, {
+  const direct = body.dataset.mode === "direct";
+  const callbacks = {
     onStateChange: function (state) {
       setState("page-socket", state);
       if (channel && state !== "open") setState("page-follow", "pending");
@@ -106,7 +111,10 @@
     onMessage: function (message) {
       if (message.type === "status") renderStatus(message.status);
     },
-  });
+  };
+  const client = direct
+    ? AppSyncEvents.connectDirect(body.dataset.tokenUrl, callbacks)
+    : AppSyncEvents.connect(body.dataset.wsUrl, callbacks);
 
   if (channel) {
     // message.channel is the subscription (maybe /chat/rooms/*); the payload carries the
@@ -148,9 +156,14 @@
     });
   }
 
-  // The listener's status, once, before the live updates arrive over the socket.
-  fetch(body.dataset.statusUrl, { headers: { Accept: "application/json" } })
-    .then((r) => r.json())
-    .then(renderStatus)
-    .catch((err) => console.error("chat: status", err));
+  // The listener's status, once, before the live updates arrive over the socket; in direct
+  // mode, every two seconds (no socket to Django brings the updates).
+  function pollStatus() {
+    fetch(body.dataset.statusUrl, { headers: { Accept: "application/json" } })
+      .then((r) => r.json())
+      .then(renderStatus)
+      .catch((err) => console.warn("chat: status", err));
+  }
+  pollStatus();
+  if (direct) setInterval(pollStatus, 2000);
 })();
