@@ -16,9 +16,9 @@ What differs from a newcomer's terminal, and why:
   under test.
 * Servers get ``--port 0`` (both commands take it) and the test reads the port they
   print, so a demo or another run on 8765 or 8000 cannot interfere. The settings file
-  gets one more line after the README's: ``HTTP_URL`` from the variable
-  :data:`URL_VARIABLE` when set, which the test sets to the emulator's printed URL for
-  the processes started after it.
+  gets one statement after the README's (:data:`SETTINGS_OVERRIDE`): ``HTTP_URL`` from
+  the variable :data:`URL_VARIABLE` when set, which the test sets to the emulator's
+  printed URL for the processes started after it.
 * No ``DJANGO_SETTINGS_MODULE`` and no AppSync or Redis variables reach the commands (the
   project's ``manage.py`` and ``asgi.py`` choose ``mysite.settings`` themselves).
 
