@@ -62,6 +62,7 @@ class DemoProcess:
 
     def __init__(self, database: Path, *extra_args: str, env: dict[str, str] | None = None) -> None:
         env = {**demo_env(database), **(env or {})}
+        self.database = database
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         self.process = subprocess.Popen(
