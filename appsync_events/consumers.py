@@ -25,6 +25,9 @@ Messages to the browser::
 A ``gap`` comes before the event that revealed it: events of that subscription were lost
 on the way (the channel layer dropped them for a socket that lagged, or the listener
 restarted: ``"reason": "listener_restart"``). The page should re-sync what it shows.
+Each gap is also logged once at WARNING and sent as the
+:data:`~appsync_events.signals.gap_detected` signal (see
+:meth:`AppSyncEventsConsumer.report_gap`).
 
 In an ``event``, ``channel`` is the *subscription* path the browser subscribed to (for a
 wildcard, ``/chat/*``): AppSync does not say which concrete channel an event was
