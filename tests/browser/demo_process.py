@@ -174,6 +174,7 @@ class DemoProcess(ChildProcess):
             env={**demo_env(database), **(env or {})},
             name="the demo",
         )
+        self.database = database
         self.url = ""
         self.port = 0
         self.emulator_port = 0
