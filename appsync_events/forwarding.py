@@ -139,6 +139,10 @@ def forward_message(
 GROUP_QUEUE_SIZE: Final = 256
 
 
+#: The fewest group senders a forwarder holds before it sweeps idle ones.
+_PRUNE_MIN = 256
+
+
 class _GroupSender:
     """One group's queue and the task sending it, in order."""
 
@@ -256,6 +260,8 @@ class ChannelLayerForwarder:
         self.run_id = uuid.uuid4().hex[:12]
         self._groups: dict[str, str] = {}
         self._senders: dict[str, _GroupSender] = {}
+        #: Sweep idle senders of paths nobody follows any more when this many exist.
+        self._prune_at = _PRUNE_MIN
         self._last_log: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
@@ -328,6 +334,8 @@ class ChannelLayerForwarder:
         group = self.group_for(subscription)
         sender = self._senders.get(group)
         if sender is None:
+            if len(self._senders) >= self._prune_at:
+                self._prune()
             sender = self._senders[group] = _GroupSender(group, subscription)
         sender.seq += 1
         message = forward_message(event, self.message_type, seq=sender.seq, run=self.run_id)
@@ -365,6 +373,24 @@ class ChannelLayerForwarder:
                 self.stats.forwarded += 1
             finally:
                 queue.task_done()
+
+    def _prune(self) -> None:
+        """Forget the idle senders (and group names) of paths no browser follows now.
+
+        Browser follows come and go, so without this the per-group state would grow with
+        every path ever followed. A path followed again later starts its ``seq`` at 1,
+        which a consumer never reads as a gap (only a skipped number or a new run is).
+        Without dynamic follows nothing is pruned: the paths are the listener's own.
+        """
+        registry = self.registry
+        if registry is not None:
+            for group, sender in list(self._senders.items()):
+                path = sender.subscription
+                idle = sender.queue.empty() and (sender.task is None or sender.task.done())
+                if idle and path not in self.static and not registry.is_followed(path):
+                    del self._senders[group]
+                    self._groups.pop(path, None)
+        self._prune_at = max(_PRUNE_MIN, 2 * len(self._senders))
 
     async def flush(self) -> None:
         """Wait until every queued event was handed to the channel layer."""

@@ -253,3 +253,30 @@ async def test_started_forwarder_serves_follows_and_forwards_them_despite_the_fi
     finally:
         await forwarder.stop()
     assert listener.unfollows == ["/chat/rooms/7"]
+
+
+async def test_senders_of_paths_nobody_follows_are_forgotten():
+    """Per-group state stays bounded while browsers follow and leave 600 paths in turn;
+    the sender of a path still followed keeps its numbering."""
+    layer = InMemoryChannelLayer()
+    listener = FakeListener()
+    forwarder = ChannelLayerForwarder(layer, unfollow_grace=0, in_process=True)
+    await forwarder.start(listener)
+    registry = forwarder.registry
+    assert registry is not None
+    try:
+        await registry.follow("/chat/kept", "f-kept")
+        await forwarder.dispatch(event("/chat/kept"))
+        for i in range(600):
+            path = f"/chat/r{i}"
+            await registry.follow(path, "f1")
+            await forwarder.dispatch(event(path))
+            await forwarder.flush()
+            registry.unfollow(path, "f1")
+            await listener.wait_for(lambda: len(listener.unfollows) == i + 1)  # noqa: B023
+        await forwarder.dispatch(event("/chat/kept"))
+        held = {s.subscription: s.seq for s in forwarder._senders.values()}
+        assert len(held) <= 256
+        assert held["/chat/kept"] == 2
+    finally:
+        await forwarder.stop()
