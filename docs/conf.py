@@ -126,6 +126,11 @@ autodoc_default_options: dict[str, Any] = {}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
+# The package's own "name: description" sections besides Args and Attributes.
+napoleon_custom_sections = [
+    (name, "params_style")
+    for name in ("Options", "Other options", "Caching options", "Class attributes")
+]
 
 # -- HTML -------------------------------------------------------------------------------------
 
