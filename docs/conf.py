@@ -1,7 +1,7 @@
 """Sphinx configuration: the Markdown pages of docs/ and README.md, plus an API reference.
 
-Built by ``make docs`` (docs/development.md): ``sphinx-build -W --keep-going -n -c docs .
-docs/_build/html``. The source directory is the repository root, so the relative links
+Built by ``make docs`` (docs/development.md): ``sphinx-build -E -W --keep-going -n -c docs
+. docs/_build/html``. The source directory is the repository root, so the relative links
 between README.md and docs/*.md are the same for Sphinx as on a repository browser; only
 the files in ``include_patterns`` are read.
 
@@ -10,7 +10,7 @@ per public module of ``appsync_events``: its docstring and the names of its ``__
 that it defines. A name a module re-exports is listed there with a link to the page of the
 module that defines it, so each object is described once, and a cross-reference through a
 re-export or an imported name (``appsync_events.publish``, ``:class:`Listener``` in a
-module that imports it) resolves to that one description (``resolve_imported_names``).
+module that imports it) resolves to that one description (``rewrite_imported_names``).
 
 The build is offline: no intersphinx inventory is downloaded. References to the standard
 library and to third-party packages therefore cannot resolve; ``nitpick_ignore_regex``
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import importlib
 import inspect
 import sys
@@ -31,7 +32,7 @@ from typing import Any, TypeVar
 from docutils import nodes
 from sphinx.addnodes import pending_xref
 from sphinx.application import Sphinx
-from sphinx.ext import napoleon
+from sphinx.errors import ExtensionError
 from sphinx.pycode import ModuleAnalyzer
 from sphinx.util.docstrings import prepare_docstring
 
@@ -116,13 +117,11 @@ nitpick_ignore: list[tuple[str, str]] = []
 
 # GitHub-style anchors for headings, so links like production.md#2-iam-permissions work.
 myst_heading_anchors = 6
-myst_enable_extensions = ["deflist"]
 
 # -- autodoc ----------------------------------------------------------------------------------
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
-autodoc_default_options: dict[str, Any] = {}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
@@ -142,6 +141,7 @@ html_static_path: list[str] = []
 # -- the API reference ------------------------------------------------------------------------
 
 
+@functools.cache
 def public_modules() -> list[str]:
     """Return the dotted names of the documented modules, packages first, sorted."""
     names = []
@@ -442,17 +442,31 @@ def type_variables() -> list[tuple[str, str]]:
 nitpick_ignore += type_variables()
 
 
-def napoleon_except_attributes(
-    app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]
-) -> None:
+def napoleon_except_attributes(app: Sphinx) -> None:
     """Run napoleon on every docstring but an attribute's, a property's or a constant's.
 
     Their documentation here is prose whose first line often has a colon ("The first
     segment: the namespace"); napoleon would read the part before it as a type (Google
     style's ``type: description``). Their type comes from the annotation instead.
     """
-    if what not in {"attribute", "data", "property"}:
-        napoleon._process_docstring(app, what, name, obj, options, lines)
+    event = "autodoc-process-docstring"
+    napoleon = [
+        listener
+        for listener in app.events.listeners[event]
+        if getattr(listener.handler, "__module__", None) == "sphinx.ext.napoleon"
+    ]
+    if len(napoleon) != 1:
+        raise ExtensionError(f"docs/conf.py expects one {event} handler of napoleon")
+    process = napoleon[0].handler
+
+    def process_unless_attribute(
+        app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]
+    ) -> None:
+        if what not in {"attribute", "data", "property"}:
+            process(app, what, name, obj, options, lines)
+
+    app.disconnect(napoleon[0].id)
+    app.connect(event, process_unless_attribute, priority=napoleon[0].priority)
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
@@ -462,9 +476,6 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("doctree-read", rewrite_imported_names)
     app.connect("autodoc-process-signature", show_factory_defaults)
     app.connect("autodoc-process-docstring", own_docstring_only)
-    for listener in list(app.events.listeners["autodoc-process-docstring"]):
-        if listener.handler is napoleon._process_docstring:
-            app.disconnect(listener.id)
-    app.connect("autodoc-process-docstring", napoleon_except_attributes)
+    napoleon_except_attributes(app)
     app.connect("build-finished", add_root_redirect)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
