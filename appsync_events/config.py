@@ -295,12 +295,16 @@ class TasksConfig:
     queue_name: str = "default"
 
 
+#: The emulator's port when ``EMULATOR['PORT']`` is unset and ``HTTP_URL`` gives none.
+DEFAULT_EMULATOR_PORT: Final = 8765
+
+
 @dataclass(frozen=True, slots=True)
 class EmulatorConfig:
     """How ``appsync_emulator`` emulates this alias's API (when it does)."""
 
     host: str = "127.0.0.1"
-    port: int = 8765
+    port: int = DEFAULT_EMULATOR_PORT
     api_keys: tuple[str, ...] = ()
     iam_credentials: Mapping[str, str] = field(default_factory=_empty)
     ka_interval: float = 60.0
@@ -1402,6 +1406,15 @@ class _Parser:
         return tokens
 
     @staticmethod
+    def emulator_port(http_url: str) -> int:
+        """The emulator's port when EMULATOR has no PORT: a loopback HTTP_URL's port, so
+        the project reaches the emulator it starts; else :data:`DEFAULT_EMULATOR_PORT`."""
+        parts = urlsplit(http_url)
+        if parts.hostname and is_loopback_host(parts.hostname) and parts.port:
+            return parts.port
+        return DEFAULT_EMULATOR_PORT
+
+    @staticmethod
     def emulator_api_keys(auth: Mapping[str, AuthModeConfig]) -> tuple[str, ...]:
         """The emulator's keys when EMULATOR has no API_KEYS: the alias's own API key."""
         api_key = auth.get("API_KEY")
@@ -1436,6 +1449,7 @@ class _Parser:
         self.outbox_lease(outbox, timeouts)
         emulator_fields = self.fields(EmulatorConfig)
         emulator_fields.setdefault("api_keys", self.emulator_api_keys(auth))
+        emulator_fields.setdefault("port", self.emulator_port(http_url))
         return APIConfig(
             alias=self.alias,
             http_url=http_url,

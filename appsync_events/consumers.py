@@ -25,6 +25,9 @@ Messages to the browser::
 A ``gap`` comes before the event that revealed it: events of that subscription were lost
 on the way (the channel layer dropped them for a socket that lagged, or the listener
 restarted: ``"reason": "listener_restart"``). The page should re-sync what it shows.
+Each gap is also logged once at WARNING and sent as the
+:data:`~appsync_events.signals.gap_detected` signal (see
+:meth:`AppSyncEventsConsumer.report_gap`).
 
 In an ``event``, ``channel`` is the *subscription* path the browser subscribed to (for a
 wildcard, ``/chat/*``): AppSync does not say which concrete channel an event was
@@ -90,7 +93,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from . import conf
+from . import conf, signals
 from .exceptions import (
     AppSyncEventsError,
     ConfigurationError,
@@ -739,15 +742,70 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
             reason, first = "lagging", previous + 1
         else:
             return
-        missed = {"from": first, "to": seq - 1} if seq > first else None
-        logger.warning(
-            "a browser socket missed events on %s (%s: %s); the page is told to re-sync",
-            sub.path,
-            reason,
-            f"{missed['from']}..{missed['to']}" if missed else "unknown",
-        )
+        await self.report_gap(sub, reason, (first, seq - 1) if seq > first else None, run)
+
+    async def report_gap(
+        self, sub: _Subscription, reason: str, missed: tuple[int, int] | None, run: str
+    ) -> None:
+        """Report one gap of ``sub``: the single place every gap goes through.
+
+        Logs it once at WARNING (with the group and the range), sends the
+        :data:`~appsync_events.signals.gap_detected` signal (a metrics counter or an alert
+        connects there), then sends the page its ``gap`` message (see
+        :meth:`check_sequence`). A receiver that raises is logged and never stops the
+        page from hearing of the gap.
+
+        Args:
+            sub: the subscription that lost events.
+            reason: ``"lagging"`` or ``"listener_restart"``.
+            missed: the first and last ``seq`` missed (inclusive), or ``None`` when unknown.
+            run: the forwarder run of the event that revealed the gap.
+        """
+        if missed is not None:
+            logger.warning(
+                "a browser socket missed events of %s on group %s (%s): seq %d to %d of run "
+                "%s; the page is told to re-sync",
+                sub.path,
+                sub.group,
+                reason,
+                missed[0],
+                missed[1],
+                run,
+            )
+        else:
+            logger.warning(
+                "a browser socket may have missed events of %s on group %s (%s: what was "
+                "sent before run %s is unknown); the page is told to re-sync",
+                sub.path,
+                sub.group,
+                reason,
+                run,
+            )
+        if signals.gap_detected.receivers:
+            responses = await signals.gap_detected.asend_robust(
+                sender=self.api,
+                api=self.api,
+                channel=sub.path,
+                group=sub.group,
+                reason=reason,
+                missed=missed,
+                run=run,
+            )
+            for receiver, result in responses:
+                if isinstance(result, BaseException):
+                    logger.error(
+                        "a receiver of gap_detected failed: %s",
+                        getattr(receiver, "__qualname__", receiver),
+                        exc_info=(type(result), result, result.__traceback__),
+                    )
         await self.send_json(
-            {"type": "gap", "channel": sub.path, "reason": reason, "missed": missed, "run": run}
+            {
+                "type": "gap",
+                "channel": sub.path,
+                "reason": reason,
+                "missed": {"from": missed[0], "to": missed[1]} if missed else None,
+                "run": run,
+            }
         )
 
     async def _answer(self, sub: _Subscription, kind: str, message: str | None = None) -> None:

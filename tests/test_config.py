@@ -368,3 +368,26 @@ def test_emulator_ignores_declared_handlers() -> None:
     [spec] = emulator.settings.namespaces.values()
     assert (spec.name, spec.publish_auth_modes) == ("chat", ("API_KEY",))
     assert emulator.settings.handlers == {}
+
+
+@pytest.mark.parametrize(
+    ("http_url", "emulator", "port"),
+    [
+        # The emulator listens where the project will look for it.
+        ("http://127.0.0.1:9123/event", {}, 9123),
+        ("http://localhost:9124/event", {}, 9124),
+        # An explicit PORT wins.
+        ("http://127.0.0.1:9123/event", {"PORT": 0}, 0),
+        # No port in the URL, or not this machine: the documented default.
+        ("http://127.0.0.1/event", {}, 8765),
+        ("https://abc.appsync-api.us-east-1.amazonaws.com/event", {}, 8765),
+    ],
+)
+def test_emulator_port_defaults_to_a_loopback_http_urls_port(
+    http_url: str, emulator: dict[str, Any], port: int
+) -> None:
+    """EMULATOR['PORT'] defaults to a loopback HTTP_URL's port, else 8765."""
+    config = APIConfig.from_mapping(
+        "default", {**LOCAL, "HTTP_URL": http_url, "EMULATOR": emulator}
+    )
+    assert config.emulator.port == port

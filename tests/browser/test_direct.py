@@ -51,6 +51,7 @@ SUBSCRIBE = """(channel) => {
     {
       onSubscribed: (c) => log.push({kind: "subscribed", channel: c}),
       onError: (e) => log.push({kind: "sub-error", code: e.code, channel: e.channel}),
+      onGap: (gap) => log.push(Object.assign({kind: "gap"}, gap)),
     });
 }"""
 
@@ -268,7 +269,8 @@ def test_an_expired_token_is_replaced_on_reconnect(
     browser: Any, site: Any, settings: Any, user: User, emulator: AppSyncEventsEmulator
 ) -> None:
     """Without background refresh the token expires; the reconnect after a dropped socket
-    fetches a new one first and subscribes again."""
+    fetches a new one first and subscribes again, and tells the page it may have missed
+    events meanwhile (a "reconnect" gap)."""
     settings.APPSYNC_EVENTS["default"]["TOKENS"]["TTL"] = 2
     context, page, console = open_page(browser, site, user)
     try:
@@ -281,6 +283,16 @@ def test_an_expired_token_is_replaced_on_reconnect(
         emulator.close_connections(1001, "going away")
         _wait_log(page, "subscribed", 2)
         assert len(_log(page, "token")) == 2
+        assert _wait_log(page, "gap") == [
+            {
+                "kind": "gap",
+                "channel": "/chat/rooms/9",
+                "reason": "reconnect",
+                "from": None,
+                "to": None,
+                "run": None,
+            }
+        ]
         publish("/chat/rooms/9", {"after": "reconnect"})
         assert _wait_log(page, "event")[0]["payload"] == {"after": "reconnect"}
         assert _log(page, "sub-error") == []

@@ -24,6 +24,7 @@
  *     const stop = client.subscribe("/chat/rooms/7", (payload) => render(payload), {
  *       onSubscribed: (channel) => console.log("following", channel),
  *       onError: (error) => console.warn("cannot follow", error.code),
+ *       onGap: (gap) => reloadRoom(),  // events were lost: fetch what the page shows
  *     });
  *     const result = await client.publish("/chat/rooms/7", { text: "hi" });
  *     stop();          // unsubscribe this handler
@@ -44,6 +45,8 @@
  *     onMessage(message)            every decoded server message, after the client handled
  *                                   it (relay: for custom message types of your own
  *                                   consumer; direct: the AppSync protocol frames).
+ *     onGap(gap)                    events of a subscription were lost (see "Gaps" below),
+ *                                   after the subscription's own onGap handlers.
  *     reconnect: true               reconnect after the socket closes (until close()).
  *     minDelay: 500, maxDelay: 30000, factor: 2, jitter: 0.5
  *                                   the wait before reconnect attempt n (from 0) is
@@ -93,7 +96,7 @@
  *   BadRequestException -> "bad_request"; others keep the service's errorType. The
  *   AppSyncEventsError's `errors` holds the service's own error list.
  *
- * client.subscribe(channel, onEvent, {onSubscribed, onError} = {}) -> unsubscribe()
+ * client.subscribe(channel, onEvent, {onSubscribed, onError, onGap} = {}) -> unsubscribe()
  *   Receive the events of `channel` (a path such as "/chat/rooms/7", or a pattern such as
  *   "/chat/*" when granted). onEvent(payload, message) runs for every event;
  *   message.channel is the subscription path (for a wildcard, the pattern). The
@@ -103,7 +106,25 @@
  *   when the server refuses it (forbidden, invalid_channel, listener_unavailable...). A
  *   refused subscription stays registered and is asked for again on the next reconnect, or
  *   at once when another handler subscribes to the same channel; unsubscribe to give up.
+ *   onGap(gap) when events of the subscription were lost (see "Gaps" below).
  *   The returned function returns true the first time it is called, false afterwards.
+ *
+ * Gaps: onGap(gap) tells the page that events of a subscription never reached it, so it
+ *   can re-sync what it shows (reload it from the server). gap = {channel, reason, from,
+ *   to, run}; `channel` is the subscription path, `from` and `to` the first and last
+ *   missed sequence numbers (inclusive) when known, else null.
+ *     reason "lagging"           (relay) the channel layer dropped events for this socket
+ *                                (it fell behind past the layer's capacity); from/to is
+ *                                the exact range of the server's per-group numbering.
+ *     reason "listener_restart"  (relay) the server's listener restarted: events published
+ *                                meanwhile may be lost; from/to counts the new run's
+ *                                events missed, or is null. `run` names the new run.
+ *     reason "reconnect"         (both modes) the socket closed while the subscription
+ *                                was held and it is confirmed again on the new socket:
+ *                                events published meanwhile were not received. Runs
+ *                                right after onSubscribed, so a reload started there
+ *                                misses nothing. from/to and run are null.
+ *   In relay mode a gap comes just before the event that revealed it.
  *
  * client.publish(channel, payload) -> Promise<PublishResult>
  * client.publishBatch(channel, payloads) -> Promise<PublishResult>
@@ -159,6 +180,7 @@
     onStateChange: null,
     onError: null,
     onMessage: null,
+    onGap: null,
   });
   const DIRECT_DEFAULTS = Object.freeze({
     refreshAt: 0.8,
@@ -259,7 +281,7 @@
     if (typeof o.jitter !== "number" || !(o.jitter >= 0 && o.jitter <= 1)) {
       throw new TypeError("option jitter must be a number from 0 to 1, not " + o.jitter);
     }
-    for (const name of ["onStateChange", "onError", "onMessage", "onToken"]) {
+    for (const name of ["onStateChange", "onError", "onMessage", "onGap", "onToken"]) {
       if (o[name] !== null && o[name] !== undefined && typeof o[name] !== "function") {
         throw new TypeError("option " + name + " must be a function");
       }
@@ -366,6 +388,8 @@
       this._pending.clear();
       this._queue.unshift(...unsent.filter((entry) => !entry.done));
       for (const sub of this._subs.values()) {
+        // Held until now: what is published before it is held again never arrives.
+        if (sub.status === "subscribed") sub.resync = true;
         sub.status = "pending";
         sub.requestId = null;
       }
@@ -532,10 +556,11 @@
         onEvent: onEvent,
         onSubscribed: options && options.onSubscribed,
         onError: options && options.onError,
+        onGap: options && options.onGap,
       };
       let sub = this._subs.get(path);
       if (sub === undefined) {
-        sub = { path: path, listeners: new Set(), status: "pending", requestId: null };
+        sub = { path: path, listeners: new Set(), status: "pending", requestId: null, resync: false };
         this._subs.set(path, sub);
         sub.listeners.add(listener);
         if (this._isOpen()) this._sendSubscribe(sub);
@@ -636,7 +661,18 @@
       if (this._subs.get(sub.path) === sub && sub.requestId === id) {
         sub.status = "subscribed";
         for (const listener of Array.from(sub.listeners)) safeCall(listener.onSubscribed, sub.path);
+        if (sub.resync && this._subs.get(sub.path) === sub) {
+          sub.resync = false;
+          this._gap(sub, { reason: "reconnect", from: null, to: null, run: null });
+        }
       }
+    }
+
+    // Events of `sub` were lost: its listeners' onGap, then the client's.
+    _gap(sub, detail) {
+      const gap = Object.assign({ channel: sub.path }, detail);
+      for (const listener of Array.from(sub.listeners)) safeCall(listener.onGap, Object.assign({}, gap));
+      safeCall(this.options.onGap, gap);
     }
 
     _published(id, result) {
@@ -746,6 +782,20 @@
         case "event": {
           const sub = this._subs.get(message.channel);
           if (sub !== undefined) this._deliver(sub, message.payload, message);
+          break;
+        }
+        case "gap": {
+          // Events of this subscription were lost before the next one (docs/channels.md).
+          const sub = this._subs.get(message.channel);
+          const missed = message.missed && typeof message.missed === "object" ? message.missed : null;
+          if (sub !== undefined) {
+            this._gap(sub, {
+              reason: message.reason,
+              from: missed && typeof missed.from === "number" ? missed.from : null,
+              to: missed && typeof missed.to === "number" ? missed.to : null,
+              run: typeof message.run === "string" ? message.run : null,
+            });
+          }
           break;
         }
         case "subscribed":
