@@ -149,12 +149,28 @@ wheel-check: $(STAMP) ## build the wheel, install it in a clean venv, check its 
 
 check: lint typecheck migrations-check test ## the quick local subset of CI
 
+# -- the docs site ----------------------------------------------------------------------------
+
+DOCS_OUT := docs/_build/html
+SPHINXOPTS ?=
+
+# Always a full build (-E): an incremental one would not repeat the warnings of pages it
+# does not read again, and would pass with them unfixed. -W -n: every warning, and every
+# reference that does not resolve, fails the build.
+.PHONY: docs
+docs: $(STAMP) ## build the docs site (docs/, README.md, the API reference) into docs/_build/html
+	@$(PY) -c 'import sphinx, myst_parser' 2>/dev/null || { \
+	  echo "error: the docs tools (Sphinx, MyST-Parser: the \"docs\" dependency group) are not installed for $(PY); run: $(PY) -m pip install --group docs" >&2; \
+	  exit 1; }
+	$(PY) -m sphinx -E -W --keep-going -n -q -j auto -c docs . $(DOCS_OUT) $(SPHINXOPTS)
+	@echo "docs built: $(DOCS_OUT)/index.html"
+
 # -- housekeeping -----------------------------------------------------------------------------
 
 .PHONY: clean distclean help
 clean: ## remove build and test artefacts (keeps the venvs, node_modules and the demo database)
 	rm -rf build dist htmlcov .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache \
-	  test-artifacts *.egg-info
+	  test-artifacts *.egg-info docs/_build docs/api
 	find . -path ./$(VENV) -prune -o -path ./$(VENV312) -prune -o -path ./$(VENVFLOORS) -prune \
 	  -o -path ./$(JS_DIR)/node_modules -prune \
 	  -o -name __pycache__ -type d -prune -exec rm -rf {} +

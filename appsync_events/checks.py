@@ -2,7 +2,8 @@
 
 Ids are stable; a retired id is never reused (keep retired ones listed here).
 
-Errors
+Errors::
+
     E001  the setting's shape: not a dict, unknown key, wrong type
     E002  a malformed HTTP_URL or REALTIME_URL
     E003  REGION malformed, or missing where AWS_IAM signs on a host that does not give it
@@ -24,7 +25,9 @@ Errors
           handler that enqueues is one workers cannot find by name (a lambda, or a
           function defined inside another)
     E016  a malformed TOKENS section, or a signing key that is SECRET_KEY itself
-Warnings
+
+Warnings::
+
     W001  plain http:// or ws:// to a host that is not this machine
     W002  a subscription in a namespace the API does not declare
     W003  APPSYNC_EVENTS defines no "default" alias

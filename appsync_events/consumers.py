@@ -35,7 +35,7 @@ published to (see :mod:`appsync_events.events`).
 
 Error codes (the socket stays open after every one of them):
 
-=========================  ==========================================================
+========================== ==========================================================
 ``malformed``              not a JSON object, a binary frame, or a bad ``id``
 ``too_large``              the frame is over ``max_message_size`` characters
 ``rate_limited``           more than ``rate_limit`` messages in ``rate_period`` seconds
@@ -55,7 +55,7 @@ Error codes (the socket stays open after every one of them):
                            it holds ``FORWARDING['MAX_FOLLOWS']`` follows already)
 ``invalid_event``          a published event is not JSON-encodable or too large
 ``publish_failed``         the service refused the publish or could not be reached
-=========================  ==========================================================
+========================== ==========================================================
 
 Every subscription is *followed*: the consumer tells the listener over the control
 channel (:mod:`appsync_events.follows`). A channel in the alias's ``SUBSCRIPTIONS``

@@ -263,9 +263,10 @@ class Event:
     ``datetime``, ``date``, ``list[...]``, ``tuple[...]``, ``dict[...]``, ``Literal``,
     unions (``X | None``) and ``Any``.
 
-    Raises (when the class is defined):
-        TypeError: the template names no field, is not a valid channel, or a field uses a
-            reserved name (``event_type``, ``event_id``, ``channel``) or unsupported type.
+    Raises:
+        TypeError: when the class is defined, if the template names no field or is not a
+            valid channel, or a field uses a reserved name (``event_type``, ``event_id``,
+            ``channel``) or an unsupported type.
     """
 
     channel: ClassVar[str]

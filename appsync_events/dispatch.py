@@ -323,7 +323,7 @@ def on(
 def autodiscover() -> None:
     """Import every installed app's ``appsync_handlers`` module; include its ``router``.
 
-    Called from :meth:`AppSyncEventsConfig.ready`. An import error inside such a module
+    Called from ``AppSyncEventsConfig.ready()``. An import error inside such a module
     propagates (as with ``admin.py``), so a broken handler module is noticed at startup.
     """
     from django.apps import apps

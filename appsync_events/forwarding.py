@@ -253,6 +253,7 @@ class ChannelLayerForwarder:
         self.follow_lease = follow_lease
         self.max_follows = max_follows
         self.max_follows_per_client = max_follows_per_client
+        #: The counters of this forwarder (:class:`ForwardingStats`).
         self.stats = ForwardingStats()
         self.registry: FollowRegistry | None = None
         self.controller: FollowController | None = None

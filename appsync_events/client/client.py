@@ -620,7 +620,8 @@ class AppSyncEventsClient:
 
         Raises:
             InvalidChannelError: the channel is invalid or a wildcard.
-            TypeError / ValueError: ``events`` is empty or holds non-strings.
+            ValueError: ``events`` is empty, or one ``str`` / ``bytes`` instead of a sequence.
+            TypeError: ``events`` holds a value that is not a string.
             PublishError: the service refused the whole publish (``publish_error``), or
                 the connection was lost before it answered (the events may or may
                 not have been published); a later chunk's failure or timeout raises

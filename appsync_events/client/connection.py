@@ -132,6 +132,7 @@ class Connection:
         opened_at: the loop time the handshake completed.
         frames: inbound messages read (every kind, garbage included).
         routes: subscription id → the subscription its data frames belong to.
+        closed: a future resolving with the exception that ended the connection.
     """
 
     def __init__(

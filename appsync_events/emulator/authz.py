@@ -223,7 +223,8 @@ class Authorizer:
         iam_credentials: access key id → secret access key. Empty: any well-formed IAM
             header is accepted (the signature is not checked).
         iam_session_tokens: access key id → the session token it must come with.
-        cognito_issuer / oidc_issuer: the ``iss`` each token mode accepts.
+        cognito_issuer: the ``iss`` the ``AMAZON_COGNITO_USER_POOLS`` mode accepts.
+        oidc_issuer: the ``iss`` the ``OPENID_CONNECT`` mode accepts.
         jwt_keys: extra verification keys (PEM text, JWK dicts or key objects) accepted
             for both token modes, besides the emulator's own signing key.
         jwt_audience: when set, the ``aud`` (or Cognito access-token ``client_id``)
@@ -236,7 +237,8 @@ class Authorizer:
         check_host: refuse IAM signatures over a ``host`` that is neither the request's
             ``Host`` nor one of ``hosts``.
         hosts: extra host names (with port) IAM signatures may name.
-        api_id / account_id: reported to the Lambda authorizer.
+        api_id: the API id reported to the Lambda authorizer.
+        account_id: the account id reported to the Lambda authorizer.
     """
 
     def __init__(

@@ -10,7 +10,7 @@ positions of the events in that order). Exit status: 0 all published; 1 some or 
 failed; 2 bad input (invalid channel, invalid JSON, too large, no event) or
 configuration, with a one-line reason naming the event (argument index or line number).
 Everything is read and validated before the first event is sent, so one run takes at
-most :data:`MAX_EVENTS` events (split larger feeds).
+most ``MAX_EVENTS`` events (split larger feeds).
 """
 
 from __future__ import annotations
