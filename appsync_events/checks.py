@@ -20,6 +20,7 @@ Errors
     E014  browsers are meant to get events (the consumer is routed, or FORWARDING is set
           in an alias) but CHANNEL_LAYERS defines no layer: every browser websocket would
           be refused
+    E015  a malformed METRICS entry (ALLOWED_IPS, PERMISSION)
 Warnings
     W001  plain http:// or ws:// to a host that is not this machine
     W002  a subscription in a namespace the API does not declare

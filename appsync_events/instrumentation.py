@@ -1,0 +1,386 @@
+"""What the listener, the backends, the outbox drainer and the consumer call to record
+metrics (:mod:`appsync_events.metrics`) and traces (:mod:`appsync_events.tracing`).
+
+One call per hot spot, each cheap when nothing is recorded: the listener builds a
+:class:`ListenerObserver` only when metrics or traces are on (``None`` otherwise, one
+``is None`` test per event); publishing and the outbox get a no-op probe when neither
+is on for the alias.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any, Final
+
+from . import metrics, tracing
+from .config import PUBLISH_BACKENDS
+
+if TYPE_CHECKING:
+    from .config import APIConfig
+    from .events import ReceivedEvent
+    from .listener import Listener
+    from .results import PublishResult
+
+__all__ = [
+    "FOLLOWED",
+    "ListenerObserver",
+    "PublishProbe",
+    "backend_label",
+    "consumer_follows",
+    "consumer_refused",
+    "consumer_socket",
+    "listener_observer",
+    "outbox_counts",
+    "outbox_drain",
+    "publishing",
+]
+
+#: The ``subscription`` label of events on subscriptions browsers follow.
+FOLLOWED: Final = "followed"
+
+_perf_counter = time.perf_counter
+
+
+def _metrics_on(config: APIConfig) -> bool:
+    return metrics.AVAILABLE and config.metrics.enabled
+
+
+# -- the listener ------------------------------------------------------------------------
+
+
+class ListenerObserver:
+    """Records one listener's events, dispatches and handler runs (metrics and spans).
+
+    Also the :class:`~appsync_events.dispatch.Dispatcher`'s ``observer``: it is told
+    about every handler run and every failing ``event_received`` receiver.
+    """
+
+    def __init__(self, listener: Listener, *, record_metrics: bool, tracer: Any) -> None:
+        config = listener.config
+        self.metrics = (
+            metrics.listener_metrics(config.alias, config.metrics.max_label_values)
+            if record_metrics
+            else None
+        )
+        self.tracer = tracer
+        self.alias = config.alias
+        labels = config.metrics.subscription_labels
+        self.labelled = frozenset(
+            (c.path for c in labels) if labels is not None else listener.static_channels
+        )
+        self.static = listener.static_channels
+        self._counters: dict[str, metrics.SubscriptionCounters] = {}
+        self._reconnects = 0
+        if self.metrics is not None:
+            self.metrics.live = weakref.ref(listener)
+
+    def close(self, listener: Listener) -> None:
+        """The listener stopped: its gauges go away."""
+        store = self.metrics
+        if store is not None and store.live is not None and store.live() is listener:
+            store.live = None
+
+    def _label(self, subscription: str) -> str:
+        if subscription in self.labelled:
+            return subscription
+        return metrics.OTHER if subscription in self.static else FOLLOWED
+
+    def counters(self, subscription: str) -> metrics.SubscriptionCounters:
+        """The counters events on ``subscription`` are counted in."""
+        found = self._counters.get(subscription)
+        if found is None:
+            assert self.metrics is not None  # noqa: S101 - only called when recording
+            found = self._counters[subscription] = self.metrics.counters(self._label(subscription))
+        return found
+
+    # -- events
+
+    def received(self, event: ReceivedEvent) -> None:
+        """Count an event read from the socket."""
+        if self.metrics is not None:
+            self.counters(event.subscription).received += 1
+
+    def dropped(self, reason: str, count: int = 1) -> None:
+        """Count events not dispatched (``drop_newest``, ``drop_oldest``, ``shutdown``)."""
+        if self.metrics is not None:
+            self.metrics.drop(reason, count)
+
+    def reconnects(self, total: int) -> None:
+        """Take the client's count of connections re-established after a loss."""
+        if self.metrics is not None and total > self._reconnects:
+            self.metrics.reconnects += total - self._reconnects
+        self._reconnects = max(total, self._reconnects)
+
+    def event_started(self, event: ReceivedEvent) -> Any:
+        """An event was taken off the queue; return the token for :meth:`event_finished`."""
+        started = _perf_counter()
+        tracer = self.tracer
+        if tracer is None:
+            return started
+        links = tracing.links_from_payload(event.payload)
+        current, token = tracing.start_span(
+            tracer,
+            "appsync_events.receive",
+            kind="consumer",
+            attributes={
+                "messaging.system": tracing.SYSTEM,
+                "messaging.operation.type": "process",
+                "messaging.destination.name": event.subscription,
+                "messaging.destination.subscription.name": event.subscription,
+                "appsync_events.api": event.api,
+            },
+            links=links,
+            start=event.received_at,
+        )
+        return (started, current, token, links)
+
+    def event_finished(self, token: Any, event: ReceivedEvent, dispatched: bool) -> None:
+        """The event's dispatch ended (``dispatched``: it went through, not cancelled)."""
+        if type(token) is tuple:
+            started, current, span_token, _ = token
+            tracing.end_span(current, span_token)
+        else:
+            started = token
+        store = self.metrics
+        if store is not None and dispatched:
+            self.counters(event.subscription).dispatched += 1
+            store.dispatch_duration.observe(_perf_counter() - started)
+
+    # -- handlers (the Dispatcher's observer)
+
+    def handler_started(self, name: str, event: ReceivedEvent) -> Any:
+        """A handler starts running for ``event``; return the token for the end."""
+        started = _perf_counter()
+        tracer = self.tracer
+        if tracer is None:
+            return started
+        current, token = tracing.start_span(
+            tracer,
+            "appsync_events.handler",
+            attributes={
+                "appsync_events.handler": name,
+                "appsync_events.api": event.api,
+                "messaging.destination.subscription.name": event.subscription,
+            },
+            links=tracing.links_from_payload(event.payload),
+        )
+        return (started, current, token)
+
+    def handler_finished(self, token: Any, name: str, error: BaseException | None) -> None:
+        """The handler of :meth:`handler_started` returned, or raised ``error``."""
+        if type(token) is tuple:
+            started, current, span_token = token
+            tracing.end_span(current, span_token, error)
+        else:
+            started = token
+        store = self.metrics
+        if store is not None:
+            store.handler_ran(name, _perf_counter() - started)
+            if error is not None:
+                store.handler_failed(name)
+
+    def receiver_failed(self, receiver: Any) -> None:
+        """A signal receiver raised."""
+        if self.metrics is not None:
+            self.metrics.handler_failed(f"receiver:{_qualname(receiver)}")
+
+    def sink_failed(self, sink: Any) -> None:
+        """A sink's ``dispatch`` raised."""
+        if self.metrics is not None:
+            self.metrics.handler_failed(f"sink:{type(sink).__qualname__}")
+
+
+def _qualname(obj: Any) -> str:
+    module = getattr(obj, "__module__", None)
+    name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+    return f"{module}.{name}" if module else str(name)
+
+
+def listener_observer(listener: Listener) -> ListenerObserver | None:
+    """Return the observer of ``listener``, or ``None`` when neither metrics nor traces
+    are recorded for its alias (the listener then skips every call)."""
+    record = _metrics_on(listener.config)
+    tracer = tracing.get_tracer()
+    if not record and tracer is None:
+        return None
+    return ListenerObserver(listener, record_metrics=record, tracer=tracer)
+
+
+# -- publishing ----------------------------------------------------------------------------
+
+_backend_labels: dict[type[Any], str] = {}
+_short_names: Final = {path: name for name, path in PUBLISH_BACKENDS.items()}
+_code_bounds: dict[str, metrics.LabelBound] = {}
+
+
+def backend_label(backend: Any) -> str:
+    """The ``backend`` label of a backend: its short name, else its class's dotted path."""
+    cls = type(backend)
+    label = _backend_labels.get(cls)
+    if label is None:
+        path = f"{cls.__module__}.{cls.__qualname__}"
+        label = _backend_labels[cls] = _short_names.get(path, path)
+    return label
+
+
+def _code(config: APIConfig, code: str) -> str:
+    bound = _code_bounds.get(config.alias)
+    if bound is None:
+        bound = _code_bounds[config.alias] = metrics.LabelBound(
+            "code", config.metrics.max_label_values
+        )
+    return bound(code)
+
+
+class PublishProbe:
+    """Records one ``send()`` of a backend: its requests, their outcome, its span."""
+
+    def __init__(self, config: APIConfig, backend: str, record: bool, span: Any) -> None:
+        self.config = config
+        self.api = config.alias
+        self.backend = backend
+        self.record = record
+        self.span = span
+        self.successful = 0
+        self.failed = 0
+
+    def _failed(self, code: str, count: int) -> None:
+        self.failed += count
+        if self.record and count:
+            metrics.PUBLISH_FAILED_EVENTS.labels(
+                self.api, self.backend, _code(self.config, code)
+            ).inc(count)
+
+    @contextmanager
+    def request(self, count: int) -> Iterator[None]:
+        """Time one request of ``count`` events; a failure counts them as failed."""
+        started = _perf_counter()
+        try:
+            yield
+        except BaseException as exc:
+            self._failed(metrics.error_code(exc), count)
+            raise
+        finally:
+            if self.record:
+                metrics.PUBLISH_DURATION.labels(self.api, self.backend).observe(
+                    _perf_counter() - started
+                )
+
+    def answered(self, part: PublishResult) -> None:
+        """Count the service's answer to one request: accepted and refused events."""
+        accepted = len(part.successful)
+        self.successful += accepted
+        if self.record and accepted:
+            metrics.PUBLISHED_EVENTS.labels(self.api, self.backend).inc(accepted)
+        for entry in part.failed:
+            self._failed(entry.code or "refused", 1)
+
+    def not_sent(self, count: int) -> None:
+        """Count events left unsent after an earlier request failed."""
+        self._failed("not_sent", count)
+
+
+class _NullProbe(PublishProbe):
+    def __init__(self) -> None:
+        pass
+
+    def request(self, count: int) -> AbstractContextManager[None]:  # type: ignore[override]
+        return nullcontext()
+
+    def answered(self, part: PublishResult) -> None:
+        return None
+
+    def not_sent(self, count: int) -> None:
+        return None
+
+
+_NULL_PROBE: Final = _NullProbe()
+
+
+@contextmanager
+def publishing(backend: Any, channel: str, events: int) -> Iterator[PublishProbe]:
+    """Record one ``send()`` of ``backend`` (metrics, and an ``appsync_events.publish`` span).
+
+    Yields a :class:`PublishProbe`, a no-op one when nothing is recorded.
+    """
+    config: APIConfig = backend.api
+    record = _metrics_on(config)
+    tracer = tracing.get_tracer()
+    if not record and tracer is None:
+        yield _NULL_PROBE
+        return
+    label = backend_label(backend)
+    if tracer is None:
+        yield PublishProbe(config, label, record, None)
+        return
+    current, token = tracing.start_span(
+        tracer,
+        "appsync_events.publish",
+        kind="producer",
+        attributes={
+            "messaging.system": tracing.SYSTEM,
+            "messaging.operation.type": "send",
+            "messaging.destination.name": channel,
+            "messaging.batch.message_count": events,
+            "appsync_events.api": config.alias,
+            "appsync_events.backend": label,
+        },
+    )
+    probe = PublishProbe(config, label, record, current)
+    try:
+        yield probe
+    except BaseException as exc:
+        current.set_attribute("appsync_events.successful", probe.successful)
+        tracing.end_span(current, token, exc)
+        raise
+    current.set_attribute("appsync_events.successful", probe.successful)
+    current.set_attribute("appsync_events.failed", probe.failed)
+    tracing.end_span(current, token)
+
+
+# -- the outbox --------------------------------------------------------------------------
+
+
+def outbox_drain(worker: str) -> AbstractContextManager[Any]:
+    """Run one drained batch in an ``appsync_events.outbox.drain`` span (when tracing)."""
+    return tracing.span(
+        "appsync_events.outbox.drain",
+        attributes={"messaging.system": tracing.SYSTEM, "appsync_events.worker": worker},
+    )
+
+
+def outbox_counts(api: str, sent: int, retried: int, failed: int) -> None:
+    """Count outbox rows sent, scheduled for a retry, and given up on, for alias ``api``."""
+    if not metrics.AVAILABLE:
+        return
+    if sent:
+        metrics.OUTBOX_SENT.labels(api).inc(sent)
+    if retried:
+        metrics.PUBLISH_RETRIES.labels(api).inc(retried)
+    if failed:
+        metrics.OUTBOX_FAILED.labels(api).inc(failed)
+
+
+# -- the browser consumer ------------------------------------------------------------------
+
+
+def consumer_socket(api: str, opened: bool) -> None:
+    """Count a browser websocket opened (``opened``) or closed."""
+    gauge = metrics.CONSUMER_SOCKETS.labels(api)
+    if opened:
+        gauge.inc()
+    else:
+        gauge.dec()
+
+
+def consumer_follows(api: str, delta: int) -> None:
+    """Count channels followed by browser sockets (``delta``: +1 or -1)."""
+    metrics.CONSUMER_FOLLOWS.labels(api).inc(delta)
+
+
+def consumer_refused(api: str, reason: str) -> None:
+    """Count one browser request answered with error ``reason``."""
+    metrics.CONSUMER_REFUSALS.labels(api, reason).inc()
