@@ -75,7 +75,7 @@ class HealthServer:
         self.port = port
         self._server: asyncio.Server | None = None
         self._active = 0
-        self._handlers: set[asyncio.Task[Any]] = set()
+        self._open: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
 
     @property
     def url(self) -> str:
@@ -101,9 +101,12 @@ class HealthServer:
         if server is None:
             return
         server.close()
-        for task in list(self._handlers):
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
+        # Dropping the connections ends their handlers (a read fails); cancelling the
+        # handler tasks instead makes asyncio's stream callback log the cancellation.
+        for writer in list(self._open.values()):
+            writer.transport.abort()
+        if self._open:
+            await asyncio.wait(set(self._open), timeout=1.0)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(server.wait_closed(), 1.0)
 
@@ -114,7 +117,7 @@ class HealthServer:
         self._active += 1
         task = asyncio.current_task()
         if task is not None:
-            self._handlers.add(task)
+            self._open[task] = writer
         try:
             status, content_type, body, head = await self._answer(reader)
             await asyncio.wait_for(
@@ -128,7 +131,7 @@ class HealthServer:
         finally:
             self._active -= 1
             if task is not None:
-                self._handlers.discard(task)
+                self._open.pop(task, None)
             writer.close()
 
     async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, str, bytes, bool]:

@@ -1,4 +1,4 @@
-"""URLs of appsync_events for web processes: ``path("appsync/", include("appsync_events.urls"))``."""
+"""URLs for web processes: ``path("appsync/", include("appsync_events.urls"))``."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import ipaddress
 import logging
 from typing import Any, ClassVar
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.views import View
 
 from . import conf, metrics
@@ -55,7 +55,7 @@ class ObservabilityView(View):
             return bool(user.is_superuser)
         return bool(user.has_perm(settings.permission))
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         """Refuse (403) a request that is neither from an allowed address nor permitted."""
         if not self.allowed(request):
             return JsonResponse(
@@ -66,7 +66,7 @@ class ObservabilityView(View):
                 },
                 status=403,
             )
-        response: HttpResponse = super().dispatch(request, *args, **kwargs)
+        response = super().dispatch(request, *args, **kwargs)
         response["Cache-Control"] = "no-store"
         return response
 
