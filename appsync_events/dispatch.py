@@ -405,8 +405,8 @@ class Dispatcher:
                     if observer is not None:
                         observer.receiver_failed(receiver)
         for entry in handlers:
-            self.running = entry.name
-            token = observer.handler_started(entry.name, event) if observer is not None else None
+            self.running = name = entry.name
+            token = observer.handler_started(name, event) if observer is not None else None
             error: BaseException | None = None
             try:
                 if entry.is_async:
@@ -418,16 +418,16 @@ class Dispatcher:
                 error = exc
                 logger.exception(
                     "Handler %s failed for an event on %s (api=%s)",
-                    entry.name,
+                    name,
                     event.subscription,
                     event.api,
                 )
                 if errors is not None:
-                    errors.append(HandlerError(entry.name, exc))
+                    errors.append(HandlerError(name, exc))
             finally:
                 self.running = None
                 if observer is not None:
-                    observer.handler_finished(token, entry.name, error)
+                    observer.handler_finished(token, name, error)
         return failures
 
     @staticmethod

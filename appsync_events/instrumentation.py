@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import weakref
+from bisect import bisect_left as _bisect_left
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, Final
@@ -52,75 +53,110 @@ def _metrics_on(config: APIConfig) -> bool:
 
 
 class ListenerObserver:
-    """Records one listener's events, dispatches and handler runs (metrics and spans).
+    """Records one listener's dispatches and handler runs (metrics and spans).
 
     Also the :class:`~appsync_events.dispatch.Dispatcher`'s ``observer``: it is told
-    about every handler run and every failing ``event_received`` receiver.
+    about every handler run and every failing ``event_received`` receiver. What the
+    listener counts anyway (received, dropped, reconnects) is read from its
+    :class:`~appsync_events.listener.ListenerStats` at scrape time instead.
+
+    Per event (metrics on, traces off): four ``perf_counter()`` readings, two
+    bisections into bucket bounds and a few increments, nothing else.
     """
 
     def __init__(self, listener: Listener, *, record_metrics: bool, tracer: Any) -> None:
         config = listener.config
-        self.metrics = (
+        store = (
             metrics.listener_metrics(config.alias, config.metrics.max_label_values)
             if record_metrics
             else None
         )
+        self.metrics = store
         self.tracer = tracer
-        self.alias = config.alias
         labels = config.metrics.subscription_labels
         self.labelled = frozenset(
             (c.path for c in labels) if labels is not None else listener.static_channels
         )
         self.static = listener.static_channels
-        self._counters: dict[str, metrics.SubscriptionCounters] = {}
-        self._reconnects = 0
-        if self.metrics is not None:
-            self.metrics.live = weakref.ref(listener)
+        self._dispatched: dict[str, metrics.Count] = {}
+        self._handlers: dict[str, metrics.Histogram] = {}
+        self._dispatch = store.dispatch_duration if store is not None else None
+        if store is not None:
+            store.live = weakref.ref(listener)
+            if tracer is None:
+                self._fast_paths(store)
+
+    def _fast_paths(self, store: metrics.ListenerMetrics) -> None:
+        """Replace the per-event methods by closures for metrics without traces.
+
+        They run for every event: closures read their state from cells instead of
+        attributes, which is what keeps the listener's overhead within a few percent
+        (``bench/bench_metrics.py``).
+        """
+        perf_counter = _perf_counter
+        bisect_left = _bisect_left
+        by_subscription = self._dispatched
+        count_for = self._count
+        dispatch = store.dispatch_duration
+        dispatch_counts, dispatch_bounds = dispatch.counts, dispatch.bounds
+        handlers = self._handlers
+        histogram_for = self._histogram
+        failed = store.handler_failed
+
+        def started(_: Any, __: Any = None) -> float:
+            return perf_counter()
+
+        def event_finished(token: float, event: ReceivedEvent, done: bool) -> None:
+            if done:
+                elapsed = perf_counter() - token
+                subscription = event.subscription
+                (by_subscription.get(subscription) or count_for(subscription)).value += 1
+                dispatch_counts[bisect_left(dispatch_bounds, elapsed)] += 1
+                dispatch.sum += elapsed
+
+        def handler_finished(token: float, name: str, error: BaseException | None) -> None:
+            elapsed = perf_counter() - token
+            histogram = handlers.get(name) or histogram_for(name)
+            histogram.counts[bisect_left(histogram.bounds, elapsed)] += 1
+            histogram.sum += elapsed
+            if error is not None:
+                failed(name)
+
+        self.event_started = started  # type: ignore[method-assign,assignment]
+        self.event_finished = event_finished  # type: ignore[method-assign,assignment]
+        self.handler_started = started  # type: ignore[method-assign,assignment]
+        self.handler_finished = handler_finished  # type: ignore[method-assign,assignment]
 
     def close(self, listener: Listener) -> None:
-        """The listener stopped: its gauges go away."""
-        store = self.metrics
-        if store is not None and store.live is not None and store.live() is listener:
-            store.live = None
+        """The listener stopped: keep its counts; its gauges go away."""
+        if self.metrics is not None:
+            self.metrics.carry(listener)
 
     def _label(self, subscription: str) -> str:
         if subscription in self.labelled:
             return subscription
         return metrics.OTHER if subscription in self.static else FOLLOWED
 
-    def counters(self, subscription: str) -> metrics.SubscriptionCounters:
-        """The counters events on ``subscription`` are counted in."""
-        found = self._counters.get(subscription)
-        if found is None:
-            assert self.metrics is not None  # noqa: S101 - only called when recording
-            found = self._counters[subscription] = self.metrics.counters(self._label(subscription))
-        return found
+    def _count(self, subscription: str) -> metrics.Count:
+        assert self.metrics is not None  # noqa: S101 - only called when recording
+        count = self._dispatched[subscription] = self.metrics.dispatched_count(
+            self._label(subscription)
+        )
+        return count
+
+    def _histogram(self, name: str) -> metrics.Histogram:
+        assert self.metrics is not None  # noqa: S101 - only called when recording
+        histogram = self._handlers[name] = self.metrics.handler_histogram(name)
+        return histogram
 
     # -- events
 
-    def received(self, event: ReceivedEvent) -> None:
-        """Count an event read from the socket."""
-        if self.metrics is not None:
-            self.counters(event.subscription).received += 1
-
-    def dropped(self, reason: str, count: int = 1) -> None:
-        """Count events not dispatched (``drop_newest``, ``drop_oldest``, ``shutdown``)."""
-        if self.metrics is not None:
-            self.metrics.drop(reason, count)
-
-    def reconnects(self, total: int) -> None:
-        """Take the client's count of connections re-established after a loss."""
-        if self.metrics is not None and total > self._reconnects:
-            self.metrics.reconnects += total - self._reconnects
-        self._reconnects = max(total, self._reconnects)
-
     def event_started(self, event: ReceivedEvent) -> Any:
         """An event was taken off the queue; return the token for :meth:`event_finished`."""
-        started = _perf_counter()
         tracer = self.tracer
         if tracer is None:
-            return started
-        links = tracing.links_from_payload(event.payload)
+            return _perf_counter()
+        started = _perf_counter()
         current, token = tracing.start_span(
             tracer,
             "appsync_events.receive",
@@ -132,31 +168,36 @@ class ListenerObserver:
                 "messaging.destination.subscription.name": event.subscription,
                 "appsync_events.api": event.api,
             },
-            links=links,
+            links=tracing.links_from_payload(event.payload),
             start=event.received_at,
         )
-        return (started, current, token, links)
+        return (started, current, token)
 
     def event_finished(self, token: Any, event: ReceivedEvent, dispatched: bool) -> None:
         """The event's dispatch ended (``dispatched``: it went through, not cancelled)."""
         if type(token) is tuple:
-            started, current, span_token, _ = token
+            started, current, span_token = token
             tracing.end_span(current, span_token)
         else:
             started = token
-        store = self.metrics
-        if store is not None and dispatched:
-            self.counters(event.subscription).dispatched += 1
-            store.dispatch_duration.observe(_perf_counter() - started)
+        histogram = self._dispatch
+        if histogram is None or not dispatched:
+            return
+        elapsed = _perf_counter() - started
+        count = self._dispatched.get(event.subscription) or self._count(event.subscription)
+        count.value += 1
+        # Histogram.observe, inlined: this runs once per event.
+        histogram.counts[_bisect_left(histogram.bounds, elapsed)] += 1
+        histogram.sum += elapsed
 
     # -- handlers (the Dispatcher's observer)
 
     def handler_started(self, name: str, event: ReceivedEvent) -> Any:
         """A handler starts running for ``event``; return the token for the end."""
-        started = _perf_counter()
         tracer = self.tracer
         if tracer is None:
-            return started
+            return _perf_counter()
+        started = _perf_counter()
         current, token = tracing.start_span(
             tracer,
             "appsync_events.handler",
@@ -177,10 +218,14 @@ class ListenerObserver:
         else:
             started = token
         store = self.metrics
-        if store is not None:
-            store.handler_ran(name, _perf_counter() - started)
-            if error is not None:
-                store.handler_failed(name)
+        if store is None:
+            return
+        elapsed = _perf_counter() - started
+        histogram = self._handlers.get(name) or self._histogram(name)
+        histogram.counts[_bisect_left(histogram.bounds, elapsed)] += 1
+        histogram.sum += elapsed
+        if error is not None:
+            store.handler_failed(name)
 
     def receiver_failed(self, receiver: Any) -> None:
         """A signal receiver raised."""

@@ -411,6 +411,8 @@ class Listener:
                 if path not in held:
                     states[path] = "failed"
         now = time.monotonic()
+        if client is not None and (seen := client.last_frame_at) is not None:
+            self._last_frame = seen  # kept while reconnecting, when no connection is open
         last_frame = self._last_frame
         return ListenerHealth(
             phase=self._phase,
@@ -447,7 +449,7 @@ class Listener:
             "on_state": self._on_state,
             "on_subscribed": self._on_subscribed,
             "on_subscription_failed": self._on_subscription_failed,
-            "on_frame": self._on_frame,
+            "on_frame": self._on_frame if self.health_file is not None else None,
             "subscribe_retries": lc.subscribe_retries,
         }
         options.update(self.client_options)
@@ -638,13 +640,8 @@ class Listener:
         """
         stats = self.stats
         stats.received += 1
-        observer = self._observer
-        if observer is not None:
-            observer.received(event)
         if not self._accepting:
             stats.discarded += 1
-            if observer is not None:
-                observer.dropped("shutdown")
             return None
         queue = self._queue
         try:
@@ -664,8 +661,6 @@ class Listener:
 
     async def _dropped(self, event: ReceivedEvent, policy: str) -> None:
         self.stats.dropped += 1
-        if self._observer is not None:
-            self._observer.dropped(policy)
         self._drops_since_log += 1
         now = time.monotonic()
         if now - self._last_drop_log >= 1.0:
@@ -735,7 +730,7 @@ class Listener:
                 queue.task_done()
 
     def _on_frame(self) -> None:
-        now = self._last_frame = time.monotonic()
+        now = time.monotonic()
         if self.health_file is not None and now - self._last_touch >= 1.0:
             self._last_touch = now
             try:
@@ -774,8 +769,6 @@ class Listener:
             pass  # reported once by _serve; per-attempt lines would be noise
         if self.client is not None:
             self.stats.reconnects = self.client.reconnects
-            if self._observer is not None:
-                self._observer.reconnects(self.stats.reconnects)
         await self._send(
             signals.connection_state_changed,
             state=change.state,

@@ -184,11 +184,10 @@ def _float(value: float) -> str:
 
 
 @dataclass(slots=True)
-class SubscriptionCounters:
-    """Events received and dispatched on the subscriptions sharing one label value."""
+class Count:
+    """One counter the event loop increments (``count.value += 1``)."""
 
-    received: int = 0
-    dispatched: int = 0
+    value: int = 0
 
 
 @dataclass(eq=False)
@@ -197,43 +196,65 @@ class ListenerMetrics:
 
     Shared by every listener of the alias the process runs (one after the other, or an
     ASGI process's in-process listener), so the counters only grow. Written by the event
-    loop without locks; scrapes read them.
+    loop without locks; scrapes read them. What a listener counts anyway
+    (:class:`~appsync_events.listener.ListenerStats`: received, dropped, reconnects) is
+    read from the running listener and carried over here when it stops (:meth:`carry`),
+    so the hot path pays nothing more for it.
     """
 
     api: str
     max_label_values: int = 50
-    subscriptions: dict[str, SubscriptionCounters] = field(default_factory=dict)
-    dropped: dict[str, int] = field(default_factory=dict)
+    dispatched: dict[str, Count] = field(default_factory=dict)
     handler_errors: dict[str, int] = field(default_factory=dict)
     handler_duration: dict[str, Histogram] = field(default_factory=dict)
     dispatch_duration: Histogram = field(default_factory=Histogram)
+    #: Counts of listeners of this alias that stopped: received, reconnects, and
+    #: dropped by reason.
+    received: int = 0
     reconnects: int = 0
-    #: The listener running now for this alias, if any (for the gauges).
+    dropped: dict[str, int] = field(default_factory=dict)
+    #: The listener running now for this alias, if any (its counts and gauges).
     live: weakref.ReferenceType[Listener] | None = None
 
     def __post_init__(self) -> None:
         self.subscription_label = LabelBound("subscription", self.max_label_values)
         self.handler_label = LabelBound("handler", self.max_label_values)
 
-    def counters(self, label: str) -> SubscriptionCounters:
-        """Return the counters of subscription label ``label`` (bounded; created on demand)."""
+    def dispatched_count(self, label: str) -> Count:
+        """Return the dispatched counter of subscription label ``label`` (bounded)."""
         label = self.subscription_label(label)
-        counters = self.subscriptions.get(label)
-        if counters is None:
-            counters = self.subscriptions[label] = SubscriptionCounters()
-        return counters
+        count = self.dispatched.get(label)
+        if count is None:
+            count = self.dispatched[label] = Count()
+        return count
 
-    def drop(self, reason: str, count: int = 1) -> None:
-        """Count ``count`` events dropped for ``reason``."""
-        self.dropped[reason] = self.dropped.get(reason, 0) + count
+    def totals(self) -> tuple[int, int, dict[str, int]]:
+        """Return received, reconnects and dropped (by reason), the live listener included."""
+        received, reconnects, dropped = self.received, self.reconnects, dict(self.dropped)
+        listener = self.live() if self.live is not None else None
+        if listener is not None:
+            stats = listener.stats
+            received += stats.received
+            reconnects += stats.reconnects
+            policy = listener.config.listener.overflow
+            if policy != "block":
+                dropped[policy] = dropped.get(policy, 0) + stats.dropped
+            dropped["shutdown"] = dropped.get("shutdown", 0) + stats.discarded
+        return received, reconnects, dropped
+
+    def carry(self, listener: Listener) -> None:
+        """Keep the counts of ``listener``, which stops (and is no longer live)."""
+        if self.live is not None and self.live() is listener:
+            self.received, self.reconnects, self.dropped = self.totals()
+            self.live = None
 
     def handler_failed(self, name: str) -> None:
         """Count one failure of handler (receiver, sink) ``name``."""
         name = self.handler_label(name)
         self.handler_errors[name] = self.handler_errors.get(name, 0) + 1
 
-    def handler_ran(self, name: str, seconds: float) -> None:
-        """Record how long handler ``name`` ran."""
+    def handler_histogram(self, name: str) -> Histogram:
+        """Return the duration histogram of handler ``name`` (bounded; created on demand)."""
         histogram = self.handler_duration.get(name)
         if histogram is None:
             label = self.handler_label(name)
@@ -241,7 +262,7 @@ class ListenerMetrics:
             if histogram is None:
                 histogram = self.handler_duration[label] = Histogram()
             self.handler_duration[name] = histogram
-        histogram.observe(seconds)
+        return histogram
 
 
 _listener_metrics: dict[str, ListenerMetrics] = {}
@@ -361,8 +382,8 @@ class _ListenerCollector:
     def collect(self) -> Iterator[Metric]:
         received = CounterMetricFamily(
             "appsync_events_listener_events_received",
-            "Events read from the websocket, by alias and subscription.",
-            labels=("api", "subscription"),
+            "Events read from the websocket.",
+            labels=("api",),
         )
         dispatched = CounterMetricFamily(
             "appsync_events_listener_events_dispatched",
@@ -431,23 +452,24 @@ class _ListenerCollector:
             stores = list(_listener_metrics.values())
         for store in stores:
             api = store.api
-            for label, counters in list(store.subscriptions.items()):
-                received.add_metric((api, label), counters.received)
-                dispatched.add_metric((api, label), counters.dispatched)
-            for reason, count in list(store.dropped.items()):
-                dropped.add_metric((api, reason), count)
-            for name, count in list(store.handler_errors.items()):
-                errors.add_metric((api, name), count)
-            reconnects.add_metric((api,), store.reconnects)
-            buckets, total = store.dispatch_duration.snapshot()
-            dispatch.add_metric((api,), buckets, total)
+            got, reconnected, lost = store.totals()
+            received.add_metric((api,), got)
+            reconnects.add_metric((api,), reconnected)
+            for reason, number in sorted(lost.items()):
+                dropped.add_metric((api, reason), number)
+            for label, count in list(store.dispatched.items()):
+                dispatched.add_metric((api, label), count.value)
+            for name, failures in list(store.handler_errors.items()):
+                errors.add_metric((api, name), failures)
+            buckets, seconds = store.dispatch_duration.snapshot()
+            dispatch.add_metric((api,), buckets, seconds)
             seen: set[int] = set()
             for name, histogram in list(store.handler_duration.items()):
                 if id(histogram) in seen:
                     continue  # a name past the bound shares the "other" histogram
                 seen.add(id(histogram))
-                buckets, total = histogram.snapshot()
-                handler.add_metric((api, store.handler_label(name)), buckets, total)
+                buckets, seconds = histogram.snapshot()
+                handler.add_metric((api, store.handler_label(name)), buckets, seconds)
             listener = store.live() if store.live is not None else None
             if listener is None:
                 continue
