@@ -125,7 +125,7 @@ class ListenerObserver:
         self.event_started = started  # type: ignore[method-assign,assignment]
         self.event_finished = event_finished  # type: ignore[method-assign,assignment]
         self.handler_started = started  # type: ignore[method-assign,assignment]
-        self.handler_finished = handler_finished  # type: ignore[method-assign,assignment]
+        self.handler_finished = handler_finished  # type: ignore[method-assign]
 
     def close(self, listener: Listener) -> None:
         """The listener stopped: keep its counts; its gauges go away."""
