@@ -523,12 +523,16 @@ class _OutboxCollector:
 def outbox_backlog(using: str = "default") -> dict[str, tuple[int, float]]:
     """Return ``{alias: (pending rows, age in seconds of the oldest)}`` (one query).
 
+    Every configured alias is in it, with ``(0, 0.0)`` when nothing is pending, so a
+    dashboard sees zero rather than no data.
+
     Raises:
         DatabaseError: the outbox table cannot be read.
     """
     from django.db.models import Count, Min
     from django.utils import timezone
 
+    from .conf import api_aliases
     from .models import OutboxEvent
 
     now = timezone.now()
@@ -539,9 +543,10 @@ def outbox_backlog(using: str = "default") -> dict[str, tuple[int, float]]:
         .annotate(count=Count("id"), oldest=Min("created_at"))
         .order_by()
     )
-    return {
-        row["api"]: (row["count"], max((now - row["oldest"]).total_seconds(), 0.0)) for row in rows
-    }
+    backlog = dict.fromkeys(api_aliases(), (0, 0.0))
+    for row in rows:
+        backlog[row["api"]] = (row["count"], max((now - row["oldest"]).total_seconds(), 0.0))
+    return backlog
 
 
 _collectors: set[str] = set()
