@@ -133,6 +133,8 @@ class HealthServer:
             if task is not None:
                 self._open.pop(task, None)
             writer.close()
+            with contextlib.suppress(Exception):  # the client may be gone already
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
 
     async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, str, bytes, bool]:
         """Read one request head; return status, content type, body and whether HEAD."""

@@ -130,6 +130,9 @@ async def serve() -> AsyncIterator[Any]:
     yield start
     for served in started:
         await served.stop()
+    from appsync_events.backends import get_backend
+
+    await get_backend("default").aclose()  # the pool apublish() opened on this loop
 
 
 @pytest.fixture
