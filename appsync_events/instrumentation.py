@@ -10,7 +10,6 @@ is on for the alias.
 from __future__ import annotations
 
 import time
-import weakref
 from bisect import bisect_left as _bisect_left
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -82,7 +81,7 @@ class ListenerObserver:
         self._handlers: dict[str, metrics.Histogram] = {}
         self._dispatch = store.dispatch_duration if store is not None else None
         if store is not None:
-            store.live = weakref.ref(listener)
+            store.start(listener)
             if tracer is None:
                 self._fast_paths(store)
 

@@ -213,8 +213,10 @@ class ListenerMetrics:
     received: int = 0
     reconnects: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
-    #: The listener running now for this alias, if any (its counts and gauges).
+    #: The listener of this alias that started last and runs now, if any (the gauges).
     live: weakref.ReferenceType[Listener] | None = None
+    #: Every listener of this alias running now (their counts).
+    running: weakref.WeakSet[Listener] = field(default_factory=weakref.WeakSet)
 
     def __post_init__(self) -> None:
         self.subscription_label = LabelBound("subscription", self.max_label_values)
@@ -229,23 +231,27 @@ class ListenerMetrics:
         return count
 
     def totals(self) -> tuple[int, int, dict[str, int]]:
-        """Return received, reconnects and dropped (by reason), the live listener included."""
+        """Return received, reconnects and dropped (by reason), running listeners included."""
         received, reconnects, dropped = self.received, self.reconnects, dict(self.dropped)
-        listener = self.live() if self.live is not None else None
-        if listener is not None:
-            stats = listener.stats
-            received += stats.received
-            reconnects += stats.reconnects
-            policy = listener.config.listener.overflow
-            if policy != "block":
-                dropped[policy] = dropped.get(policy, 0) + stats.dropped
-            dropped["shutdown"] = dropped.get("shutdown", 0) + stats.discarded
+        for listener in list(self.running):
+            got, reconnected = _add_dropped(dropped, listener)
+            received += got
+            reconnects += reconnected
         return received, reconnects, dropped
 
+    def start(self, listener: Listener) -> None:
+        """Count ``listener``, which starts, and show its gauges."""
+        self.running.add(listener)
+        self.live = weakref.ref(listener)
+
     def carry(self, listener: Listener) -> None:
-        """Keep the counts of ``listener``, which stops (and is no longer live)."""
+        """Keep the counts of ``listener``, which stops (its gauges go away)."""
+        if listener in self.running:
+            self.running.discard(listener)
+            got, reconnected = _add_dropped(self.dropped, listener)
+            self.received += got
+            self.reconnects += reconnected
         if self.live is not None and self.live() is listener:
-            self.received, self.reconnects, self.dropped = self.totals()
             self.live = None
 
     def handler_failed(self, name: str) -> None:
@@ -263,6 +269,16 @@ class ListenerMetrics:
                 histogram = self.handler_duration[label] = Histogram()
             self.handler_duration[name] = histogram
         return histogram
+
+
+def _add_dropped(dropped: dict[str, int], listener: Listener) -> tuple[int, int]:
+    """Add ``listener``'s dropped events to ``dropped``; return its received and reconnects."""
+    stats = listener.stats
+    policy = listener.config.listener.overflow
+    if policy != "block":
+        dropped[policy] = dropped.get(policy, 0) + stats.dropped
+    dropped["shutdown"] = dropped.get("shutdown", 0) + stats.discarded
+    return stats.received, stats.reconnects
 
 
 _listener_metrics: dict[str, ListenerMetrics] = {}

@@ -757,3 +757,34 @@ def test_everything_works_without_the_optional_packages(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "django-appsync-events[metrics]" in result.stdout
+
+
+def test_listener_counts_survive_a_restart_and_add_up_across_listeners() -> None:
+    """Counts of a stopped listener are kept; those of listeners running together add up."""
+    from types import SimpleNamespace
+
+    from appsync_events.listener import ListenerStats
+
+    class Fake:  # what the store reads of a listener (weak references allowed)
+        def __init__(self, received: int, dropped: int) -> None:
+            self.config = SimpleNamespace(listener=SimpleNamespace(overflow="drop_oldest"))
+            self.stats = ListenerStats(
+                received=received, dropped=dropped, reconnects=1, discarded=2
+            )
+
+    def fake(received: int, dropped: int) -> Any:
+        return Fake(received, dropped)
+
+    store = metrics.ListenerMetrics("restarts")
+    first, second = fake(10, 1), fake(5, 0)
+    store.start(first)
+    store.start(second)
+    assert store.totals() == (15, 2, {"drop_oldest": 1, "shutdown": 4})
+    assert store.live is not None
+    assert store.live() is second  # the gauges show the listener started last
+    store.carry(first)
+    first.stats.received = 1000  # changes after the stop no longer count
+    assert store.totals() == (15, 2, {"drop_oldest": 1, "shutdown": 4})
+    store.carry(second)
+    assert store.live is None
+    assert store.totals() == (15, 2, {"drop_oldest": 1, "shutdown": 4})
