@@ -40,6 +40,13 @@ __all__ = [
 
 #: The ``subscription`` label of events on subscriptions browsers follow.
 FOLLOWED: Final = "followed"
+#: Above this many events per second the listener times one event in
+#: :data:`SAMPLE_EVERY` (the histograms count it that many times); below, every event.
+EXACT_RATE: Final = 1000.0
+#: One event in this many is timed above :data:`EXACT_RATE`.
+SAMPLE_EVERY: Final = 8
+#: Events between two checks of the rate (one clock reading each).
+RATE_WINDOW: Final = 256
 
 _perf_counter = time.perf_counter
 
@@ -88,9 +95,13 @@ class ListenerObserver:
     def _fast_paths(self, store: metrics.ListenerMetrics) -> None:
         """Replace the per-event methods by closures for metrics without traces.
 
-        They run for every event: closures read their state from cells instead of
-        attributes, which is what keeps the listener's overhead within a few percent
-        (``bench/bench_metrics.py``).
+        They run for every event. Closures read their state from cells instead of
+        attributes, and above :data:`EXACT_RATE` events per second (checked every
+        :data:`RATE_WINDOW` events with one clock reading) the durations of one event in
+        :data:`SAMPLE_EVERY` are measured, each counted ``SAMPLE_EVERY`` times in the
+        histograms; the counters stay exact. That keeps the listener's overhead within a
+        few percent when it is busy (``bench/bench_metrics.py``); below that rate every
+        event is timed, at a cost nobody notices.
         """
         perf_counter = _perf_counter
         bisect_left = _bisect_left
@@ -101,29 +112,51 @@ class ListenerObserver:
         handlers = self._handlers
         histogram_for = self._histogram
         failed = store.handler_failed
+        window_seconds = RATE_WINDOW / EXACT_RATE
+        stride = 1  # time one event in this many
+        left = 1  # events until the next timed one
+        seen = 0  # events since the rate was last checked
+        checked = perf_counter()
+        weight = 0  # how many events the current one stands for (0: not timed)
 
-        def started(_: Any, __: Any = None) -> float:
+        def event_started(event: ReceivedEvent) -> float:
+            nonlocal stride, left, seen, checked, weight
+            seen += 1
+            if seen >= RATE_WINDOW:
+                now = perf_counter()
+                stride = SAMPLE_EVERY if now - checked < window_seconds else 1
+                checked, seen = now, 0
+            left -= 1
+            if left > 0:
+                weight = 0
+                return 0.0
+            left = weight = stride
             return perf_counter()
 
         def event_finished(token: float, event: ReceivedEvent, done: bool) -> None:
             if done:
-                elapsed = perf_counter() - token
                 subscription = event.subscription
                 (by_subscription.get(subscription) or count_for(subscription)).value += 1
-                dispatch_counts[bisect_left(dispatch_bounds, elapsed)] += 1
-                dispatch.sum += elapsed
+                if weight:
+                    elapsed = perf_counter() - token
+                    dispatch_counts[bisect_left(dispatch_bounds, elapsed)] += weight
+                    dispatch.sum += elapsed * weight
+
+        def handler_started(name: str, event: ReceivedEvent) -> float:
+            return perf_counter() if weight else 0.0
 
         def handler_finished(token: float, name: str, error: BaseException | None) -> None:
-            elapsed = perf_counter() - token
-            histogram = handlers.get(name) or histogram_for(name)
-            histogram.counts[bisect_left(histogram.bounds, elapsed)] += 1
-            histogram.sum += elapsed
+            if weight:
+                elapsed = perf_counter() - token
+                histogram = handlers.get(name) or histogram_for(name)
+                histogram.counts[bisect_left(histogram.bounds, elapsed)] += weight
+                histogram.sum += elapsed * weight
             if error is not None:
                 failed(name)
 
-        self.event_started = started  # type: ignore[method-assign,assignment]
+        self.event_started = event_started  # type: ignore[method-assign]
         self.event_finished = event_finished  # type: ignore[method-assign,assignment]
-        self.handler_started = started  # type: ignore[method-assign,assignment]
+        self.handler_started = handler_started  # type: ignore[method-assign]
         self.handler_finished = handler_finished  # type: ignore[method-assign]
 
     def close(self, listener: Listener) -> None:

@@ -80,6 +80,49 @@ async def listener_run(port: int, events: int) -> tuple[float, float]:
     return rate, (state["cpu_end"] - state["cpu_start"]) * 1e6 / events
 
 
+async def dispatch_only(events: int) -> float:
+    """CPU µs per event of the dispatch loop alone: events queued up front, no socket.
+
+    Reaches into the listener (its queue and dispatch loop) to leave the receive path
+    out: what is left is exactly where the metrics are recorded.
+    """
+    from appsync_events import instrumentation
+    from appsync_events.dispatch import Router
+    from appsync_events.events import ReceivedEvent
+    from appsync_events.listener import Listener
+
+    router = Router()
+    done = asyncio.Event()
+    count = [0]
+
+    async def handler(event: Any) -> None:
+        count[0] += 1
+        if count[0] == events:
+            done.set()
+
+    router.add("/bench/*", handler)
+    listener = Listener(channels=["/bench/*"], router=router, sinks=[])
+    observer = instrumentation.listener_observer(listener)
+    listener._observer = listener.dispatcher.observer = observer
+    listener._accepting = True
+    listener._queue = asyncio.Queue()
+    for n in range(events):
+        listener._on_event(ReceivedEvent("default", "/bench/*", {"n": n}, "{}"))
+    started = time.process_time()
+    task = asyncio.create_task(listener._dispatch_loop())
+    await done.wait()
+    cpu = time.process_time() - started
+    task.cancel()
+    if observer is not None:
+        observer.close(listener)
+    return cpu * 1e6 / events
+
+
+def dispatch_run(events: int, *, enabled: bool) -> float:
+    set_metrics(enabled)
+    return asyncio.run(dispatch_only(events))
+
+
 def run(port: int, events: int, *, enabled: bool) -> tuple[float, float]:
     set_metrics(enabled)
     return asyncio.run(listener_run(port, events))
@@ -101,7 +144,13 @@ def traced(port: int, events: int) -> tuple[float, float]:
 Run = tuple[float, float]  # events/s, CPU µs per event
 
 
-def render(off: list[Run], on: list[Run], traced_runs: list[Run], events: int) -> str:
+def render(
+    off: list[Run],
+    on: list[Run],
+    traced_runs: list[Run],
+    events: int,
+    dispatch: tuple[list[float], list[float]],
+) -> str:
     ratios = [b[1] / a[1] for a, b in zip(off, on, strict=True)]
     wall = [a[0] / b[0] for a, b in zip(off, on, strict=True)]
     overhead = statistics.median(ratios) - 1
@@ -115,6 +164,7 @@ def render(off: list[Run], on: list[Run], traced_runs: list[Run], events: int) -
     cpu_off = statistics.median(c for _, c in off)
     cpu_on = statistics.median(c for _, c in on)
     cpu_traced = statistics.median(c for _, c in traced_runs)
+    d_off, d_on = min(dispatch[0]), min(dispatch[1])
     return "\n".join(
         [
             SECTION,
@@ -143,11 +193,23 @@ def render(off: list[Run], on: list[Run], traced_runs: list[Run], events: int) -
             f"{min(wall) - 1:+.1%} to {max(wall) - 1:+.1%} (the machine is shared: other "
             "processes' load moves the wall clock far more than the metrics do).",
             "",
+            f"The dispatch loop alone (events queued up front, no socket; the best of "
+            f"{len(dispatch[0])} interleaved runs each, the least disturbed by other "
+            f"processes): {d_off:.2f} µs per event off, {d_on:.2f} µs on: the metrics' "
+            f"absolute cost is {d_on - d_off:.2f} µs per event (two duration histograms, "
+            "one counter), against the whole listener's "
+            f"{cpu_off:.1f} µs per event above.",
+            "",
             "Why it is cheap: the listener does not call `prometheus_client` per event. Its "
             "counters and histograms are plain numbers owned by the event loop "
-            "(`appsync_events.metrics.ListenerMetrics`), updated by closures: an event costs "
-            "four `perf_counter()` readings, two bisections into bucket bounds and three "
-            "increments. They become metric families only when `/metrics` is scraped.",
+            "(`appsync_events.metrics.ListenerMetrics`), updated by closures, and turned "
+            "into metric families only when `/metrics` is scraped. A timed event costs four "
+            "`perf_counter()` readings and two bisections into bucket bounds; above 1,000 "
+            "events per second (a listener this busy is where the overhead would show) one "
+            "event in 8 is timed and counted 8 times in the duration histograms, while the "
+            "counters stay exact. Below that rate every event is timed, and the cost (the "
+            "dispatch-loop figure above, a small fraction of a CPU at that rate) is not "
+            "felt.",
             "",
             f"Traces cost more ({cpu_traced - cpu_off:+.1f} µs per event here: two spans per "
             "event, receive and handler, each started, made current, ended and handed to the "
@@ -184,7 +246,11 @@ def main() -> None:
             traced_runs.append(traced(port, args.events))
     finally:
         _common.stop_child(sender, 30)
-    text = render(off, on, traced_runs, args.events)
+    dispatch: tuple[list[float], list[float]] = ([], [])
+    for number in range(args.rounds):
+        for enabled in (False, True) if number % 2 == 0 else (True, False):
+            dispatch[enabled].append(dispatch_run(args.events, enabled=enabled))
+    text = render(off, on, traced_runs, args.events, dispatch)
     print(text)
     if not args.no_write:
         _common.write_section(SECTION, text)

@@ -788,3 +788,43 @@ def test_listener_counts_survive_a_restart_and_add_up_across_listeners() -> None
     store.carry(second)
     assert store.live is None
     assert store.totals() == (15, 2, {"drop_oldest": 1, "shutdown": 4})
+
+
+@pytest.mark.parametrize(("step", "exact"), [(0.01, True), (1e-6, False)])
+def test_durations_are_sampled_only_when_the_listener_is_busy(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, step: float, exact: bool
+) -> None:
+    """Below EXACT_RATE every event is timed; above, one in SAMPLE_EVERY, weighted; the
+    dispatched counter is exact either way."""
+    readings = [0]
+
+    def clock() -> float:  # each reading moves ``step`` seconds on
+        readings[0] += 1
+        return readings[0] * step
+
+    monkeypatch.setattr(instrumentation, "_perf_counter", clock)
+    alias = f"sampling{int(exact)}"
+    settings.APPSYNC_EVENTS = {**settings.APPSYNC_EVENTS, alias: settings.APPSYNC_EVENTS["default"]}
+    listener = Listener(alias, channels=["/chat/*"], sinks=[])
+    observer = instrumentation.listener_observer(listener)
+    assert observer is not None
+    event = ReceivedEvent(alias, "/chat/*", {}, "{}")
+    events = 4096
+    for _ in range(events):
+        token = observer.event_started(event)
+        inner = observer.handler_started("h", event)
+        observer.handler_finished(inner, "h", None)
+        observer.event_finished(token, event, True)
+    store = metrics.listener_metrics(alias)
+    assert store.dispatched["/chat/*"].value == events
+    dispatch_count = sum(store.dispatch_duration.counts)
+    handler_count = sum(store.handler_duration["h"].counts)
+    if exact:
+        assert dispatch_count == handler_count == events
+        assert readings[0] >= 4 * events  # four readings per event
+    else:
+        every = instrumentation.SAMPLE_EVERY
+        assert abs(dispatch_count - events) < every  # each timed event counts `every` times
+        assert dispatch_count == handler_count
+        assert readings[0] < 4 * events / every + 4 * instrumentation.RATE_WINDOW
+    observer.close(listener)
