@@ -45,7 +45,7 @@ FOLLOWED: Final = "followed"
 EXACT_RATE: Final = 1000.0
 #: One event in this many is timed above :data:`EXACT_RATE`.
 SAMPLE_EVERY: Final = 8
-#: Events between two checks of the rate (one clock reading each).
+#: The rate is measured over this many events (a short burst is still timed whole).
 RATE_WINDOW: Final = 256
 
 _perf_counter = time.perf_counter
@@ -96,12 +96,12 @@ class ListenerObserver:
         """Replace the per-event methods by closures for metrics without traces.
 
         They run for every event. Closures read their state from cells instead of
-        attributes, and above :data:`EXACT_RATE` events per second (checked every
-        :data:`RATE_WINDOW` events with one clock reading) the durations of one event in
-        :data:`SAMPLE_EVERY` are measured, each counted ``SAMPLE_EVERY`` times in the
-        histograms; the counters stay exact. That keeps the listener's overhead within a
-        few percent when it is busy (``bench/bench_metrics.py``); below that rate every
-        event is timed, at a cost nobody notices.
+        attributes, and above :data:`EXACT_RATE` events per second (measured over
+        :data:`RATE_WINDOW` events) the durations of one event in :data:`SAMPLE_EVERY` are measured,
+        each counted ``SAMPLE_EVERY`` times in the histograms; the counters stay exact.
+        That keeps the listener's overhead within a few percent when it is busy
+        (``bench/bench_metrics.py``); below that rate every event is timed, at a cost
+        nobody notices.
         """
         perf_counter = _perf_counter
         bisect_left = _bisect_left
@@ -112,41 +112,43 @@ class ListenerObserver:
         handlers = self._handlers
         histogram_for = self._histogram
         failed = store.handler_failed
-        window_seconds = RATE_WINDOW / EXACT_RATE
         stride = 1  # time one event in this many
         left = 1  # events until the next timed one
-        seen = 0  # events since the rate was last checked
-        checked = perf_counter()
+        seen = 0  # events since the rate was last measured
+        since = perf_counter()  # when it was
         weight = 0  # how many events the current one stands for (0: not timed)
 
         def event_started(event: ReceivedEvent) -> float:
-            nonlocal stride, left, seen, checked, weight
-            seen += 1
-            if seen >= RATE_WINDOW:
-                now = perf_counter()
-                stride = SAMPLE_EVERY if now - checked < window_seconds else 1
-                checked, seen = now, 0
+            nonlocal stride, left, seen, since, weight
             left -= 1
-            if left > 0:
-                weight = 0
-                return 0.0
-            left = weight = stride
-            return perf_counter()
+            if left:
+                return 0.0  # not timed: the token says so
+            now = perf_counter()
+            weight = stride
+            seen += stride
+            if seen >= RATE_WINDOW:  # measured on timed events only: no reading otherwise
+                stride = SAMPLE_EVERY if now - since < seen / EXACT_RATE else 1
+                seen, since = 0, now
+            left = stride
+            return now
 
         def event_finished(token: float, event: ReceivedEvent, done: bool) -> None:
+            nonlocal weight
             if done:
                 subscription = event.subscription
                 (by_subscription.get(subscription) or count_for(subscription)).value += 1
-                if weight:
+                if token:
                     elapsed = perf_counter() - token
                     dispatch_counts[bisect_left(dispatch_bounds, elapsed)] += weight
                     dispatch.sum += elapsed * weight
+            if token:
+                weight = 0
 
         def handler_started(name: str, event: ReceivedEvent) -> float:
             return perf_counter() if weight else 0.0
 
         def handler_finished(token: float, name: str, error: BaseException | None) -> None:
-            if weight:
+            if token:
                 elapsed = perf_counter() - token
                 histogram = handlers.get(name) or histogram_for(name)
                 histogram.counts[bisect_left(histogram.bounds, elapsed)] += weight
