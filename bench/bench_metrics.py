@@ -153,8 +153,7 @@ def render(
 ) -> str:
     ratios = [b[1] / a[1] for a, b in zip(off, on, strict=True)]
     wall = [a[0] / b[0] for a, b in zip(off, on, strict=True)]
-    overhead = statistics.median(ratios) - 1
-    verdict = "met" if overhead < GOAL else "NOT met"
+    direct = statistics.median(ratios) - 1
 
     def row(name: str, runs: list[Run]) -> str:
         rate = statistics.median(r for r, _ in runs)
@@ -162,9 +161,14 @@ def render(
         return f"| {name} | {rate:,.0f} | {cpu:.2f} | {', '.join(f'{c:.2f}' for _, c in runs)} |"
 
     cpu_off = statistics.median(c for _, c in off)
-    cpu_on = statistics.median(c for _, c in on)
     cpu_traced = statistics.median(c for _, c in traced_runs)
     d_off, d_on = min(dispatch[0]), min(dispatch[1])
+    best_off = min(c for _, c in off)
+    # The metrics' code runs in the dispatch loop only: its cost measured there (best of
+    # the rounds), over the whole listener's cost per event (its best round: the larger
+    # share, so the conservative estimate).
+    overhead = (d_on - d_off) / best_off
+    verdict = "met" if overhead < GOAL else "NOT met"
     return "\n".join(
         [
             SECTION,
@@ -185,19 +189,20 @@ def render(
             row("**metrics on**", on),
             row("metrics and traces on (SDK provider, no exporter)", traced_runs),
             "",
-            f"Overhead of metrics on the hot path (median over the rounds of CPU per event "
-            f"on / off, minus one): **{overhead:+.1%}** ({cpu_on - cpu_off:+.2f} µs per event "
-            f"between the medians); spread of the rounds {min(ratios) - 1:+.1%} to "
-            f"{max(ratios) - 1:+.1%}. Goal (under {GOAL:.0%}): **{verdict}**. The same "
-            f"ratio on wall-clock rates: median {statistics.median(wall) - 1:+.1%}, spread "
-            f"{min(wall) - 1:+.1%} to {max(wall) - 1:+.1%} (the machine is shared: other "
-            "processes' load moves the wall clock far more than the metrics do).",
+            f"Compared directly, round by round (CPU per event on / off, minus one): median "
+            f"{direct:+.1%}, spread {min(ratios) - 1:+.1%} to {max(ratios) - 1:+.1%}; on "
+            f"wall-clock rates: median {statistics.median(wall) - 1:+.1%}, spread "
+            f"{min(wall) - 1:+.1%} to {max(wall) - 1:+.1%}. On this shared machine the other "
+            "processes' load moves single runs by far more than the metrics do, so this "
+            "comparison cannot resolve a few percent. Hence a second measurement:",
             "",
             f"The dispatch loop alone (events queued up front, no socket; the best of "
             f"{len(dispatch[0])} interleaved runs each, the least disturbed by other "
-            f"processes): {d_off:.2f} µs per event off, {d_on:.2f} µs on, so the metrics "
-            f"cost a busy listener {d_on - d_off:.2f} µs per event, against the whole "
-            f"listener's {cpu_off:.1f} µs per event above.",
+            f"processes), where all of the metrics' code runs: {d_off:.2f} µs per event off, "
+            f"{d_on:.2f} µs on, so the metrics cost a busy listener {d_on - d_off:.2f} µs per "
+            f"event. Against the whole listener's cost per event (its best round, "
+            f"{best_off:.2f} µs): **{overhead:.1%}**. Goal (under {GOAL:.0%}): "
+            f"**{verdict}**.",
             "",
             "Why it is cheap: the listener does not call `prometheus_client` per event. Its "
             "counters and histograms are plain numbers owned by the event loop "
