@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     from .results import PublishResult
 
 __all__ = [
+    "EXACT_RATE",
     "FOLLOWED",
+    "RATE_WINDOW",
+    "SAMPLE_EVERY",
     "ListenerObserver",
     "PublishProbe",
     "backend_label",

@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -55,11 +54,14 @@ __all__ = [
     "DURATION_BUCKETS",
     "OTHER",
     "PUBLISH_BUCKETS",
+    "Count",
     "Histogram",
     "LabelBound",
     "ListenerMetrics",
+    "error_code",
     "exposition",
     "listener_metrics",
+    "outbox_backlog",
     "register_outbox_collector",
 ]
 
@@ -639,8 +641,3 @@ def error_code(error: BaseException) -> str:
     if isinstance(status, int):
         return f"http_{status}"
     return type(error).__name__
-
-
-def monotonic_age(since: float) -> float:
-    """Seconds from the ``time.monotonic()`` reading ``since`` to now."""
-    return max(time.monotonic() - since, 0.0)
