@@ -79,8 +79,8 @@ $(STAMPFLOORS): pyproject.toml .ci/floors.py
 	$(PYTHON) .ci/floors.py > $(FLOORS)
 	@echo '$(PYFLOORS) -m pip install "pip>=25.1"'
 	@$(PYFLOORS) -m pip install --quiet "pip>=25.1" $(PIP_QUIET)
-	@echo '$(PYFLOORS) -m pip install -c $(FLOORS) -e ".[redis,postgres]" --group test'
-	@$(PYFLOORS) -m pip install --quiet -c $(FLOORS) -e ".[redis,postgres]" --group test $(PIP_QUIET)
+	@echo '$(PYFLOORS) -m pip install -c $(FLOORS) -e ".[redis,postgres,metrics,otel]" --group test'
+	@$(PYFLOORS) -m pip install --quiet -c $(FLOORS) -e ".[redis,postgres,metrics,otel]" --group test $(PIP_QUIET)
 	@touch $@
 
 .PHONY: install node-deps

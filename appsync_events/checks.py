@@ -25,6 +25,7 @@ Errors::
           handler that enqueues is one workers cannot find by name (a lambda, or a
           function defined inside another)
     E016  a malformed TOKENS section, or a signing key that is SECRET_KEY itself
+    E017  a malformed METRICS entry (ALLOWED_IPS, PERMISSION)
 
 Warnings::
 

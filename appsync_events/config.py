@@ -46,6 +46,7 @@ __all__ = [
     "ForwardingConfig",
     "HandlerIntegrationConfig",
     "ListenerConfig",
+    "MetricsConfig",
     "NamespaceConfig",
     "NamespaceHandlersConfig",
     "Operation",
@@ -235,6 +236,38 @@ class ListenerConfig:
     #: per character): 1,680,000 bytes, plus the frame's own members. 2 MiB holds that
     #: with room to spare.
     max_message_bytes: int = 2 * 1024 * 1024
+    #: Serve ``/healthz``, ``/readyz`` and ``/metrics`` on this port (``None``: no server;
+    #: ``0``: a free port, logged at start).
+    http_port: int | None = None
+    #: The interface of that server: every interface by default, so that Kubernetes
+    #: probes and Prometheus reach it at the pod's address.
+    http_host: str = "0.0.0.0"  # noqa: S104 - probes and scrapers come from outside
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """What the Prometheus metrics of the alias record, and who may read the web views.
+
+    Attributes:
+        enabled: record metrics for this alias (when ``prometheus-client`` is installed).
+        subscription_labels: the subscription paths used as the ``subscription`` label
+            value; ``None``: the paths the listener holds for its whole run (its
+            ``SUBSCRIPTIONS`` or ``--channel``). Events on any other subscription are
+            counted under ``"other"``, on browser follows under ``"followed"``.
+        max_label_values: distinct values one label of one metric takes at most (error
+            codes, handler names, subscription paths); further ones are counted under
+            ``"other"``.
+        allowed_ips: addresses and networks that may read the web views
+            (:mod:`appsync_events.urls`) without signing in.
+        permission: the permission a signed-in user needs to read them (``None``:
+            superusers only).
+    """
+
+    enabled: bool = True
+    subscription_labels: tuple[Channel, ...] | None = None
+    max_label_values: int = 50
+    allowed_ips: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    permission: str | None = "appsync_events.view_outboxevent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,6 +422,7 @@ class APIConfig:
     forwarding: ForwardingConfig
     outbox: OutboxConfig
     emulator: EmulatorConfig
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     proxy: str | bool = field(default=True, repr=False)
     grants: tuple[Grant, ...] = ()
     api_id: str | None = None
@@ -479,6 +513,7 @@ _E009: Final = "appsync_events.E009"
 _E012: Final = "appsync_events.E012"
 _E013: Final = "appsync_events.E013"
 _E016: Final = "appsync_events.E016"
+_E017: Final = "appsync_events.E017"
 
 
 def _number(*, integer: bool = False, minimum: float = 0, zero_ok: bool = False) -> _Validator:
@@ -672,6 +707,37 @@ def _proxy(value: Any) -> str | bool:
     return text
 
 
+def _networks(value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Parse a list of IP addresses and networks (``"10.0.0.0/8"``)."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise _Invalid(
+            f"must be a list of IP addresses or networks such as ['10.0.0.0/8'], not {value!r}.",
+            _E017,
+        )
+    out = []
+    for item in value:
+        try:
+            out.append(ipaddress.ip_network(str(item), strict=False))
+        except ValueError:
+            raise _Invalid(
+                f"{item!r} is not an IP address or network (such as '10.0.0.0/8').", _E017
+            ) from None
+    return tuple(out)
+
+
+def _permission(value: Any) -> str | None:
+    """Check ``None`` or a permission name ``"app_label.codename"``."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.count(".") != 1 or not all(value.split(".")):
+        raise _Invalid(
+            f"must be a permission name such as 'appsync_events.view_outboxevent', or None "
+            f"(superusers only), not {value!r}.",
+            _E017,
+        )
+    return value
+
+
 _POSITIVE: Final = _number()
 _NON_NEGATIVE: Final = _number(zero_ok=True)
 _POSITIVE_INTEGER: Final = _number(integer=True)
@@ -820,6 +886,22 @@ _SETTINGS: Final[tuple[_Setting, ...]] = (
         # the default.
         _number(integer=True, minimum=65_536, zero_ok=True),
     ),
+    _Setting(
+        ("LISTENER", "HTTP_PORT"), ListenerConfig, "http_port", _optional(_integer_range(0, 65535))
+    ),
+    _Setting(("LISTENER", "HTTP_HOST"), ListenerConfig, "http_host", _string),
+    # -- METRICS
+    _Setting(("METRICS", "ENABLED"), MetricsConfig, "enabled", _boolean),
+    _Setting(
+        ("METRICS", "SUBSCRIPTION_LABELS"),
+        MetricsConfig,
+        "subscription_labels",
+        _optional(_channels),
+        _E006,
+    ),
+    _Setting(("METRICS", "MAX_LABEL_VALUES"), MetricsConfig, "max_label_values", _POSITIVE_INTEGER),
+    _Setting(("METRICS", "ALLOWED_IPS"), MetricsConfig, "allowed_ips", _networks, _E017),
+    _Setting(("METRICS", "PERMISSION"), MetricsConfig, "permission", _permission, _E017),
     # -- FORWARDING
     _Setting(("FORWARDING", "ENABLED"), ForwardingConfig, "enabled", _boolean),
     _Setting(("FORWARDING", "CHANNEL_LAYER"), ForwardingConfig, "channel_layer", _string),
@@ -1447,6 +1529,7 @@ class _Parser:
         forwarding = ForwardingConfig(**self.fields(ForwardingConfig))
         outbox = OutboxConfig(**self.fields(OutboxConfig))
         self.outbox_lease(outbox, timeouts)
+        metrics = MetricsConfig(**self.fields(MetricsConfig))
         emulator_fields = self.fields(EmulatorConfig)
         emulator_fields.setdefault("api_keys", self.emulator_api_keys(auth))
         emulator_fields.setdefault("port", self.emulator_port(http_url))
@@ -1469,6 +1552,7 @@ class _Parser:
             emulator=EmulatorConfig(**emulator_fields),
             tasks=TasksConfig(**self.fields(TasksConfig)),
             tokens=self.tokens(),
+            metrics=metrics,
             **self.fields(APIConfig),
         )
 

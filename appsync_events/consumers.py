@@ -93,7 +93,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from . import conf, signals
+from . import conf, instrumentation, signals
 from .exceptions import (
     AppSyncEventsError,
     ConfigurationError,
@@ -246,6 +246,7 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
         self._rate_limited = False
         self._renewer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
+        self._counted = False  # in the open-sockets gauge
         try:
             self.config = conf.get_api_config(self.api)
         except ConfigurationError:
@@ -341,11 +342,14 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
                 await ensure_in_process_listener(self.api)
         except ConfigurationError as exc:
             logger.error("refusing a browser websocket: %s", exc)
+            instrumentation.consumer_refused(self.api, "not_configured")
             await self.close()
             return
         self.config = config
         self._refilled_at = asyncio.get_running_loop().time()
         await self.accept()
+        instrumentation.consumer_socket(self.api, opened=True)
+        self._counted = True
         self._renewer = asyncio.create_task(self._renew_follows())
 
     async def disconnect(self, code: int) -> None:
@@ -357,6 +361,9 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
             self._renewer = None
         for sub in list(self.subscriptions.values()):
             await self._drop(sub)
+        if self._counted:
+            self._counted = False
+            instrumentation.consumer_socket(self.api, opened=False)
 
     # -- inbound ------------------------------------------------------------------------
 
@@ -479,6 +486,7 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
             request_ids=[request_id],
         )
         self.subscriptions[path] = sub
+        instrumentation.consumer_follows(self.api, 1)
         await self.channel_layer.group_add(sub.group, self.channel_name)
         static = self._configured(config, path)
         if static:
@@ -597,6 +605,7 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
             sub.timeout = None
         if self.subscriptions.get(sub.path) is sub:
             del self.subscriptions[sub.path]
+            instrumentation.consumer_follows(self.api, -1)
         try:
             await self.channel_layer.group_discard(sub.group, self.channel_name)
         except Exception:
@@ -830,6 +839,7 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
         channel: str | None = None,
         request_id: str | int | None = None,
     ) -> None:
+        instrumentation.consumer_refused(self.api, code)
         reply: dict[str, Any] = {"type": "error", "code": code, "message": message}
         if channel is not None:
             reply["channel"] = channel

@@ -44,6 +44,7 @@ plus handlers) without a listener or a socket.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import json
 import logging
@@ -396,7 +397,13 @@ class HandlerThread:
     def __init__(self, name: str = "appsync-handlers") -> None:
         self.name = name
         self._jobs: queue.SimpleQueue[
-            tuple[Handler, ReceivedEvent, asyncio.AbstractEventLoop, asyncio.Future[Any]]
+            tuple[
+                Handler,
+                ReceivedEvent,
+                asyncio.AbstractEventLoop,
+                asyncio.Future[Any],
+                contextvars.Context,
+            ]
         ] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -406,7 +413,8 @@ class HandlerThread:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._start()
-        self._jobs.put((func, event, loop, future))
+        # The handler sees the caller's context variables (its trace span, for one).
+        self._jobs.put((func, event, loop, future, contextvars.copy_context()))
         return await future
 
     def _start(self) -> None:
@@ -417,11 +425,11 @@ class HandlerThread:
 
     def _work(self) -> None:
         while True:
-            func, event, loop, future = self._jobs.get()
+            func, event, loop, future, context = self._jobs.get()
             result: Any = None
             error: BaseException | None = None
             try:
-                result = _run_sync(func, event)
+                result = context.run(_run_sync, func, event)
             except BaseException as exc:  # handed to the awaiting coroutine, never lost
                 error = exc
             try:
@@ -451,6 +459,10 @@ class Dispatcher:
 
     Attributes:
         running: the name of the handler running now, or ``None``.
+        observer: told about every handler run and failing receiver (metrics and
+            traces; the listener sets it): ``handler_started(name, event)`` returns a
+            token, ``handler_finished(token, name, error)`` ends it,
+            ``receiver_failed(receiver)``. ``None``: nobody is told.
     """
 
     def __init__(
@@ -469,6 +481,7 @@ class Dispatcher:
         self._tasks: dict[str, TasksConfig] = {}
         #: (alias, subscription) pairs already warned about (bounded by subscriptions).
         self._warned: set[tuple[str, str]] = set()
+        self.observer: Any = None
 
     def tasks_config(self, api: str) -> TasksConfig:
         """Return alias ``api``'s ``TASKS`` settings (the defaults for an unknown alias)."""
@@ -534,6 +547,7 @@ class Dispatcher:
         """
         failures = 0
         api = event.api
+        observer = self.observer
         if self.send_signal and event_received.has_listeners(api):
             # Django's robust sending: sync receivers in one thread hop, async ones
             # concurrently; every exception comes back as a result.
@@ -543,12 +557,16 @@ class Dispatcher:
                 if isinstance(result, BaseException):
                     failures += 1
                     self._receiver_failed(receiver, result, event, errors)
+                    if observer is not None:
+                        observer.receiver_failed(receiver)
         for entry in handlers:
             if self.enqueues(entry, api):
                 if not await self._enqueue(entry, event, errors):
                     failures += 1
                 continue
-            self.running = entry.name
+            self.running = name = entry.name
+            token = observer.handler_started(name, event) if observer is not None else None
+            error: BaseException | None = None
             try:
                 if entry.is_async:
                     await entry.func(event)
@@ -556,9 +574,12 @@ class Dispatcher:
                     await self.run_sync(entry.func, event)
             except Exception as exc:
                 failures += 1
+                error = exc
                 self._handler_failed(entry, event, exc, errors)
             finally:
                 self.running = None
+                if observer is not None:
+                    observer.handler_finished(token, name, error)
         return failures
 
     def run_here(

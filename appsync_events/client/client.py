@@ -358,6 +358,13 @@ class AppSyncEventsClient:
         return tuple(self._subscriptions.values())
 
     @property
+    def last_frame_at(self) -> float | None:
+        """The loop time (``time.monotonic()``) of the last frame read on an open
+        connection (an event or a keep-alive), or ``None`` while none is open."""
+        seen = [s.connection.last_seen for s in list(self._slots) if s.connection is not None]
+        return max(seen, default=None)
+
+    @property
     def connection_count(self) -> int:
         """How many connections are currently open."""
         return sum(1 for s in self._slots if s.connection is not None and s.connection.is_open)

@@ -477,6 +477,12 @@ class Connection:
     # -- operations ---------------------------------------------------------------
 
     @property
+    def last_seen(self) -> float:
+        """The loop time (``time.monotonic()``) the last frame was read, as the keep-alive
+        watchdog counts it (the handshake's time before the first)."""
+        return self._last_seen
+
+    @property
     def is_open(self) -> bool:
         """Whether the connection is still usable."""
         return not self.closed.done()
