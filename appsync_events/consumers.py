@@ -790,7 +790,8 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
                 reason,
                 run,
             )
-        if signals.gap_detected.receivers:
+        instrumentation.consumer_gap(self.api, reason, missed)
+        if signals.gap_detected.has_listeners(self.api):
             responses = await signals.gap_detected.asend_robust(
                 sender=self.api,
                 api=self.api,

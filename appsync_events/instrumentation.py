@@ -33,6 +33,7 @@ __all__ = [
     "PublishProbe",
     "backend_label",
     "consumer_follows",
+    "consumer_gap",
     "consumer_refused",
     "consumer_socket",
     "listener_observer",
@@ -466,3 +467,10 @@ def consumer_follows(api: str, delta: int) -> None:
 def consumer_refused(api: str, reason: str) -> None:
     """Count one browser request answered with error ``reason``."""
     metrics.CONSUMER_REFUSALS.labels(api, reason).inc()
+
+
+def consumer_gap(api: str, reason: str, missed: tuple[int, int] | None) -> None:
+    """Count one gap reported to a browser socket, and the events known missed."""
+    metrics.CONSUMER_GAPS.labels(api, reason).inc()
+    if missed is not None:
+        metrics.CONSUMER_MISSED.labels(api).inc(missed[1] - missed[0] + 1)

@@ -384,6 +384,16 @@ CONSUMER_REFUSALS: Final = _counter(
     "Browser requests answered with an error, by reason (the error code).",
     ("api", "reason"),
 )
+CONSUMER_GAPS: Final = _counter(
+    "appsync_events_consumer_gaps",
+    "Gaps reported to browser sockets (events the channel layer lost for them), by reason.",
+    ("api", "reason"),
+)
+CONSUMER_MISSED: Final = _counter(
+    "appsync_events_consumer_missed_events",
+    "Events browser sockets are known to have missed (the ranges of the reported gaps).",
+    ("api",),
+)
 
 
 # -- collectors ------------------------------------------------------------------------

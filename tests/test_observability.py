@@ -595,6 +595,22 @@ async def test_consumer_sockets_follows_and_refusals(settings: Any) -> None:
     assert sample("appsync_events_consumer_follows") == follows
 
 
+async def test_gaps_reported_to_browsers_are_counted(settings: Any) -> None:
+    """Each gap a page is told of counts once by reason, and its range counts as missed."""
+    from prometheus_client import REGISTRY
+
+    from tests import test_consumers
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"api": "default", **labels}) or 0.0
+
+    gaps = sample("appsync_events_consumer_gaps_total", reason="lagging")
+    missed = sample("appsync_events_consumer_missed_events_total")
+    await test_consumers.test_a_lagging_socket_is_told_which_events_it_missed(settings)
+    assert sample("appsync_events_consumer_gaps_total", reason="lagging") == gaps + 1
+    assert sample("appsync_events_consumer_missed_events_total") == missed + 6  # 6 to 11
+
+
 # -- traces ----------------------------------------------------------------------------
 
 
