@@ -12,7 +12,7 @@ records nothing at all.
 
 The listener's hot path does not go through ``prometheus_client``: its counters and
 histograms are plain numbers owned by the event loop (:class:`ListenerMetrics`),
-turned into metric families only when someone scrapes (:class:`_ListenerCollector`).
+turned into metric families only when someone scrapes.
 That keeps an event's bookkeeping to a few attribute increments and one bisection.
 
 Labels are low-cardinality by construction: the alias, the subscription path taken
@@ -555,7 +555,7 @@ def outbox_backlog(using: str = "default") -> dict[str, tuple[int, float]]:
     dashboard sees zero rather than no data.
 
     Raises:
-        DatabaseError: the outbox table cannot be read.
+        django.db.DatabaseError: the outbox table cannot be read.
     """
     from django.db.models import Count, Min
     from django.utils import timezone
