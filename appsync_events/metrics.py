@@ -280,6 +280,9 @@ def _add_dropped(dropped: dict[str, int], listener: Listener) -> tuple[int, int]
     if policy != "block":
         dropped[policy] = dropped.get(policy, 0) + stats.dropped
     dropped["shutdown"] = dropped.get("shutdown", 0) + stats.discarded
+    client = listener.client
+    if client is not None:
+        dropped["undecodable"] = dropped.get("undecodable", 0) + client.undecodable_events
     return stats.received, stats.reconnects
 
 
@@ -421,7 +424,8 @@ class _ListenerCollector:
         dropped = CounterMetricFamily(
             "appsync_events_listener_events_dropped",
             "Events not dispatched, by reason: drop_newest or drop_oldest (LISTENER['OVERFLOW'] "
-            "with a full queue), shutdown (arrived after the shutdown began).",
+            "with a full queue), shutdown (arrived after the shutdown began), undecodable "
+            "(the event was not JSON).",
             labels=("api", "reason"),
         )
         errors = CounterMetricFamily(

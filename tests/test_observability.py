@@ -235,6 +235,10 @@ async def test_handler_errors_drops_and_publish_failures_are_counted(
     await until(lambda: served.listener.stats.dropped == 1)
     gate.set()
     await until(lambda: served.listener.stats.dispatched == 2)
+    # An event that is not JSON (the service relays what a publisher sent) is dropped.
+    await asyncio.to_thread(emulator._call, emulator.state.inject("/chat/a", ["{not json"]))
+    assert served.listener.client is not None
+    await until(lambda: served.listener.client.undecodable_events == 1)
     with pytest.raises(appsync_events.PublishError):
         await apublish("/missing/a", {"n": 1})  # a namespace the emulator does not have
     after = await served.metrics()
@@ -245,6 +249,10 @@ async def test_handler_errors_drops_and_publish_failures_are_counted(
     assert moved("appsync_events_listener_handler_errors_total", api="default", handler=name) == 2
     assert (
         moved("appsync_events_listener_events_dropped_total", api="default", reason="drop_newest")
+        == 1
+    )
+    assert (
+        moved("appsync_events_listener_events_dropped_total", api="default", reason="undecodable")
         == 1
     )
     assert moved("appsync_events_listener_events_received_total", api="default") == 3
