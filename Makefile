@@ -26,6 +26,13 @@ STAMP312 := $(VENV312)/.installed-stamp
 DJANGO6 ?= django>=6,<7
 PY312_PYTEST_ARGS ?= -m "not slow"
 
+# The dependency-floors leg: every dependency at the lower bound pyproject.toml declares.
+VENVFLOORS ?= .venv-floors
+PYFLOORS := $(VENVFLOORS)/bin/python
+STAMPFLOORS := $(VENVFLOORS)/.installed-stamp
+FLOORS := $(VENVFLOORS)/floors.txt
+FLOORS_PYTEST_ARGS ?= -m "not slow"
+
 # Node harness driving the official AWS JS client in the interop tests.
 JS_DIR := tests/interop/js
 
@@ -61,6 +68,21 @@ $(STAMP312): pyproject.toml | $(PY312)
 	@$(PY312) -m pip install --quiet -e . --group dev "$(DJANGO6)" $(PIP_QUIET)
 	@touch $@
 
+# Recreated from scratch whenever pyproject.toml (or the generator) changes, so nothing newer
+# than a floor survives from an earlier install. Only the "test" group: the dev tools (stubs,
+# mypy plugins) may need newer releases than the floors.
+$(STAMPFLOORS): pyproject.toml .ci/floors.py
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+	  || { echo "error: $(PYTHON) is not Python 3.11, the oldest supported; run: make test-floors PYTHON=python3.11" >&2; exit 1; }
+	rm -rf $(VENVFLOORS)
+	$(PYTHON) -m venv $(VENVFLOORS)
+	$(PYTHON) .ci/floors.py > $(FLOORS)
+	@echo '$(PYFLOORS) -m pip install "pip>=25.1"'
+	@$(PYFLOORS) -m pip install --quiet "pip>=25.1" $(PIP_QUIET)
+	@echo '$(PYFLOORS) -m pip install -c $(FLOORS) -e ".[redis,postgres,metrics,otel]" --group test'
+	@$(PYFLOORS) -m pip install --quiet -c $(FLOORS) -e ".[redis,postgres,metrics,otel]" --group test $(PIP_QUIET)
+	@touch $@
+
 .PHONY: install node-deps
 install: $(STAMP) node-deps ## create .venv when missing and install the project with its dev tools
 
@@ -74,7 +96,7 @@ node-deps:
 # -- the two commands -------------------------------------------------------------------------
 
 .PHONY: demo test
-demo: install ## run the demo chat on 127.0.0.1 (emulator, web server and listener in one process)
+demo: install ## run the demo chat on 127.0.0.1 (emulator, web server and listener in one process; DEMO_DIRECT=1: direct mode)
 	$(PY) manage.py migrate --no-input
 	exec $(PY) manage.py appsync_demo $(DEMO_ARGS)
 
@@ -97,7 +119,7 @@ soak: install ## the reliability suite's long variant (about 10 minutes), then R
 
 # -- the other checks CI runs (.ci/run) -------------------------------------------------------
 
-.PHONY: lint format typecheck migrations-check test-postgres test-py312 wheel-check check
+.PHONY: lint format typecheck migrations-check test-postgres test-py312 test-floors wheel-check check
 lint: $(STAMP) ## ruff lint and format check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -120,6 +142,12 @@ test-py312: $(STAMP312) node-deps ## the suite on Python 3.12 with Django 6.x (o
 	@$(PY312) -c 'import django, sys; print(f"Python {sys.version.split()[0]}, Django {django.__version__}")'
 	$(PY312) -m pytest $(PY312_PYTEST_ARGS) $(PYTEST_ARGS)
 
+test-floors: $(STAMPFLOORS) node-deps ## the suite with every dependency at its declared floor (own venv, .venv-floors)
+	@echo "Python $$($(PYFLOORS) -c 'import sys; print(sys.version.split()[0])'), at the floors of pyproject.toml:"
+	@$(PYFLOORS) .ci/floors.py --report $(FLOORS)
+	@$(PYFLOORS) -m pytest $(FLOORS_PYTEST_ARGS) $(PYTEST_ARGS) \
+	  || { rc=$$?; if [ $$rc -eq 5 ]; then echo "error: pytest ran no tests" >&2; fi; exit $$rc; }
+
 wheel-check: $(STAMP) ## build the wheel, install it in a clean venv, check its contents
 	@tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
 	$(PY) -m build --wheel --outdir "$$tmp/dist" . >"$$tmp/build.log" 2>&1 \
@@ -131,17 +159,34 @@ wheel-check: $(STAMP) ## build the wheel, install it in a clean venv, check its 
 
 check: lint typecheck migrations-check test ## the quick local subset of CI
 
+# -- the docs site ----------------------------------------------------------------------------
+
+DOCS_OUT := docs/_build/html
+SPHINXOPTS ?=
+
+# Always a full build (-E): an incremental one would not repeat the warnings of pages it
+# does not read again, and would pass with them unfixed. -W -n: every warning, and every
+# reference that does not resolve, fails the build.
+.PHONY: docs
+docs: $(STAMP) ## build the docs site (docs/, README.md, the API reference) into docs/_build/html
+	@$(PY) -c 'import sphinx, myst_parser' 2>/dev/null || { \
+	  echo "error: the docs tools (Sphinx, MyST-Parser: the \"docs\" dependency group) are not installed for $(PY); run: $(PY) -m pip install --group docs" >&2; \
+	  exit 1; }
+	$(PY) -m sphinx -E -W --keep-going -n -q -j auto -c docs . $(DOCS_OUT) $(SPHINXOPTS)
+	@echo "docs built: $(DOCS_OUT)/index.html"
+
 # -- housekeeping -----------------------------------------------------------------------------
 
 .PHONY: clean distclean help
 clean: ## remove build and test artefacts (keeps the venvs, node_modules and the demo database)
 	rm -rf build dist htmlcov .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache \
-	  test-artifacts *.egg-info
-	find . -path ./$(VENV) -prune -o -path ./$(VENV312) -prune -o -path ./$(JS_DIR)/node_modules -prune \
+	  test-artifacts *.egg-info docs/_build docs/api
+	find . -path ./$(VENV) -prune -o -path ./$(VENV312) -prune -o -path ./$(VENVFLOORS) -prune \
+	  -o -path ./$(JS_DIR)/node_modules -prune \
 	  -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean ## also remove the venvs, node_modules and the demo database
-	rm -rf $(VENV) $(VENV312) $(JS_DIR)/node_modules demo.sqlite3
+	rm -rf $(VENV) $(VENV312) $(VENVFLOORS) $(JS_DIR)/node_modules demo.sqlite3
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) \

@@ -13,9 +13,10 @@ class AppSyncEventsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks
+        from . import checks, converters
 
         checks.register()
+        converters.register()  # <channel_segment:...> in URL patterns
 
         # Import every installed app's ``appsync_handlers`` module (like admin.py), so
         # @appsync_events.on handlers are registered before any listener starts.

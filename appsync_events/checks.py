@@ -2,7 +2,8 @@
 
 Ids are stable; a retired id is never reused (keep retired ones listed here).
 
-Errors
+Errors::
+
     E001  the setting's shape: not a dict, unknown key, wrong type
     E002  a malformed HTTP_URL or REALTIME_URL
     E003  REGION malformed, or missing where AWS_IAM signs on a host that does not give it
@@ -11,11 +12,23 @@ Errors
     E006  an invalid channel path in SUBSCRIPTIONS
     E007  an invalid namespace name
     E008  incomplete or invalid auth options for a mode
-    E009  an invalid value (timeouts, sizes, PROXY, backends, emulator options)
+    E009  an invalid value (timeouts, sizes, PROXY, API_ID, backends, emulator options)
     E010  the setting names no such alias
     E011  an optional dependency is missing
     E012  a malformed GRANTS entry (WHO, SUBSCRIBE or PUBLISH pattern)
-Warnings
+    E013  a malformed HANDLERS declaration of a namespace (CODE_FILE, ON_PUBLISH,
+          ON_SUBSCRIBE)
+    E014  browsers are meant to get events (the consumer is routed, or FORWARDING is set
+          in an alias) but CHANNEL_LAYERS defines no layer: every browser websocket would
+          be refused
+    E015  handlers enqueue, but the alias's TASKS backend or queue refuses the task, or a
+          handler that enqueues is one workers cannot find by name (a lambda, or a
+          function defined inside another)
+    E016  a malformed TOKENS section, or a signing key that is SECRET_KEY itself
+    E017  a malformed METRICS entry (ALLOWED_IPS, PERMISSION)
+
+Warnings::
+
     W001  plain http:// or ws:// to a host that is not this machine
     W002  a subscription in a namespace the API does not declare
     W003  APPSYNC_EVENTS defines no "default" alias
@@ -33,6 +46,10 @@ Warnings
           grant nothing, and its class does not override can_subscribe: every browser
           request will be refused
     W009  a GRANTS pattern names a namespace NAMESPACES does not declare
+    W010  a handler declared ordered=True is enqueued: tasks run in no particular order
+    W011  a handler no subscription of SUBSCRIPTIONS can deliver to (its pattern contains
+          none of them, e.g. /chat/rooms/* while the listener subscribes to /chat/*):
+          AppSync names the subscription, not the channel, so it would never run
 """
 
 from __future__ import annotations
@@ -51,13 +68,17 @@ from .exceptions import ConfigurationError
 
 __all__ = [
     "check_auth",
+    "check_channel_layers",
     "check_default_alias",
     "check_forwarding",
     "check_grants",
+    "check_handlers",
     "check_insecure_endpoints",
     "check_publishing",
     "check_settings",
     "check_subscription_namespaces",
+    "check_tasks",
+    "check_tokens",
     "register",
 ]
 
@@ -82,7 +103,7 @@ def _configs() -> Iterable[tuple[str, conf.APIConfig | ConfigurationError]]:
 def check_settings(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """E001-E011: every alias parses and validates."""
+    """E001-E016: every alias parses and validates."""
     errors: list[CheckMessage] = []
     for alias, config in _configs():
         if isinstance(config, ConfigurationError):
@@ -339,13 +360,71 @@ def routed_consumers(application: Any) -> list[tuple[type[Any], str]]:
     return found
 
 
+def check_channel_layers(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E014: relaying events to browsers needs a Channels layer."""
+    from django.conf import settings
+
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    if isinstance(layers, dict) and layers:
+        return []
+    try:
+        raw = conf.raw_settings()
+    except ConfigurationError:
+        return []  # reported by check_settings
+    why = [
+        f"APPSYNC_EVENTS[{alias!r}] sets FORWARDING"
+        for alias, value in raw.items()
+        if isinstance(value, dict)
+        and isinstance(value.get("FORWARDING"), dict)
+        and value["FORWARDING"].get("ENABLED", True)
+    ]
+    application = _asgi_application()
+    if application is not None:
+        why.extend(
+            f"ASGI_APPLICATION routes {consumer.__name__}"
+            for consumer, _ in routed_consumers(application)
+        )
+    if not why:
+        return []
+    return [
+        checks.Error(
+            f"{'; '.join(dict.fromkeys(why))}, but CHANNEL_LAYERS defines no channel layer: "
+            "every browser websocket would be refused and no event would reach a page.",
+            hint=(
+                "Add CHANNEL_LAYERS = {'default': {'BACKEND': "
+                "'channels.layers.InMemoryChannelLayer'}} (one process, with "
+                "FORWARDING['IN_PROCESS'] = True) or channels_redis (docs/channels.md)."
+            ),
+            obj="CHANNEL_LAYERS",
+            id="appsync_events.E014",
+        )
+    ]
+
+
+def _asgi_application() -> Any:
+    """The project's ``ASGI_APPLICATION``, or ``None`` when unset or not importable."""
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    path = getattr(settings, "ASGI_APPLICATION", None)
+    if not isinstance(path, str):
+        return None
+    try:
+        return import_string(path)
+    except Exception:
+        # The ASGI server reports an application it cannot import; checks on it skip.
+        logger.debug("ASGI_APPLICATION %r cannot be imported", path, exc_info=True)
+        return None
+
+
 def check_grants(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
     """W008, W009: browsers are granted something where the consumer serves them, and
     grants name declared namespaces."""
     from django.conf import settings
-    from django.utils.module_loading import import_string
 
     from .consumers import AppSyncEventsConsumer
 
@@ -368,15 +447,10 @@ def check_grants(
                             id="appsync_events.W009",
                         )
                     )
-    path = getattr(settings, "ASGI_APPLICATION", None)
-    if not isinstance(path, str):
+    application = _asgi_application()
+    if application is None:
         return warnings
-    try:
-        application = import_string(path)
-    except Exception:
-        # The ASGI server reports an application it cannot import; W008 just cannot run.
-        logger.debug("W008 skipped: ASGI_APPLICATION %r cannot be imported", path, exc_info=True)
-        return warnings
+    path = str(getattr(settings, "ASGI_APPLICATION", ""))
     for consumer, alias in routed_consumers(application):
         served = configs.get(alias)
         if served is None or served.grants:
@@ -402,6 +476,180 @@ def check_grants(
     return warnings
 
 
+def check_tasks(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E011, E015 and W010: handlers that enqueue can be enqueued and found on workers.
+
+    For every alias with ``TASKS['ENQUEUE']`` or a handler that enqueues its events:
+    Django's Tasks framework is importable (E011), the alias's ``TASKS['BACKEND']`` and
+    ``QUEUE_NAME`` accept :data:`appsync_events.tasks.run_handler` (E015), every such
+    handler has a name workers can find (E015), and none is ``ordered=True`` (W010).
+    """
+    from .dispatch import default_router
+
+    entries = default_router.entries()
+    messages: list[CheckMessage] = []
+    reported: set[tuple[str, int]] = set()
+    for alias, config in _configs():
+        if isinstance(config, ConfigurationError):
+            continue  # reported by check_settings
+        obj = f"APPSYNC_EVENTS[{alias!r}]['TASKS']"
+        default = config.tasks.enqueue
+        enqueued = [
+            entry
+            for entry in entries
+            if (entry.api is None or entry.api == alias)
+            and (default if entry.enqueue is None else entry.enqueue)
+        ]
+        if not default and not enqueued:
+            continue
+        try:
+            from . import tasks
+
+            tasks.run_handler.using(
+                backend=config.tasks.backend, queue_name=config.tasks.queue_name
+            )
+        except ConfigurationError as exc:  # ImproperlyInstalled: no Tasks framework
+            messages.append(
+                checks.Error(
+                    f"{obj}: handlers of this alias enqueue, but: {exc}",
+                    hint="On Django 5.2 install the django-tasks backport (the 'tasks' "
+                    "extra) and add 'django_tasks' to INSTALLED_APPS; Django 6 has it.",
+                    obj=obj,
+                    id=exc.check_id,
+                )
+            )
+            continue
+        except Exception as exc:  # the framework's own errors: no such backend, bad queue
+            messages.append(
+                checks.Error(
+                    f"{obj}: handlers of this alias enqueue to task backend "
+                    f"{config.tasks.backend!r}, queue {config.tasks.queue_name!r}, which "
+                    f"refuses the task: {type(exc).__name__}: {exc}",
+                    hint="Name a backend of the TASKS setting in TASKS['BACKEND'] and one "
+                    "of its QUEUES in TASKS['QUEUE_NAME'].",
+                    obj=obj,
+                    id="appsync_events.E015",
+                )
+            )
+            continue
+        for entry in enqueued:
+            if (entry.name, entry.order) in reported:
+                continue
+            reported.add((entry.name, entry.order))
+            why = "enqueue=True" if entry.enqueue else f"TASKS['ENQUEUE'] of alias {alias!r}"
+            if not entry.has_stable_name:
+                messages.append(
+                    checks.Error(
+                        f"Handler {entry.name} enqueues ({why}), but workers cannot find a "
+                        "lambda or a function defined inside another by name.",
+                        hint="Define it at module level in an appsync_handlers module, or "
+                        "register it with enqueue=False.",
+                        obj=entry.name,
+                        id="appsync_events.E015",
+                    )
+                )
+            if entry.ordered:
+                messages.append(
+                    checks.Warning(
+                        f"Handler {entry.name} is declared ordered=True but enqueues "
+                        f"({why}): tasks run on workers in no particular order.",
+                        hint="Register it with enqueue=False to keep it in the listener "
+                        "(one event at a time, in arrival order), or drop ordered=True.",
+                        obj=entry.name,
+                        id="appsync_events.W010",
+                    )
+                )
+    return messages
+
+
+def check_handlers(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """W011: every registered handler can run for some configured subscription.
+
+    An event arrives named by the subscription it matched, and a handler runs for the
+    subscriptions its pattern contains. A handler whose pattern contains none of the
+    ``SUBSCRIPTIONS`` of its alias (of every alias, for a handler of all aliases) never
+    runs. Aliases without ``SUBSCRIPTIONS`` are skipped: their listener is given
+    ``--channel`` paths when it starts.
+    """
+    from .dispatch import default_router
+    from .paths import pattern_contains
+
+    subscriptions: dict[str, list[str]] = {}
+    unknown = False  # an alias subscribes to paths only known at run time
+    for alias, config in _configs():
+        if isinstance(config, ConfigurationError):
+            return []  # reported by check_settings; nothing to compare against
+        paths = [c.path for c in config.listener.subscriptions]
+        if paths:
+            subscriptions[alias] = paths
+        else:
+            unknown = True
+    messages: list[CheckMessage] = []
+    for entry in default_router.entries():
+        if entry.api is None:
+            if unknown:
+                continue
+            aliases = list(subscriptions)
+        elif entry.api in subscriptions:
+            aliases = [entry.api]
+        else:
+            continue
+        held = [(a, s) for a in aliases for s in subscriptions[a]]
+        if not held or any(pattern_contains(entry.pattern, s) for _, s in held):
+            continue
+        covering = sorted({s for _, s in held if pattern_contains(s, entry.pattern)})
+        listed = ", ".join(dict.fromkeys(s for _, s in held))
+        where = f"APPSYNC_EVENTS[{aliases[0]!r}]" if len(aliases) == 1 else "any alias"
+        hint = (
+            f"Register it on {covering[0]} (the subscription its events arrive on) and read "
+            "the detail from the payload, or subscribe to "
+            f"{entry.pattern.path} too."
+            if covering
+            else f"Add {entry.pattern.path} (or a wildcard covering it) to SUBSCRIPTIONS."
+        )
+        messages.append(
+            checks.Warning(
+                f"Handler {entry.name} ({entry.pattern.path}) never runs: the listener of "
+                f"{where} subscribes to {listed}, and a handler runs only for a subscription "
+                "its pattern contains (AppSync names the subscription an event matched, "
+                "not its channel).",
+                hint=hint,
+                obj=entry.name,
+                id="appsync_events.W011",
+            )
+        )
+    return messages
+
+
+def check_tokens(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E016: direct-mode tokens are signed with a dedicated key, never ``SECRET_KEY``."""
+    from .tokens import is_secret_key
+
+    errors: list[CheckMessage] = []
+    for alias, config in _configs():
+        if isinstance(config, ConfigurationError):
+            continue
+        for key_id, key in config.tokens.signing_keys.items():
+            if is_secret_key(key):
+                errors.append(
+                    checks.Error(
+                        f"APPSYNC_EVENTS[{alias!r}]['TOKENS']['SIGNING_KEYS'][{key_id!r}] is "
+                        "SECRET_KEY itself (or one of SECRET_KEY_FALLBACKS).",
+                        hint="Give tokens a dedicated random key: it is deployed to the Lambda "
+                        "authorizer too (docs/direct.md).",
+                        obj=f"APPSYNC_EVENTS[{alias!r}]",
+                        id="appsync_events.E016",
+                    )
+                )
+    return errors
+
+
 def register() -> None:
     """Register every check of this module (called from ``AppConfig.ready()``)."""
     for check in (
@@ -413,5 +661,9 @@ def register() -> None:
         check_publishing,
         check_forwarding,
         check_grants,
+        check_channel_layers,
+        check_tasks,
+        check_handlers,
+        check_tokens,
     ):
         checks.register(check, TAG)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from .exceptions import ConfigurationError, InvalidChannelError
 from .grants import Grant, parse_grant_pattern, parse_who
+from .lambda_authorizer import check_keys
 from .paths import Channel, parse_channel
 
 __all__ = [
@@ -42,12 +44,17 @@ __all__ = [
     "ConfigurationError",
     "EmulatorConfig",
     "ForwardingConfig",
+    "HandlerIntegrationConfig",
     "ListenerConfig",
+    "MetricsConfig",
     "NamespaceConfig",
+    "NamespaceHandlersConfig",
     "Operation",
     "OutboxConfig",
     "PublishConfig",
+    "TasksConfig",
     "Timeouts",
+    "TokensConfig",
     "is_loopback_host",
 ]
 
@@ -123,12 +130,60 @@ class AuthModeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HandlerIntegrationConfig:
+    """How one handler (``onPublish`` or ``onSubscribe``) of a namespace uses a data source.
+
+    The AppSync ``HandlerConfig`` shape: ``behavior`` ``CODE`` runs the namespace's code
+    handler, which calls the data source; ``DIRECT`` invokes the data source (a Lambda
+    function) without code. See
+    https://docs.aws.amazon.com/appsync/latest/eventapi/direct-lambda-integrations.html
+
+    Attributes:
+        behavior: ``"CODE"`` or ``"DIRECT"``.
+        data_source: the name of a data source configured on the API.
+        invoke_type: ``"REQUEST_RESPONSE"`` or ``"EVENT"`` (a ``DIRECT`` Lambda
+            integration only); ``None`` leaves the service default (``REQUEST_RESPONSE``).
+    """
+
+    behavior: Literal["CODE", "DIRECT"]
+    data_source: str
+    invoke_type: Literal["REQUEST_RESPONSE", "EVENT"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceHandlersConfig:
+    """The event handlers a namespace declares (``NAMESPACES[name]['HANDLERS']``).
+
+    Only ``manage.py appsync_namespaces`` reads them, to keep the namespace on AWS in
+    step; the emulator runs Python stand-ins instead (see :mod:`appsync_events.emulator`).
+
+    Attributes:
+        code_file: absolute path of the ``APPSYNC_JS`` code (the namespace's
+            ``codeHandlers``), read by the command, never at settings time.
+        on_publish / on_subscribe: the data source integrations, by handler.
+    """
+
+    code_file: str | None = None
+    on_publish: HandlerIntegrationConfig | None = None
+    on_subscribe: HandlerIntegrationConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NamespaceConfig:
-    """A channel namespace as the AppSync API declares it."""
+    """A channel namespace as the AppSync API declares it.
+
+    Attributes:
+        name: the namespace name.
+        publish_auth_modes / subscribe_auth_modes: the modes it allows (its own, else the
+            alias's defaults).
+        handlers: its declared event handlers, or ``None`` when the settings leave them
+            alone (``appsync_namespaces`` then neither compares nor changes them).
+    """
 
     name: str
     publish_auth_modes: tuple[str, ...]
     subscribe_auth_modes: tuple[str, ...]
+    handlers: NamespaceHandlersConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +236,38 @@ class ListenerConfig:
     #: per character): 1,680,000 bytes, plus the frame's own members. 2 MiB holds that
     #: with room to spare.
     max_message_bytes: int = 2 * 1024 * 1024
+    #: Serve ``/healthz``, ``/readyz`` and ``/metrics`` on this port (``None``: no server;
+    #: ``0``: a free port, logged at start).
+    http_port: int | None = None
+    #: The interface of that server: every interface by default, so that Kubernetes
+    #: probes and Prometheus reach it at the pod's address.
+    http_host: str = "0.0.0.0"  # noqa: S104 - probes and scrapers come from outside
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """What the Prometheus metrics of the alias record, and who may read the web views.
+
+    Attributes:
+        enabled: record metrics for this alias (when ``prometheus-client`` is installed).
+        subscription_labels: the subscription paths used as the ``subscription`` label
+            value; ``None``: the paths the listener holds for its whole run (its
+            ``SUBSCRIPTIONS`` or ``--channel``). Events on any other subscription are
+            counted under ``"other"``, on browser follows under ``"followed"``.
+        max_label_values: distinct values one label of one metric takes at most (error
+            codes, handler names, subscription paths); further ones are counted under
+            ``"other"``.
+        allowed_ips: addresses and networks that may read the web views
+            (:mod:`appsync_events.urls`) without signing in.
+        permission: the permission a signed-in user needs to read them (``None``:
+            superusers only).
+    """
+
+    enabled: bool = True
+    subscription_labels: tuple[Channel, ...] | None = None
+    max_label_values: int = 50
+    allowed_ips: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    permission: str | None = "appsync_events.view_outboxevent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,22 +313,68 @@ class OutboxConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TasksConfig:
+    """How handlers are handed to Django's Tasks framework for the alias.
+
+    Attributes:
+        enqueue: the default of handlers registered without ``enqueue=``: ``True``
+            enqueues their events as tasks instead of running them in the listener.
+        backend: the alias of Django's ``TASKS`` setting the tasks go to.
+        queue_name: the queue of that backend.
+    """
+
+    enqueue: bool = False
+    backend: str = "default"
+    queue_name: str = "default"
+
+
+#: The emulator's port when ``EMULATOR['PORT']`` is unset and ``HTTP_URL`` gives none.
+DEFAULT_EMULATOR_PORT: Final = 8765
+
+
+@dataclass(frozen=True, slots=True)
 class EmulatorConfig:
     """How ``appsync_emulator`` emulates this alias's API (when it does)."""
 
     host: str = "127.0.0.1"
-    port: int = 8765
+    port: int = DEFAULT_EMULATOR_PORT
     api_keys: tuple[str, ...] = ()
     iam_credentials: Mapping[str, str] = field(default_factory=_empty)
     ka_interval: float = 60.0
     connection_timeout_ms: int = 300_000
     max_lifetime: float = 24 * 3600.0
     options: Mapping[str, Any] = field(default_factory=_empty)
+    #: Dotted path of an AWS Lambda ``handler(event, context)`` run as the emulator's
+    #: ``AWS_LAMBDA`` authorizer (e.g. ``appsync_events.lambda_authorizer.handler``).
+    lambda_authorizer: str | None = None
 
     def __repr__(self) -> str:  # keys and secrets inside
         return (
             f"EmulatorConfig(host={self.host!r}, port={self.port!r}, api_keys=<redacted>, "
             "iam_credentials=<redacted>, ...)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TokensConfig:
+    """How direct-mode browser tokens are signed (see :mod:`appsync_events.tokens`).
+
+    Attributes:
+        signing_keys: key id → signing key (never in ``repr()`` or an error message).
+        current_key_id: the key new tokens are signed with; the others still verify.
+        ttl: seconds a token lives unless ``mint(ttl=...)`` says otherwise.
+        max_ttl: the longest lifetime ``mint()`` may be asked for.
+    """
+
+    signing_keys: Mapping[str, str] = field(default_factory=_empty)
+    current_key_id: str | None = None
+    ttl: int = 300
+    max_ttl: int = 3600
+
+    def __repr__(self) -> str:  # keys inside
+        return (
+            f"TokensConfig(key_ids={tuple(self.signing_keys)!r}, "
+            f"current_key_id={self.current_key_id!r}, ttl={self.ttl!r}, max_ttl={self.max_ttl!r})"
         )
 
 
@@ -267,6 +400,10 @@ class APIConfig:
             ``repr()``: the URL may hold a password.
         grants: what browser users may subscribe and publish to (deny by default; see
             :mod:`appsync_events.grants`).
+        api_id: the Event API's id (``API_ID``), for ``manage.py appsync_namespaces``;
+            ``None`` when not set (the command then looks the API up by its HTTP host).
+        tasks: how handlers hand events to Django's Tasks framework (``TASKS``).
+        tokens: how direct-mode tokens are signed (``TOKENS``; no keys: none are minted).
     """
 
     alias: str
@@ -285,8 +422,12 @@ class APIConfig:
     forwarding: ForwardingConfig
     outbox: OutboxConfig
     emulator: EmulatorConfig
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     proxy: str | bool = field(default=True, repr=False)
     grants: tuple[Grant, ...] = ()
+    api_id: str | None = None
+    tasks: TasksConfig = field(default_factory=TasksConfig)
+    tokens: TokensConfig = field(default_factory=TokensConfig)
     #: The auth backends built for this config, by mode (see
     #: :func:`appsync_events.auth.get_auth_backend`): they live and die with it.
     auth_backends: dict[str, Any] = field(
@@ -370,6 +511,9 @@ _E005: Final = "appsync_events.E005"
 _E006: Final = "appsync_events.E006"
 _E009: Final = "appsync_events.E009"
 _E012: Final = "appsync_events.E012"
+_E013: Final = "appsync_events.E013"
+_E016: Final = "appsync_events.E016"
+_E017: Final = "appsync_events.E017"
 
 
 def _number(*, integer: bool = False, minimum: float = 0, zero_ok: bool = False) -> _Validator:
@@ -563,6 +707,37 @@ def _proxy(value: Any) -> str | bool:
     return text
 
 
+def _networks(value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Parse a list of IP addresses and networks (``"10.0.0.0/8"``)."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise _Invalid(
+            f"must be a list of IP addresses or networks such as ['10.0.0.0/8'], not {value!r}.",
+            _E017,
+        )
+    out = []
+    for item in value:
+        try:
+            out.append(ipaddress.ip_network(str(item), strict=False))
+        except ValueError:
+            raise _Invalid(
+                f"{item!r} is not an IP address or network (such as '10.0.0.0/8').", _E017
+            ) from None
+    return tuple(out)
+
+
+def _permission(value: Any) -> str | None:
+    """Check ``None`` or a permission name ``"app_label.codename"``."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.count(".") != 1 or not all(value.split(".")):
+        raise _Invalid(
+            f"must be a permission name such as 'appsync_events.view_outboxevent', or None "
+            f"(superusers only), not {value!r}.",
+            _E017,
+        )
+    return value
+
+
 _POSITIVE: Final = _number()
 _NON_NEGATIVE: Final = _number(zero_ok=True)
 _POSITIVE_INTEGER: Final = _number(integer=True)
@@ -600,6 +775,15 @@ def _grants(value: Any) -> tuple[Grant, ...]:
     return tuple(out)
 
 
+def _signing_keys(value: Any) -> Mapping[str, str]:
+    """Check ``TOKENS['SIGNING_KEYS']`` with the authorizer's own rules; copy it read-only."""
+    try:
+        check_keys(value)
+    except ValueError as exc:
+        raise _Invalid(f"{exc}.") from None
+    return MappingProxyType(dict(value))
+
+
 # -- the settings table --------------------------------------------------------------
 
 
@@ -633,6 +817,19 @@ _SETTINGS: Final[tuple[_Setting, ...]] = (
     _Setting(("SUBSCRIPTIONS",), ListenerConfig, "subscriptions", _channels, _E006),
     _Setting(("PROXY",), APIConfig, "proxy", _proxy),
     _Setting(("GRANTS",), APIConfig, "grants", _grants, _E012),
+    _Setting(
+        ("API_ID",),
+        APIConfig,
+        "api_id",
+        # None: not set (so ``os.environ.get(...)`` can fill it).
+        _optional(
+            _matching(
+                r"^[A-Za-z0-9]{1,64}\Z",
+                "must be the Event API's id: letters and digits, as `aws appsync list-apis` "
+                "shows it under apiId.",
+            )
+        ),
+    ),
     # -- TIMEOUTS
     _Setting(("TIMEOUTS", "CONNECT"), Timeouts, "connect", _POSITIVE),
     _Setting(("TIMEOUTS", "HANDSHAKE"), Timeouts, "handshake", _POSITIVE),
@@ -689,6 +886,22 @@ _SETTINGS: Final[tuple[_Setting, ...]] = (
         # the default.
         _number(integer=True, minimum=65_536, zero_ok=True),
     ),
+    _Setting(
+        ("LISTENER", "HTTP_PORT"), ListenerConfig, "http_port", _optional(_integer_range(0, 65535))
+    ),
+    _Setting(("LISTENER", "HTTP_HOST"), ListenerConfig, "http_host", _string),
+    # -- METRICS
+    _Setting(("METRICS", "ENABLED"), MetricsConfig, "enabled", _boolean),
+    _Setting(
+        ("METRICS", "SUBSCRIPTION_LABELS"),
+        MetricsConfig,
+        "subscription_labels",
+        _optional(_channels),
+        _E006,
+    ),
+    _Setting(("METRICS", "MAX_LABEL_VALUES"), MetricsConfig, "max_label_values", _POSITIVE_INTEGER),
+    _Setting(("METRICS", "ALLOWED_IPS"), MetricsConfig, "allowed_ips", _networks, _E017),
+    _Setting(("METRICS", "PERMISSION"), MetricsConfig, "permission", _permission, _E017),
     # -- FORWARDING
     _Setting(("FORWARDING", "ENABLED"), ForwardingConfig, "enabled", _boolean),
     _Setting(("FORWARDING", "CHANNEL_LAYER"), ForwardingConfig, "channel_layer", _string),
@@ -755,6 +968,10 @@ _SETTINGS: Final[tuple[_Setting, ...]] = (
     _Setting(("OUTBOX", "RETENTION"), OutboxConfig, "retention", _POSITIVE),
     _Setting(("OUTBOX", "POLL_INTERVAL"), OutboxConfig, "poll_interval", _POSITIVE),
     _Setting(("OUTBOX", "LEASE"), OutboxConfig, "lease", _POSITIVE),
+    # -- TASKS
+    _Setting(("TASKS", "ENQUEUE"), TasksConfig, "enqueue", _boolean),
+    _Setting(("TASKS", "BACKEND"), TasksConfig, "backend", _string),
+    _Setting(("TASKS", "QUEUE_NAME"), TasksConfig, "queue_name", _string),
     # -- EMULATOR
     _Setting(("EMULATOR", "HOST"), EmulatorConfig, "host", _string),
     _Setting(("EMULATOR", "PORT"), EmulatorConfig, "port", _integer_range(0, 65535)),
@@ -774,6 +991,21 @@ _SETTINGS: Final[tuple[_Setting, ...]] = (
     ),
     _Setting(("EMULATOR", "MAX_LIFETIME"), EmulatorConfig, "max_lifetime", _POSITIVE),
     _Setting(("EMULATOR", "OPTIONS"), EmulatorConfig, "options", _read_only_mapping),
+    _Setting(
+        ("EMULATOR", "LAMBDA_AUTHORIZER"),
+        EmulatorConfig,
+        "lambda_authorizer",
+        _matching(
+            r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+\Z",
+            "must be the dotted path of a handler(event, context), e.g. "
+            "'appsync_events.lambda_authorizer.handler'.",
+        ),
+    ),
+    # -- TOKENS
+    _Setting(("TOKENS", "SIGNING_KEYS"), TokensConfig, "signing_keys", _signing_keys, _E016),
+    _Setting(("TOKENS", "CURRENT_KEY_ID"), TokensConfig, "current_key_id", _string, _E016),
+    _Setting(("TOKENS", "TTL"), TokensConfig, "ttl", _POSITIVE_INTEGER, _E016),
+    _Setting(("TOKENS", "MAX_TTL"), TokensConfig, "max_ttl", _POSITIVE_INTEGER, _E016),
 )
 
 
@@ -1113,7 +1345,7 @@ class _Parser:
                 )
             path = ("NAMESPACES", name)
             value = self.check(path, _mapping, value or {})
-            self.keys(path, value, ("PUBLISH_AUTH_MODES", "SUBSCRIBE_AUTH_MODES"))
+            self.keys(path, value, ("PUBLISH_AUTH_MODES", "SUBSCRIBE_AUTH_MODES", "HANDLERS"))
             pub = self.check(
                 (*path, "PUBLISH_AUTH_MODES"),
                 _auth_modes,
@@ -1133,8 +1365,82 @@ class _Parser:
                         f"none of them (it holds {', '.join(auth)}); add one to AUTH.",
                         _E005,
                     )
-            out[name] = NamespaceConfig(name, pub, sub)
+            handlers = (
+                self.handlers((*path, "HANDLERS"), value["HANDLERS"])
+                if "HANDLERS" in value
+                else None
+            )
+            out[name] = NamespaceConfig(name, pub, sub, handlers)
         return out
+
+    def handlers(self, path: tuple[str, ...], value: Any) -> NamespaceHandlersConfig:
+        """Read a namespace's ``HANDLERS``: its code file and data source integrations."""
+        value = self.check(path, _mapping, value)
+        self.keys(path, value, ("CODE_FILE", "ON_PUBLISH", "ON_SUBSCRIBE"))
+        if not value:
+            raise self.error(
+                path,
+                "declares nothing; give it CODE_FILE, ON_PUBLISH or ON_SUBSCRIBE, or leave "
+                "HANDLERS out to keep the namespace's handlers as they are on AWS.",
+                _E013,
+            )
+        code_file = value.get("CODE_FILE")
+        if code_file is not None:
+            text = os.fspath(code_file) if isinstance(code_file, os.PathLike) else code_file
+            if not isinstance(text, str) or not os.path.isabs(text):
+                raise self.error(
+                    (*path, "CODE_FILE"),
+                    f"must be the absolute path of the APPSYNC_JS code file (e.g. BASE_DIR / "
+                    f"'appsync' / 'chat.js'), not {code_file!r}.",
+                    _E013,
+                )
+            code_file = text
+        integrations: dict[str, HandlerIntegrationConfig | None] = {}
+        for key in ("ON_PUBLISH", "ON_SUBSCRIBE"):
+            raw = value.get(key)
+            integration = None if raw is None else self.integration((*path, key), raw)
+            if integration is not None and integration.behavior == "CODE" and code_file is None:
+                raise self.error(
+                    (*path, key),
+                    "has BEHAVIOR 'CODE', which runs the namespace's code handler: add "
+                    "CODE_FILE, or use BEHAVIOR 'DIRECT'.",
+                    _E013,
+                )
+            integrations[key] = integration
+        return NamespaceHandlersConfig(
+            code_file, integrations["ON_PUBLISH"], integrations["ON_SUBSCRIBE"]
+        )
+
+    def integration(self, path: tuple[str, ...], value: Any) -> HandlerIntegrationConfig:
+        """Read one handler's data source integration (``ON_PUBLISH`` / ``ON_SUBSCRIBE``)."""
+        value = self.check(path, _mapping, value)
+        self.keys(path, value, ("BEHAVIOR", "DATA_SOURCE", "INVOKE_TYPE"))
+        behavior = self.check(
+            (*path, "BEHAVIOR"), _choice("CODE", "DIRECT"), value.get("BEHAVIOR"), _E013
+        )
+        data_source = self.check(
+            (*path, "DATA_SOURCE"),
+            _matching(
+                r"^[_A-Za-z][_0-9A-Za-z]*\Z",
+                "must name a data source of the API (letters, digits and '_', not starting "
+                f"with a digit), not {value.get('DATA_SOURCE')!r}.",
+            ),
+            value.get("DATA_SOURCE"),
+            _E013,
+        )
+        invoke_type = value.get("INVOKE_TYPE")
+        if invoke_type is not None:
+            invoke_type = self.check(
+                (*path, "INVOKE_TYPE"), _choice("REQUEST_RESPONSE", "EVENT"), invoke_type, _E013
+            )
+            if behavior != "DIRECT":
+                raise self.error(
+                    (*path, "INVOKE_TYPE"),
+                    "only applies to BEHAVIOR 'DIRECT' (a Lambda data source invoked without "
+                    "code); remove it.",
+                    _E013,
+                )
+        return HandlerIntegrationConfig(behavior, data_source, invoke_type)
 
     # -- rules across settings ---------------------------------------------------
 
@@ -1149,6 +1455,46 @@ class _Parser:
                 "longer (the default is 300).",
                 _E009,
             )
+
+    def tokens(self) -> TokensConfig:
+        """Read TOKENS: the current key must be one of the keys, TTL at most MAX_TTL."""
+        values = self.fields(TokensConfig)
+        keys = values.get("signing_keys", {})
+        current = values.get("current_key_id")
+        if current is None and len(keys) > 1:
+            raise self.error(
+                ("TOKENS", "CURRENT_KEY_ID"),
+                f"is missing; SIGNING_KEYS holds several keys ({', '.join(map(repr, keys))}): "
+                "name the one new tokens are signed with.",
+                _E016,
+            )
+        if current is not None and current not in keys:
+            raise self.error(
+                ("TOKENS", "CURRENT_KEY_ID"),
+                f"is {current!r}, which SIGNING_KEYS does not hold "
+                f"(it holds {', '.join(map(repr, keys)) or 'no key'}).",
+                _E016,
+            )
+        if current is None and keys:
+            values["current_key_id"] = next(iter(keys))
+        tokens = TokensConfig(**values)
+        if tokens.ttl > tokens.max_ttl:
+            raise self.error(
+                ("TOKENS", "TTL"),
+                f"is {tokens.ttl} s, longer than MAX_TTL ({tokens.max_ttl} s); lower it or "
+                "raise MAX_TTL.",
+                _E016,
+            )
+        return tokens
+
+    @staticmethod
+    def emulator_port(http_url: str) -> int:
+        """The emulator's port when EMULATOR has no PORT: a loopback HTTP_URL's port, so
+        the project reaches the emulator it starts; else :data:`DEFAULT_EMULATOR_PORT`."""
+        parts = urlsplit(http_url)
+        if parts.hostname and is_loopback_host(parts.hostname) and parts.port:
+            return parts.port
+        return DEFAULT_EMULATOR_PORT
 
     @staticmethod
     def emulator_api_keys(auth: Mapping[str, AuthModeConfig]) -> tuple[str, ...]:
@@ -1183,8 +1529,10 @@ class _Parser:
         forwarding = ForwardingConfig(**self.fields(ForwardingConfig))
         outbox = OutboxConfig(**self.fields(OutboxConfig))
         self.outbox_lease(outbox, timeouts)
+        metrics = MetricsConfig(**self.fields(MetricsConfig))
         emulator_fields = self.fields(EmulatorConfig)
         emulator_fields.setdefault("api_keys", self.emulator_api_keys(auth))
+        emulator_fields.setdefault("port", self.emulator_port(http_url))
         return APIConfig(
             alias=self.alias,
             http_url=http_url,
@@ -1202,6 +1550,9 @@ class _Parser:
             forwarding=forwarding,
             outbox=outbox,
             emulator=EmulatorConfig(**emulator_fields),
+            tasks=TasksConfig(**self.fields(TasksConfig)),
+            tokens=self.tokens(),
+            metrics=metrics,
             **self.fields(APIConfig),
         )
 

@@ -19,6 +19,15 @@ Messages to the browser::
                              "successful": [{"index": 0, "identifier": "..."}],
                              "failed": [{"index": 1, "code": "...", "message": "..."}]}
     {"type": "error", "code": "forbidden", "message": "...", "channel": "...", "id": "..."}
+    {"type": "gap",          "channel": "/chat/rooms/7", "reason": "lagging",
+                             "missed": {"from": 12, "to": 17}, "run": "..."}
+
+A ``gap`` comes before the event that revealed it: events of that subscription were lost
+on the way (the channel layer dropped them for a socket that lagged, or the listener
+restarted: ``"reason": "listener_restart"``). The page should re-sync what it shows.
+Each gap is also logged once at WARNING and sent as the
+:data:`~appsync_events.signals.gap_detected` signal (see
+:meth:`AppSyncEventsConsumer.report_gap`).
 
 In an ``event``, ``channel`` is the *subscription* path the browser subscribed to (for a
 wildcard, ``/chat/*``): AppSync does not say which concrete channel an event was
@@ -26,7 +35,7 @@ published to (see :mod:`appsync_events.events`).
 
 Error codes (the socket stays open after every one of them):
 
-=========================  ==========================================================
+========================== ==========================================================
 ``malformed``              not a JSON object, a binary frame, or a bad ``id``
 ``too_large``              the frame is over ``max_message_size`` characters
 ``rate_limited``           more than ``rate_limit`` messages in ``rate_period`` seconds
@@ -46,7 +55,7 @@ Error codes (the socket stays open after every one of them):
                            it holds ``FORWARDING['MAX_FOLLOWS']`` follows already)
 ``invalid_event``          a published event is not JSON-encodable or too large
 ``publish_failed``         the service refused the publish or could not be reached
-=========================  ==========================================================
+========================== ==========================================================
 
 Every subscription is *followed*: the consumer tells the listener over the control
 channel (:mod:`appsync_events.follows`). A channel in the alias's ``SUBSCRIPTIONS``
@@ -84,7 +93,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from . import conf
+from . import conf, instrumentation, signals
 from .exceptions import (
     AppSyncEventsError,
     ConfigurationError,
@@ -127,6 +136,9 @@ class _Subscription:
     confirmed: bool = False
     request_ids: list[str | int | None] = field(default_factory=list)
     timeout: asyncio.TimerHandle | None = None
+    #: The forwarder run and sequence number of the last event relayed (gap detection).
+    run: str | None = None
+    seq: int = 0
 
 
 class _Reject(Exception):
@@ -234,6 +246,7 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
         self._rate_limited = False
         self._renewer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
+        self._counted = False  # in the open-sockets gauge
         try:
             self.config = conf.get_api_config(self.api)
         except ConfigurationError:
@@ -329,11 +342,14 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
                 await ensure_in_process_listener(self.api)
         except ConfigurationError as exc:
             logger.error("refusing a browser websocket: %s", exc)
+            instrumentation.consumer_refused(self.api, "not_configured")
             await self.close()
             return
         self.config = config
         self._refilled_at = asyncio.get_running_loop().time()
         await self.accept()
+        instrumentation.consumer_socket(self.api, opened=True)
+        self._counted = True
         self._renewer = asyncio.create_task(self._renew_follows())
 
     async def disconnect(self, code: int) -> None:
@@ -345,6 +361,9 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
             self._renewer = None
         for sub in list(self.subscriptions.values()):
             await self._drop(sub)
+        if self._counted:
+            self._counted = False
+            instrumentation.consumer_socket(self.api, opened=False)
 
     # -- inbound ------------------------------------------------------------------------
 
@@ -467,6 +486,7 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
             request_ids=[request_id],
         )
         self.subscriptions[path] = sub
+        instrumentation.consumer_follows(self.api, 1)
         await self.channel_layer.group_add(sub.group, self.channel_name)
         static = self._configured(config, path)
         if static:
@@ -585,6 +605,7 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
             sub.timeout = None
         if self.subscriptions.get(sub.path) is sub:
             del self.subscriptions[sub.path]
+            instrumentation.consumer_follows(self.api, -1)
         try:
             await self.channel_layer.group_discard(sub.group, self.channel_name)
         except Exception:
@@ -687,14 +708,115 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
             await super().dispatch(message)
 
     async def relay_event(self, message: dict[str, Any]) -> None:
-        """Send one forwarded event to the browser, if this socket still holds it."""
-        if message.get("subscription") not in self.subscriptions:
+        """Send one forwarded event to the browser, if this socket still holds it.
+
+        Before it, a ``gap`` message when events were lost on the way (see
+        :meth:`check_sequence`).
+        """
+        sub = self.subscriptions.get(message.get("subscription"))  # type: ignore[arg-type]
+        if sub is None:
             return  # left the group meanwhile
         if message.get("api", self.api) != self.api:
             return  # another alias forwarding into the same group prefix
+        await self.check_sequence(sub, message)
         out = await self.event_message(message)
         if out is not None:
             await self.send_json(out)
+
+    async def check_sequence(self, sub: _Subscription, message: dict[str, Any]) -> None:
+        """Tell the browser when events of ``sub`` were lost before ``message``.
+
+        The forwarder numbers each group's events (``seq``) per run (``run``). A number
+        skipped means the channel layer dropped events for this socket (it lagged past
+        the layer's capacity); a new run means the listener restarted (events published
+        meanwhile may be lost). Either way the page gets, before the event::
+
+            {"type": "gap", "channel": "/chat/rooms/7", "reason": "lagging",
+             "missed": {"from": 12, "to": 17}, "run": "5f0c9e2a1b7d"}
+
+        ``reason`` is ``"lagging"`` or ``"listener_restart"`` (``missed`` then counts the
+        new run's events missed, or is ``null``: what the old run sent after the last
+        event received cannot be known). The page re-syncs (reloads what it shows).
+        """
+        seq, run = message.get("seq"), message.get("run")
+        if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(run, str):
+            return  # an older forwarder: no numbering
+        previous_run, previous = sub.run, sub.seq
+        sub.run, sub.seq = run, seq
+        if previous_run is None:
+            return  # the first event since subscribing: nothing to compare with
+        if run != previous_run:
+            reason, first = "listener_restart", 1
+        elif seq > previous + 1:
+            reason, first = "lagging", previous + 1
+        else:
+            return
+        await self.report_gap(sub, reason, (first, seq - 1) if seq > first else None, run)
+
+    async def report_gap(
+        self, sub: _Subscription, reason: str, missed: tuple[int, int] | None, run: str
+    ) -> None:
+        """Report one gap of ``sub``: the single place every gap goes through.
+
+        Logs it once at WARNING (with the group and the range), sends the
+        :data:`~appsync_events.signals.gap_detected` signal (a metrics counter or an alert
+        connects there), then sends the page its ``gap`` message (see
+        :meth:`check_sequence`). A receiver that raises is logged and never stops the
+        page from hearing of the gap.
+
+        Args:
+            sub: the subscription that lost events.
+            reason: ``"lagging"`` or ``"listener_restart"``.
+            missed: the first and last ``seq`` missed (inclusive), or ``None`` when unknown.
+            run: the forwarder run of the event that revealed the gap.
+        """
+        if missed is not None:
+            logger.warning(
+                "a browser socket missed events of %s on group %s (%s): seq %d to %d of run "
+                "%s; the page is told to re-sync",
+                sub.path,
+                sub.group,
+                reason,
+                missed[0],
+                missed[1],
+                run,
+            )
+        else:
+            logger.warning(
+                "a browser socket may have missed events of %s on group %s (%s: what was "
+                "sent before run %s is unknown); the page is told to re-sync",
+                sub.path,
+                sub.group,
+                reason,
+                run,
+            )
+        instrumentation.consumer_gap(self.api, reason, missed)
+        if signals.gap_detected.has_listeners(self.api):
+            responses = await signals.gap_detected.asend_robust(
+                sender=self.api,
+                api=self.api,
+                channel=sub.path,
+                group=sub.group,
+                reason=reason,
+                missed=missed,
+                run=run,
+            )
+            for receiver, result in responses:
+                if isinstance(result, BaseException):
+                    logger.error(
+                        "a receiver of gap_detected failed: %s",
+                        getattr(receiver, "__qualname__", receiver),
+                        exc_info=(type(result), result, result.__traceback__),
+                    )
+        await self.send_json(
+            {
+                "type": "gap",
+                "channel": sub.path,
+                "reason": reason,
+                "missed": {"from": missed[0], "to": missed[1]} if missed else None,
+                "run": run,
+            }
+        )
 
     async def _answer(self, sub: _Subscription, kind: str, message: str | None = None) -> None:
         """Answer every subscribe request waiting on ``sub``: ``subscribed`` or an error."""
@@ -718,6 +840,7 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
         channel: str | None = None,
         request_id: str | int | None = None,
     ) -> None:
+        instrumentation.consumer_refused(self.api, code)
         reply: dict[str, Any] = {"type": "error", "code": code, "message": message}
         if channel is not None:
             reply["channel"] = channel

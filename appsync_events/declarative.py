@@ -28,6 +28,10 @@ receiver of a wildcard subscription can rebuild the concrete channel), ``event_t
 ``event_id``: a UUID the receivers can de-duplicate by (the outbox delivers at least
 once).
 
+With ``Meta.trace_context = True`` the payload also carries, under ``trace_context``,
+the W3C trace context of the code that built it (when OpenTelemetry traces are on;
+see :mod:`appsync_events.tracing`): the listener's spans for the event link to it.
+
 :class:`PublishChangesMixin` publishes ``created`` / ``updated`` / ``deleted`` events for
 a Django model from ``save()`` and ``delete()``, after the commit.
 """
@@ -53,6 +57,7 @@ from .exceptions import EventValidationError, InvalidChannelError
 from .paths import parse_channel
 from .publishing import DeferredPublish, apublish_encoded, publish_encoded
 from .results import PublishResult
+from .tracing import TRACE_CONTEXT_KEY, inject
 
 __all__ = ["Event", "EventOptions", "PublishChangesMixin"]
 
@@ -197,6 +202,8 @@ class EventOptions:
         type_name: the ``event_type`` in payloads (default: the class name).
         event_id: whether payloads carry a UUID ``event_id`` (default ``True``).
         using: the database alias for transactions and the outbox (default: ``"default"``).
+        trace_context: whether payloads carry the publisher's trace context under
+            ``trace_context`` (default ``False``; see :mod:`appsync_events.tracing`).
     """
 
     names: ClassVar[tuple[str, ...]] = (
@@ -206,6 +213,7 @@ class EventOptions:
         "type_name",
         "event_id",
         "using",
+        "trace_context",
     )
 
     def __init__(self, cls: type[Event], meta: Any, parent: EventOptions | None) -> None:
@@ -230,6 +238,7 @@ class EventOptions:
         self.on_commit: bool | None = get("on_commit", None)
         self.event_id: bool = get("event_id", True)
         self.using: str | None = get("using", None)
+        self.trace_context: bool = get("trace_context", False)
         # The type name is the class's own unless Meta names one explicitly.
         self.type_name: str = (
             vars(meta)["type_name"]
@@ -243,6 +252,7 @@ class EventOptions:
             ("on_commit", self.on_commit in (None, True, False), "True, False or None"),
             ("event_id", self.event_id in (True, False), "True or False"),
             ("using", self.using is None or isinstance(self.using, str), "a str or None"),
+            ("trace_context", self.trace_context in (True, False), "True or False"),
         ):
             if not ok:
                 raise TypeError(
@@ -263,9 +273,10 @@ class Event:
     ``datetime``, ``date``, ``list[...]``, ``tuple[...]``, ``dict[...]``, ``Literal``,
     unions (``X | None``) and ``Any``.
 
-    Raises (when the class is defined):
-        TypeError: the template names no field, is not a valid channel, or a field uses a
-            reserved name (``event_type``, ``event_id``, ``channel``) or unsupported type.
+    Raises:
+        TypeError: when the class is defined, if the template names no field or is not a
+            valid channel, or a field uses a reserved name (``event_type``, ``event_id``,
+            ``channel``) or an unsupported type.
     """
 
     channel: ClassVar[str]
@@ -309,6 +320,11 @@ class Event:
             (getattr(b, "_meta", None) for b in cls.__mro__[1:] if "_meta" in vars(b)), None
         )
         cls._meta = EventOptions(cls, vars(cls).get("Meta"), parent)
+        if cls._meta.trace_context and TRACE_CONTEXT_KEY in fields:
+            raise TypeError(
+                f"{cls.__name__}.{TRACE_CONTEXT_KEY}: {TRACE_CONTEXT_KEY!r} is reserved with "
+                "Meta.trace_context = True; rename the field."
+            )
         template = getattr(cls, "channel", None)
         if template is None:
             # An intermediate base (shared fields or Meta): usable only through subclasses.
@@ -398,11 +414,17 @@ class Event:
         return self._channel
 
     def to_payload(self) -> dict[str, Any]:
-        """Return the event as published: ``event_type``, ``event_id`` and the fields."""
-        payload: dict[str, Any] = {TYPE_KEY: type(self)._meta.type_name}
+        """Return the event as published: ``event_type``, ``event_id``, the fields, and
+        with ``Meta.trace_context`` the current trace context (when a span is recording)."""
+        meta = type(self)._meta
+        payload: dict[str, Any] = {TYPE_KEY: meta.type_name}
         if self.event_id is not None:
             payload[ID_KEY] = self.event_id
         payload.update({name: getattr(self, name) for name in type(self)._fields})
+        if meta.trace_context:
+            carrier = inject({})
+            if carrier:
+                payload[TRACE_CONTEXT_KEY] = carrier
         return payload
 
     def encode(self, *, api: str | None = None) -> str:
@@ -415,7 +437,10 @@ class Event:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self.to_payload() == other.to_payload()
+        mine, theirs = self.to_payload(), other.to_payload()
+        mine.pop(TRACE_CONTEXT_KEY, None)  # where it was built is not what it says
+        theirs.pop(TRACE_CONTEXT_KEY, None)
+        return mine == theirs
 
     __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
 

@@ -23,7 +23,10 @@ Publishers that want receivers to know the concrete channel put it (or its templ
 fields) in the payload, as the model-like event classes do.
 
 Every matching handler runs, the most specific pattern first (exact before wildcard,
-deeper before shallower; registration order breaks ties). Async handlers are awaited;
+deeper before shallower; registration order breaks ties). A handler registered with
+``enqueue=True`` (or, without ``enqueue=``, on an alias whose ``TASKS['ENQUEUE']`` is on)
+is not run here: the event is enqueued as a task of Django's Tasks framework, for a
+worker to run (:mod:`appsync_events.tasks`). Async handlers are awaited;
 sync handlers run in a worker thread through :func:`asgiref.sync.sync_to_async` with
 stale database connections closed around them, as Channels does for consumers. An
 exception in one handler is logged (logger ``appsync_events.dispatch``, with the
@@ -41,6 +44,7 @@ plus handlers) without a listener or a socket.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import json
 import logging
@@ -55,8 +59,18 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections
 
+from .conf import get_api_config
+from .config import TasksConfig
 from .events import ReceivedEvent
-from .paths import Channel, normalize_channel, parse_channel, pattern_contains, specificity
+from .exceptions import ConfigurationError
+from .paths import (
+    Channel,
+    channel_matches,
+    normalize_channel,
+    parse_channel,
+    pattern_contains,
+    specificity,
+)
 from .signals import event_received
 
 __all__ = [
@@ -71,6 +85,7 @@ __all__ = [
     "asimulate_event",
     "autodiscover",
     "default_router",
+    "delivering_subscriptions",
     "on",
     "simulate_event",
 ]
@@ -91,12 +106,23 @@ class _Entry:
     api: str | None
     is_async: bool
     order: int
+    #: ``True``: hand events to Django's Tasks framework (:mod:`appsync_events.tasks`);
+    #: ``False``: run in process; ``None``: the alias's ``TASKS['ENQUEUE']``.
+    enqueue: bool | None = None
+    #: The handler depends on arrival order (a system check warns if it is enqueued).
+    ordered: bool = False
 
     @property
     def name(self) -> str:
         module = getattr(self.func, "__module__", "?")
         qualname = getattr(self.func, "__qualname__", repr(self.func))
         return f"{module}.{qualname}"
+
+    @property
+    def has_stable_name(self) -> bool:
+        """Whether a worker process can find this handler by :attr:`name` (not a lambda
+        or a function defined inside another)."""
+        return "<" not in self.name
 
 
 class Router:
@@ -115,36 +141,79 @@ class Router:
         self._cache: dict[tuple[str, str], tuple[_Entry, ...]] = {}
         self._counter = 0
 
-    def on(self, pattern: str, *, api: str | None = None) -> Callable[[H], H]:
+    def on(
+        self,
+        pattern: str,
+        *,
+        api: str | None = None,
+        enqueue: bool | None = None,
+        ordered: bool = False,
+    ) -> Callable[[H], H]:
         """Register the decorated function for events on subscriptions ``pattern`` covers.
 
         Args:
             pattern: a channel path or wildcard pattern (``/chat/*``).
             api: only for events of this alias (default: the router's, else any).
+            enqueue: ``True`` hands each event to Django's Tasks framework, to run on a
+                worker (:mod:`appsync_events.tasks`); ``False`` runs it in the listener;
+                ``None`` (the default) follows the alias's ``TASKS['ENQUEUE']``.
+            ordered: declare that the handler needs events in arrival order; a system
+                check warns when such a handler is enqueued (tasks run in no order).
 
         Raises:
             InvalidChannelError: the pattern breaks the channel grammar.
+            TypeError: ``enqueue=True`` on a lambda or a function defined inside
+                another, which a worker cannot find by name.
         """
         channel = parse_channel(pattern, allow_wildcard=True)
 
         def decorator(func: H) -> H:
-            self._add(channel, func, api)
+            self._add(channel, func, api, enqueue, ordered)
             return func
 
         return decorator
 
-    def add(self, pattern: str, func: Handler, *, api: str | None = None) -> None:
+    def add(
+        self,
+        pattern: str,
+        func: Handler,
+        *,
+        api: str | None = None,
+        enqueue: bool | None = None,
+        ordered: bool = False,
+    ) -> None:
         """Register ``func`` like :meth:`on` does, without a decorator."""
-        self._add(parse_channel(pattern, allow_wildcard=True), func, api)
+        self._add(parse_channel(pattern, allow_wildcard=True), func, api, enqueue, ordered)
 
-    def _add(self, pattern: Channel, func: Handler, api: str | None) -> None:
+    def _add(
+        self,
+        pattern: Channel,
+        func: Handler,
+        api: str | None,
+        enqueue: bool | None = None,
+        ordered: bool = False,
+    ) -> None:
         if not callable(func):
             raise TypeError(f"a handler must be callable, not {type(func).__name__}")
+        if enqueue not in (None, True, False) or ordered not in (True, False):
+            raise TypeError(
+                f"enqueue must be True, False or None and ordered True or False, not "
+                f"enqueue={enqueue!r}, ordered={ordered!r}"
+            )
         self._counter += 1
         is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
             getattr(func, "__call__", None)  # noqa: B004 - async callable objects too
         )
-        self._entries.append(_Entry(pattern, func, api or self.api, is_async, self._counter))
+        entry = _Entry(
+            pattern, func, api or self.api, is_async, self._counter, enqueue, bool(ordered)
+        )
+        if enqueue and not entry.has_stable_name:
+            raise TypeError(
+                f"enqueue=True needs a handler a worker can find by name; {entry.name} is a "
+                "lambda or is defined inside another function. Define it at module level "
+                "in an appsync_handlers module."
+            )
+        self._entries.append(entry)
         self._invalidate()
 
     def remove(self, func: Handler) -> None:
@@ -198,6 +267,36 @@ class Router:
         self._cache[key] = result
         return result
 
+    def narrower_than(self, api: str, subscription: str) -> tuple[_Entry, ...]:
+        """Return the handlers that events on ``subscription`` can never reach.
+
+        Their pattern lies strictly inside the subscription (``/chat/rooms/*`` inside
+        ``/chat/*``): AppSync does not say which channel of the subscription an event came
+        from, so such a handler runs only for a subscription its pattern contains.
+        """
+        return tuple(
+            entry
+            for _, entry in self._all()
+            if (entry.api is None or entry.api == api)
+            and pattern_contains(subscription, entry.pattern)
+            and not pattern_contains(entry.pattern, subscription)
+        )
+
+    def entries(self) -> tuple[_Entry, ...]:
+        """Return every registration of this router and of the routers it includes."""
+        return tuple(entry for _, entry in self._all())
+
+    def handler_named(self, name: str, api: str) -> _Entry | None:
+        """Return the first registration of the handler called ``name`` for alias ``api``.
+
+        ``name`` is the handler's ``module.qualname`` (what workers receive with an
+        enqueued event); ``None`` when no such handler is registered.
+        """
+        for _, entry in self._all():
+            if entry.name == name and (entry.api is None or entry.api == api):
+                return entry
+        return None
+
     def __len__(self) -> int:
         return sum(1 for _ in self._all())
 
@@ -206,19 +305,26 @@ class Router:
 default_router = Router()
 
 
-def on(pattern: str, *, api: str | None = None) -> Callable[[H], H]:
+def on(
+    pattern: str,
+    *,
+    api: str | None = None,
+    enqueue: bool | None = None,
+    ordered: bool = False,
+) -> Callable[[H], H]:
     """Register a handler on the default router: ``@appsync_events.on("/chat/*")``.
 
     The handler receives one :class:`~appsync_events.events.ReceivedEvent`. See the
-    module documentation for matching, order, threads and errors.
+    module documentation for matching, order, threads and errors, and
+    :meth:`Router.on` for the arguments (``enqueue=True`` runs it on a task worker).
     """
-    return default_router.on(pattern, api=api)
+    return default_router.on(pattern, api=api, enqueue=enqueue, ordered=ordered)
 
 
 def autodiscover() -> None:
     """Import every installed app's ``appsync_handlers`` module; include its ``router``.
 
-    Called from :meth:`AppSyncEventsConfig.ready`. An import error inside such a module
+    Called from ``AppSyncEventsConfig.ready()``. An import error inside such a module
     propagates (as with ``admin.py``), so a broken handler module is noticed at startup.
     """
     from django.apps import apps
@@ -291,7 +397,13 @@ class HandlerThread:
     def __init__(self, name: str = "appsync-handlers") -> None:
         self.name = name
         self._jobs: queue.SimpleQueue[
-            tuple[Handler, ReceivedEvent, asyncio.AbstractEventLoop, asyncio.Future[Any]]
+            tuple[
+                Handler,
+                ReceivedEvent,
+                asyncio.AbstractEventLoop,
+                asyncio.Future[Any],
+                contextvars.Context,
+            ]
         ] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -301,7 +413,8 @@ class HandlerThread:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._start()
-        self._jobs.put((func, event, loop, future))
+        # The handler sees the caller's context variables (its trace span, for one).
+        self._jobs.put((func, event, loop, future, contextvars.copy_context()))
         return await future
 
     def _start(self) -> None:
@@ -312,11 +425,11 @@ class HandlerThread:
 
     def _work(self) -> None:
         while True:
-            func, event, loop, future = self._jobs.get()
+            func, event, loop, future, context = self._jobs.get()
             result: Any = None
             error: BaseException | None = None
             try:
-                result = _run_sync(func, event)
+                result = context.run(_run_sync, func, event)
             except BaseException as exc:  # handed to the awaiting coroutine, never lost
                 error = exc
             try:
@@ -331,15 +444,25 @@ class HandlerThread:
 class Dispatcher:
     """Sends ``event_received`` and runs the matching handlers for each event.
 
+    Handlers that enqueue (``enqueue=True``, or the alias's ``TASKS['ENQUEUE']``) are
+    handed to Django's Tasks framework instead (:func:`appsync_events.tasks.enqueue`).
+
     Args:
         router: where handlers come from (default: :data:`default_router`).
         send_signal: send :data:`~appsync_events.signals.event_received` first.
         run_sync: how sync handlers run; default ``sync_to_async(thread_sensitive=True)``
             (in the calling thread under ``async_to_sync``, as :func:`simulate_event`
             needs); the listener passes a :class:`HandlerThread`.
+        retry_enqueue: when enqueueing fails, retry with backoff until it succeeds
+            (the listener: meanwhile its bounded queue and ``OVERFLOW`` policy apply);
+            otherwise log it and count it as a handler failure.
 
     Attributes:
         running: the name of the handler running now, or ``None``.
+        observer: told about every handler run and failing receiver (metrics and
+            traces; the listener sets it): ``handler_started(name, event)`` returns a
+            token, ``handler_finished(token, name, error)`` ends it,
+            ``receiver_failed(receiver)``. ``None``: nobody is told.
     """
 
     def __init__(
@@ -348,19 +471,64 @@ class Dispatcher:
         *,
         send_signal: bool = True,
         run_sync: SyncRunner | None = None,
+        retry_enqueue: bool = False,
     ) -> None:
         self.router = default_router if router is None else router
         self.send_signal = send_signal
         self.run_sync: SyncRunner = run_sync or _run_sync_async
         self.running: str | None = None
+        self.retry_enqueue = retry_enqueue
+        self._tasks: dict[str, TasksConfig] = {}
+        #: (alias, subscription) pairs already warned about (bounded by subscriptions).
+        self._warned: set[tuple[str, str]] = set()
+        self.observer: Any = None
+
+    def tasks_config(self, api: str) -> TasksConfig:
+        """Return alias ``api``'s ``TASKS`` settings (the defaults for an unknown alias)."""
+        config = self._tasks.get(api)
+        if config is None:
+            try:
+                config = get_api_config(api).tasks
+            except ConfigurationError as exc:
+                # Only simulated events come from an alias without settings.
+                logger.debug("No TASKS settings for api=%s (%s): using the defaults", api, exc)
+                config = TasksConfig()
+            self._tasks[api] = config
+        return config
+
+    def enqueues(self, entry: _Entry, api: str) -> bool:
+        """Whether this dispatcher hands ``entry``'s events of alias ``api`` to a task."""
+        if entry.enqueue is not None:
+            return entry.enqueue
+        return self.tasks_config(api).enqueue
 
     def handlers(self, api: str, subscription: str) -> tuple[_Entry, ...]:
-        """Return the handlers for ``subscription`` in run order (cached by the router)."""
-        return self.router.handlers_for(api, subscription)
+        """Return the handlers for ``subscription`` in run order (cached by the router).
+
+        The first time a subscription has no handler while handlers with a narrower
+        pattern exist, a WARNING says so, once: their events arrive on this subscription,
+        which they never see.
+        """
+        handlers = self.router.handlers_for(api, subscription)
+        if not handlers and (api, subscription) not in self._warned and len(self._warned) < 10_000:
+            self._warned.add((api, subscription))
+            narrower = self.router.narrower_than(api, subscription)
+            if narrower:
+                logger.warning(
+                    "Events on the subscription %s (api=%s) run no handler, but %s would "
+                    "want some of them: a handler runs only for subscriptions its pattern "
+                    "contains (AppSync does not say which channel an event came from). "
+                    "Subscribe to %s too, or widen the handler's pattern.",
+                    subscription,
+                    api,
+                    ", ".join(f"{e.name} ({e.pattern.path})" for e in narrower),
+                    ", ".join(dict.fromkeys(e.pattern.path for e in narrower)),
+                )
+        return handlers
 
     async def dispatch(self, event: ReceivedEvent) -> DispatchReport:
         """Dispatch one event; never raises for a failing receiver or handler."""
-        handlers = self.router.handlers_for(event.api, event.subscription)
+        handlers = self.handlers(event.api, event.subscription)
         errors: list[HandlerError] = []
         await self.run(event, handlers, errors)
         return DispatchReport(len(handlers), errors)
@@ -379,6 +547,7 @@ class Dispatcher:
         """
         failures = 0
         api = event.api
+        observer = self.observer
         if self.send_signal and event_received.has_listeners(api):
             # Django's robust sending: sync receivers in one thread hop, async ones
             # concurrently; every exception comes back as a result.
@@ -388,8 +557,16 @@ class Dispatcher:
                 if isinstance(result, BaseException):
                     failures += 1
                     self._receiver_failed(receiver, result, event, errors)
+                    if observer is not None:
+                        observer.receiver_failed(receiver)
         for entry in handlers:
-            self.running = entry.name
+            if self.enqueues(entry, api):
+                if not await self._enqueue(entry, event, errors):
+                    failures += 1
+                continue
+            self.running = name = entry.name
+            token = observer.handler_started(name, event) if observer is not None else None
+            error: BaseException | None = None
             try:
                 if entry.is_async:
                     await entry.func(event)
@@ -397,17 +574,72 @@ class Dispatcher:
                     await self.run_sync(entry.func, event)
             except Exception as exc:
                 failures += 1
-                logger.exception(
-                    "Handler %s failed for an event on %s (api=%s)",
-                    entry.name,
-                    event.subscription,
-                    event.api,
-                )
-                if errors is not None:
-                    errors.append(HandlerError(entry.name, exc))
+                error = exc
+                self._handler_failed(entry, event, exc, errors)
             finally:
                 self.running = None
+                if observer is not None:
+                    observer.handler_finished(token, name, error)
         return failures
+
+    def run_here(
+        self, event: ReceivedEvent, entry: _Entry, errors: list[HandlerError] | None = None
+    ) -> bool:
+        """Run one handler in the calling sync thread (a task worker's); return success.
+
+        A sync handler is called directly (stale database connections closed around it,
+        as in the listener); an async one through ``async_to_sync``. A failure is logged
+        and appended to ``errors`` as :meth:`run` does. No signal is sent.
+        """
+        try:
+            if entry.is_async:
+                async_to_sync(entry.func)(event)
+            else:
+                _run_sync(entry.func, event)
+        except Exception as exc:
+            self._handler_failed(entry, event, exc, errors)
+            return False
+        return True
+
+    @staticmethod
+    def _handler_failed(
+        entry: _Entry,
+        event: ReceivedEvent,
+        error: Exception,
+        errors: list[HandlerError] | None,
+    ) -> None:
+        logger.error(
+            "Handler %s failed for an event on %s (api=%s)",
+            entry.name,
+            event.subscription,
+            event.api,
+            exc_info=(type(error), error, error.__traceback__),
+        )
+        if errors is not None:
+            errors.append(HandlerError(entry.name, error))
+
+    async def _enqueue(
+        self, entry: _Entry, event: ReceivedEvent, errors: list[HandlerError] | None
+    ) -> bool:
+        # Imported here: the Tasks framework is optional, needed only when enqueueing.
+        try:
+            from .tasks import enqueue
+        except ImportError as exc:
+            logger.error(
+                "Handler %s enqueues, but Django's Tasks framework cannot be loaded; the "
+                "event on %s was not handled (api=%s): %s",
+                entry.name,
+                event.subscription,
+                event.api,
+                exc,
+            )
+            if errors is not None:
+                errors.append(HandlerError(entry.name, exc))
+            return False
+        error = await enqueue(entry, event, self.tasks_config(event.api), retry=self.retry_enqueue)
+        if error is not None and errors is not None:
+            errors.append(HandlerError(entry.name, error))
+        return error is None
 
     @staticmethod
     def _receiver_failed(
@@ -428,41 +660,93 @@ class Dispatcher:
             errors.append(HandlerError(name, error))
 
 
+def delivering_subscriptions(
+    api: str, channel: str, subscriptions: Iterable[str] | None = None
+) -> list[str]:
+    """Return the subscriptions an event published to ``channel`` arrives on.
+
+    ``subscriptions`` default to the alias's ``SUBSCRIPTIONS``; with none configured, the
+    channel itself (as ``appsync_listen --channel <channel>`` would subscribe).
+
+    Raises:
+        InvalidChannelError: ``channel`` is not a concrete channel (a wildcard cannot be
+            published to).
+        LookupError: no subscription receives events published to ``channel``.
+    """
+    path = normalize_channel(channel)
+    if subscriptions is None:
+        from .conf import get_api_config
+
+        try:
+            configured = [c.path for c in get_api_config(api).listener.subscriptions]
+        except ConfigurationError:
+            configured = []
+        source = f"APPSYNC_EVENTS[{api!r}]['SUBSCRIPTIONS']"
+    else:
+        configured = [normalize_channel(s, allow_wildcard=True) for s in subscriptions]
+        source = "subscriptions="
+    if not configured:
+        return [path]
+    matching = [s for s in configured if channel_matches(s, path)]
+    if not matching:
+        raise LookupError(
+            f"No subscription of {source} ({', '.join(configured)}) receives events published "
+            f"to {path}: the listener would never see it. Add a subscription that matches it."
+        )
+    return matching
+
+
 async def asimulate_event(
     channel: str,
     payload: Any,
     *,
     api: str = "default",
+    subscriptions: Iterable[str] | None = None,
     router: Router | None = None,
     send_signal: bool = True,
     raise_errors: bool = True,
 ) -> DispatchReport:
-    """Run the handlers (and ``event_received``) for a fake event, without a socket.
+    """Deliver a fake event as the listener would, without a socket: signal and handlers.
+
+    The event is published to ``channel`` (a concrete channel) and arrives, as from
+    AppSync, once on every subscription that matches it: the alias's ``SUBSCRIPTIONS``
+    (or ``subscriptions``). Each delivery runs the handlers whose pattern contains that
+    subscription, exactly as in the listener, so a test of a handler no subscription can
+    reach fails.
 
     Args:
-        channel: the subscription path the event "arrived on" (may be a wildcard).
+        channel: the channel the event is published to (no wildcard).
         payload: the decoded event; it is JSON-encoded (``DjangoJSONEncoder``) for
             ``raw`` and decoded again, so the handlers see what they would from AppSync.
         api: the alias.
+        subscriptions: the subscriptions the listener holds (default: ``SUBSCRIPTIONS``;
+            with none configured, the channel itself).
         router: the router to use (default: the default router).
         send_signal: also send ``event_received``.
         raise_errors: re-raise a handler's exception after all handlers ran (several
             become an :class:`ExceptionGroup`).
 
     Returns:
-        The :class:`DispatchReport`.
+        The :class:`DispatchReport` of every delivery together.
+
+    Raises:
+        InvalidChannelError: ``channel`` is a wildcard or not a valid channel.
+        LookupError: no subscription receives events published to ``channel``.
     """
     raw = json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":"))
-    event = ReceivedEvent(
-        api, normalize_channel(channel, allow_wildcard=True), json.loads(raw), raw, "simulated"
-    )
-    report = await Dispatcher(router, send_signal=send_signal).dispatch(event)
+    dispatcher = Dispatcher(router, send_signal=send_signal)
+    report = DispatchReport()
+    for subscription in delivering_subscriptions(api, channel, subscriptions):
+        event = ReceivedEvent(api, subscription, json.loads(raw), raw, "simulated")
+        part = await dispatcher.dispatch(event)
+        report.handlers += part.handlers
+        report.errors.extend(part.errors)
     if raise_errors and report.errors:
         errors = [e.error for e in report.errors]
         if len(errors) == 1:
             raise errors[0]
         raise ExceptionGroup(
-            f"{len(errors)} handlers failed for a simulated event on {event.subscription}",
+            f"{len(errors)} handlers failed for a simulated event on {channel}",
             [e for e in errors if isinstance(e, Exception)],
         )
     return report
@@ -473,6 +757,7 @@ def simulate_event(
     payload: Any,
     *,
     api: str = "default",
+    subscriptions: Iterable[str] | None = None,
     router: Router | None = None,
     send_signal: bool = True,
     raise_errors: bool = True,
@@ -483,6 +768,7 @@ def simulate_event(
         channel,
         payload,
         api=api,
+        subscriptions=subscriptions,
         router=router,
         send_signal=send_signal,
         raise_errors=raise_errors,

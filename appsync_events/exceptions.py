@@ -21,7 +21,8 @@ The tree::
     │   ├── PublishError                     whole publish refused
     │   │   └── PartialPublishError          failed part-way; says what was accepted
     │   └── OperationTimeout
-    └── PublishCancelled                     a ``pre_publish`` receiver vetoed
+    ├── PublishCancelled                     a ``pre_publish`` receiver vetoed
+    └── ControlPlaneError                    an AppSync management call failed
 
     ImproperlyConfigured (Django's; Exception where Django is not installed)
     └── ConfigurationError                   deliberately *outside* the root, so a retry
@@ -57,6 +58,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionFailed",
     "ConnectionRejected",
+    "ControlPlaneError",
     "EventEncodingError",
     "EventTooLargeError",
     "EventValidationError",
@@ -102,6 +104,8 @@ class AppSyncEventsError(Exception):
         api: the settings alias involved, when known.
         channel: the channel path involved, when known.
         errors: the AWS ``errors`` entries (``errorType``, ``message``...), when any.
+        hint: what probably caused it and what to change, when the library can tell;
+            rendered last.
     """
 
     def __init__(
@@ -111,11 +115,13 @@ class AppSyncEventsError(Exception):
         api: str | None = None,
         channel: str | None = None,
         errors: Sequence[Mapping[str, Any]] = (),
+        hint: str = "",
     ) -> None:
         self.message = message
         self.api = api
         self.channel = channel
         self.errors: tuple[Mapping[str, Any], ...] = tuple(errors)
+        self.hint = hint.strip()
         super().__init__(message)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -140,6 +146,8 @@ class AppSyncEventsError(Exception):
             text = f"{text} ({', '.join(context)})"
         if self.errors:
             text = f"{text}: {_describe_errors(self.errors)}"
+        if self.hint:
+            text = f"{text}. {self.hint}"
         return text
 
 
@@ -370,6 +378,32 @@ class OperationTimeout(OperationError):
 
 class PublishCancelled(AppSyncEventsError):
     """Raise from a ``pre_publish`` receiver to veto a publish."""
+
+
+class ControlPlaneError(AppSyncEventsError):
+    """Raised when an AppSync management call fails, or the Event API cannot be found.
+
+    Attributes:
+        operation: the AppSync operation that failed (``"GetApi"``...), when one did.
+        code: the AWS error code (``"AccessDeniedException"``...), when AWS sent one.
+        configuration: ``True`` when the fix is in the settings or the IAM policy (an
+            unknown API id, a missing permission, no credentials), ``False`` for a
+            failure that may pass (throttling, the network, a service error).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str | None = None,
+        code: str | None = None,
+        configuration: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self.operation = operation
+        self.code = code
+        self.configuration = configuration
+        super().__init__(message, **kwargs)
 
 
 class ConfigurationError(_ConfigurationBase):

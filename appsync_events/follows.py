@@ -12,8 +12,12 @@ The control-channel protocol (every message is a Channels message dict)
 
 Consumer → listener, sent with ``channel_layer.send(control_channel, message)``:
 
-``{"type": "appsync.follow", "api": ALIAS, "channel": PATH, "follower": REPLY, "ack": BOOL,``
-``"client": CLIENT}``
+``{"type": "appsync.follow", ...}``
+    ::
+
+        {"type": "appsync.follow", "api": ALIAS, "channel": PATH, "follower": REPLY, "ack": BOOL,
+         "client": CLIENT}
+
     Hold a subscription to ``PATH`` (a normalised channel path, possibly ending in
     ``/*``) on behalf of ``REPLY`` (the consumer's ``channel_name``). ``CLIENT`` names
     who is behind the socket (``"user:42"``, ``"session:…"``, ``"ip:…"``; the follower
@@ -33,8 +37,12 @@ with ``"ack": true``:
     The subscription is established (or was already held); events on ``PATH`` now reach
     the group ``group_name(PATH, prefix=FORWARDING['GROUP_PREFIX'])``.
 
-``{"type": "appsync.follow.result", "api": ALIAS, "channel": PATH, "ok": false,``
-``"code": CODE, "message": TEXT}``
+``{"type": "appsync.follow.result", ..., "ok": false, ...}``
+    ::
+
+        {"type": "appsync.follow.result", "api": ALIAS, "channel": PATH, "ok": false,
+         "code": CODE, "message": TEXT}
+
     The follow failed. ``CODE`` is ``"invalid"`` (a malformed request), ``"refused"``
     (the service refused the subscription), ``"limit"`` (the listener already holds
     ``FORWARDING['MAX_FOLLOWS']`` dynamic follows), ``"client_limit"`` (this client

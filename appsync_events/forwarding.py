@@ -11,11 +11,25 @@ group of that **subscription's path**, :func:`appsync_events.paths.group_name` w
         "subscription": "/chat/rooms/7",  # the subscription path (maybe a wildcard)
         "payload": {...},               # the decoded event
         "received_at": 1718000000.123,  # when the listener read it (POSIX seconds)
+        "seq": 42,                      # 1, 2, 3... per group, in sending order
+        "run": "5f0c9e2a1b7d",          # this forwarder's run (a new one per start)
     }
 
 so a consumer of your own handles it in ``async def appsync_event(self, message)``
 (Channels names the handler after ``type`` with ``.`` replaced by ``_``).
 :class:`~appsync_events.consumers.AppSyncEventsConsumer` does that for browsers.
+
+No silent loss: a channel layer drops messages for a consumer that lags (channels_redis
+past its ``capacity``, silently) and a restarted listener starts over. ``seq`` and ``run``
+let a consumer tell: a ``seq`` that skips numbers means the missing ones were lost for it; a
+new ``run`` means the listener restarted (events published meanwhile may be lost). The
+browser consumer reports both to the page (a ``gap`` message).
+
+Order and concurrency: each group has its own bounded queue and sender task, so events go
+to one group strictly in order while sends to different groups overlap (a fan-out to many
+groups is not paced by the slowest ``group_send``). :meth:`ChannelLayerForwarder.dispatch`
+returns once the event is queued; it waits only when that group's queue is full
+(backpressure up to the socket). :meth:`ChannelLayerForwarder.stop` sends what is queued.
 
 Which subscriptions are forwarded: ``FORWARDING['SUBSCRIPTIONS']`` when set (else every
 configured subscription), plus every path browsers follow dynamically
@@ -32,8 +46,10 @@ channel is full just misses that message (``channels_redis`` logs it at INFO on 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -98,15 +114,46 @@ class ForwardingStats:
         }
 
 
-def forward_message(event: ReceivedEvent, message_type: str = "appsync.event") -> dict[str, Any]:
+def forward_message(
+    event: ReceivedEvent,
+    message_type: str = "appsync.event",
+    *,
+    seq: int | None = None,
+    run: str | None = None,
+) -> dict[str, Any]:
     """Build the channel-layer message that carries ``event`` (see the module docstring)."""
-    return {
+    message: dict[str, Any] = {
         "type": message_type,
         "api": event.api,
         "subscription": event.subscription,
         "payload": event.payload,
         "received_at": event.received_at.timestamp(),
     }
+    if seq is not None:
+        message["seq"] = seq
+        message["run"] = run
+    return message
+
+
+#: Messages one group's queue holds before :meth:`ChannelLayerForwarder.dispatch` waits.
+GROUP_QUEUE_SIZE: Final = 256
+
+
+#: The fewest group senders a forwarder holds before it sweeps idle ones.
+_PRUNE_MIN = 256
+
+
+class _GroupSender:
+    """One group's queue and the task sending it, in order."""
+
+    __slots__ = ("group", "queue", "seq", "subscription", "task")
+
+    def __init__(self, group: str, subscription: str) -> None:
+        self.group = group
+        self.subscription = subscription
+        self.seq = 0
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(GROUP_QUEUE_SIZE)
+        self.task: asyncio.Task[None] | None = None
 
 
 def is_in_memory_layer(layer: Any) -> bool:
@@ -206,10 +253,16 @@ class ChannelLayerForwarder:
         self.follow_lease = follow_lease
         self.max_follows = max_follows
         self.max_follows_per_client = max_follows_per_client
+        #: The counters of this forwarder (:class:`ForwardingStats`).
         self.stats = ForwardingStats()
         self.registry: FollowRegistry | None = None
         self.controller: FollowController | None = None
+        #: This forwarder's run: every forwarded message carries it with its ``seq``.
+        self.run_id = uuid.uuid4().hex[:12]
         self._groups: dict[str, str] = {}
+        self._senders: dict[str, _GroupSender] = {}
+        #: Sweep idle senders of paths nobody follows any more when this many exist.
+        self._prune_at = _PRUNE_MIN
         self._last_log: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
@@ -269,40 +322,86 @@ class ChannelLayerForwarder:
         )
 
     async def dispatch(self, event: ReceivedEvent) -> None:
-        """Send ``event`` to the group of its subscription path; never raises.
+        """Queue ``event`` for the group of its subscription path; never raises.
 
+        Returns once the event is queued (waits only while that group's queue is full).
         ``ChannelFull`` and every other layer error is logged and counted in
-        :attr:`stats`; the listener goes on with the next event.
+        :attr:`stats`; the sender goes on with the next event.
         """
         subscription = event.subscription
         if not self.forwards(subscription):
             self.stats.skipped += 1
             return
         group = self.group_for(subscription)
-        message = forward_message(event, self.message_type)
-        try:
-            await self.layer.group_send(group, message)
-        except ChannelFull:
-            self.stats.channel_full += 1
-            self._log(
-                "channel_full",
-                logging.WARNING,
-                "channel layer full: an event on %s was not forwarded to group %s",
-                subscription,
-                group,
-            )
-        except Exception:
-            self.stats.errors += 1
-            self._log(
-                "error",
-                logging.ERROR,
-                "forwarding an event on %s to group %s failed",
-                subscription,
-                group,
-                exc_info=True,
-            )
-        else:
-            self.stats.forwarded += 1
+        sender = self._senders.get(group)
+        if sender is None:
+            if len(self._senders) >= self._prune_at:
+                self._prune()
+            sender = self._senders[group] = _GroupSender(group, subscription)
+        sender.seq += 1
+        message = forward_message(event, self.message_type, seq=sender.seq, run=self.run_id)
+        await sender.queue.put(message)
+        if sender.task is None or sender.task.done():
+            sender.task = asyncio.create_task(self._send_queued(sender), name=f"forward {group}")
+
+    async def _send_queued(self, sender: _GroupSender) -> None:
+        """Send ``sender``'s queued messages in order, until its queue is empty."""
+        queue = sender.queue
+        while not queue.empty():
+            message = queue.get_nowait()
+            try:
+                await self.layer.group_send(sender.group, message)
+            except ChannelFull:
+                self.stats.channel_full += 1
+                self._log(
+                    "channel_full",
+                    logging.WARNING,
+                    "channel layer full: an event on %s was not forwarded to group %s",
+                    sender.subscription,
+                    sender.group,
+                )
+            except Exception:
+                self.stats.errors += 1
+                self._log(
+                    "error",
+                    logging.ERROR,
+                    "forwarding an event on %s to group %s failed",
+                    sender.subscription,
+                    sender.group,
+                    exc_info=True,
+                )
+            else:
+                self.stats.forwarded += 1
+            finally:
+                queue.task_done()
+
+    def _prune(self) -> None:
+        """Forget the idle senders (and group names) of paths no browser follows now.
+
+        Browser follows come and go, so without this the per-group state would grow with
+        every path ever followed. A path followed again later starts its ``seq`` at 1,
+        which a consumer never reads as a gap (only a skipped number or a new run is).
+        Without dynamic follows nothing is pruned: the paths are the listener's own.
+        """
+        registry = self.registry
+        if registry is not None:
+            for group, sender in list(self._senders.items()):
+                path = sender.subscription
+                idle = sender.queue.empty() and (sender.task is None or sender.task.done())
+                if idle and path not in self.static and not registry.is_followed(path):
+                    del self._senders[group]
+                    self._groups.pop(path, None)
+        self._prune_at = max(_PRUNE_MIN, 2 * len(self._senders))
+
+    async def flush(self) -> None:
+        """Wait until every queued event was handed to the channel layer."""
+        while True:
+            busy = [
+                s.task for s in self._senders.values() if s.task is not None and not s.task.done()
+            ]
+            if not busy:
+                return
+            await asyncio.gather(*busy, return_exceptions=True)
 
     def _log(self, kind: str, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
         # A flooded layer must not flood the logs too: one line per kind per second,
@@ -366,7 +465,8 @@ class ChannelLayerForwarder:
         )
 
     async def stop(self) -> None:
-        """Stop serving follows and drop every dynamic follow."""
+        """Send what is queued, stop serving follows and drop every dynamic follow."""
+        await self.flush()
         controller, self.controller = self.controller, None
         if controller is not None:
             await controller.stop()

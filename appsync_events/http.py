@@ -29,6 +29,7 @@ from .auth import ahttp_headers, http_headers
 from .batching import request_body
 from .config import APIConfig
 from .exceptions import PublishError
+from .hints import namespace_hint, unreachable_hint
 from .protocol import SERVER_TYPES, DecodeError, ErrorEntry, PublishSuccess, decode, dumps
 from .proxies import proxy_for
 
@@ -46,6 +47,12 @@ _PUBLISH_SUCCESS: Final = frozenset({"publish_success"}) & SERVER_TYPES
 # Without TCP_NODELAY, a request written in two parts (headers, then body) waits for the
 # peer's delayed ACK (about 40 ms on Linux) before the body leaves: Nagle's algorithm.
 _SOCKET_OPTIONS: Final = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+
+
+def _proxy(api: APIConfig) -> httpx.Proxy | None:
+    """The proxy :func:`~appsync_events.proxies.proxy_for` picks, as httpx's transport takes it."""
+    url = proxy_for(api.http_url, api.proxy)
+    return httpx.Proxy(url) if url else None
 
 
 def _limits(max_connections: int) -> httpx.Limits:
@@ -95,12 +102,15 @@ def _parse(response: httpx.Response, api: APIConfig, channel: str) -> PublishSuc
         channel=channel,
         status=status,
         errors=errors,
+        hint=namespace_hint(api, channel) if status in (401, 403) else "",
     )
 
 
 def _network_error(exc: httpx.HTTPError, api: APIConfig, channel: str) -> PublishError:
+    hint = ""
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         text = f"could not connect to {api.http_url} ({type(exc).__name__}); nothing was sent"
+        hint = unreachable_hint(api.http_url)
     elif isinstance(exc, httpx.TimeoutException):
         text = (
             f"no answer from {api.http_url} in time ({type(exc).__name__}); the service may "
@@ -111,7 +121,7 @@ def _network_error(exc: httpx.HTTPError, api: APIConfig, channel: str) -> Publis
             f"HTTP publish to {api.http_url} failed ({type(exc).__name__}: {exc}); the "
             "service may have accepted the events"
         )
-    return PublishError(text, api=api.alias, channel=channel)
+    return PublishError(text, api=api.alias, channel=channel, hint=hint)
 
 
 class _PublisherBase:
@@ -169,7 +179,7 @@ class HTTPPublisher(_PublisherBase):
                 retries=retries,
                 limits=_limits(max_connections),
                 socket_options=_SOCKET_OPTIONS,
-                proxy=proxy_for(api.http_url, api.proxy),
+                proxy=_proxy(api),
             ),
             timeout=self.timeout,
             headers=_BASE_HEADERS,
@@ -235,7 +245,7 @@ class AsyncHTTPPublisher(_PublisherBase):
                 retries=retries,
                 limits=_limits(max_connections),
                 socket_options=_SOCKET_OPTIONS,
-                proxy=proxy_for(api.http_url, api.proxy),
+                proxy=_proxy(api),
             ),
             timeout=self.timeout,
             headers=_BASE_HEADERS,

@@ -53,12 +53,12 @@ from typing import Any, Protocol, runtime_checkable
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
-from . import signals
+from . import instrumentation, metrics, signals
 from .client import AppSyncEventsClient, StateChange, Subscription
 from .conf import APIConfig, get_api_config
 from .dispatch import Dispatcher, HandlerThread, Router
 from .events import ReceivedEvent
-from .exceptions import AppSyncEventsError, ConnectionFailed
+from .exceptions import AppSyncEventsError, ConfigurationError, ConnectionFailed
 from .lease import Lease, get_lease
 from .paths import normalize_channel
 
@@ -67,6 +67,7 @@ __all__ = [
     "EXIT_SHUTDOWN_TIMEOUT",
     "JSONLinesSink",
     "Listener",
+    "ListenerHealth",
     "ListenerStats",
     "Sink",
 ]
@@ -162,6 +163,53 @@ class ListenerStats:
         return asdict(self)
 
 
+@dataclass(frozen=True, slots=True)
+class ListenerHealth:
+    """A snapshot of a listener's state, for probes and metrics (:meth:`Listener.health`).
+
+    Attributes:
+        phase: ``"starting"``, ``"standby"`` (waiting for the lease), ``"running"``,
+            ``"stopping"`` or ``"stopped"``.
+        connection: the first connection's state (``"closed"`` before it opens).
+        subscriptions: each configured subscription's state (``"active"``,
+            ``"pending"``, ``"retrying"``; ``"failed"`` when the service refused it).
+        followed_active: followed (browser) subscriptions established now.
+        queue_depth / queue_capacity: events waiting for dispatch, and the bound.
+        seconds_since_last_frame: since the last frame from the service (an event or a
+            keep-alive); ``None`` before the first one.
+        seconds_since_last_event: since the last event was dispatched (or the start).
+    """
+
+    phase: str
+    connection: str
+    subscriptions: dict[str, str]
+    followed_active: int
+    queue_depth: int
+    queue_capacity: int
+    seconds_since_last_frame: float | None
+    seconds_since_last_event: float
+
+    @property
+    def configured_active(self) -> int:
+        """Configured subscriptions established now."""
+        return sum(1 for state in self.subscriptions.values() if state == "active")
+
+    @property
+    def ready(self) -> tuple[bool, str]:
+        """Whether the listener is ready, and why not: connected with every configured
+        subscription established (a standby waiting for the lease counts as ready)."""
+        if self.phase == "standby":
+            return True, "standby: waiting for the lease"
+        if self.phase != "running":
+            return False, f"the listener is {self.phase}"
+        if self.connection != "connected":
+            return False, f"the connection is {self.connection}"
+        waiting = [f"{p} is {s}" for p, s in self.subscriptions.items() if s != "active"]
+        if waiting:
+            return False, "subscription " + ", ".join(waiting)
+        return True, "connected; every configured subscription is established"
+
+
 class Listener:
     """Receive an alias's events and dispatch them; the service behind ``appsync_listen``.
 
@@ -177,6 +225,10 @@ class Listener:
         max_events: stop after dispatching this many events.
         max_idle: stop after this many seconds without an event.
         health_file: touch this file on inbound frames (at most once a second).
+        http_port: serve ``/healthz``, ``/readyz`` and ``/metrics`` on this port
+            (default ``LISTENER['HTTP_PORT']``; ``None`` there: no server; ``0``: a free
+            port, see :attr:`http_port` once running).
+        http_host: the interface of that server (default ``LISTENER['HTTP_HOST']``).
         status: a callable receiving one-line state reports (the command prints them
             to stderr).
         in_process: the listener runs inside the ASGI process (for the forwarder).
@@ -200,6 +252,8 @@ class Listener:
         max_events: int | None = None,
         max_idle: float | None = None,
         health_file: str | os.PathLike[str] | None = None,
+        http_port: int | None = None,
+        http_host: str | None = None,
         status: Callable[[str], None] | None = None,
         in_process: bool = False,
         drain_outbox: bool = False,
@@ -215,8 +269,11 @@ class Listener:
         else:
             self.channels = tuple(c.path for c in lc.subscriptions)
         # Sync handlers run in a daemon thread, so a handler that never returns cannot
-        # keep the process past the shutdown deadline.
-        self.dispatcher = Dispatcher(router, send_signal=send_signals, run_sync=HandlerThread())
+        # keep the process past the shutdown deadline. A failed enqueue is retried: the
+        # queue below then fills and OVERFLOW applies.
+        self.dispatcher = Dispatcher(
+            router, send_signal=send_signals, run_sync=HandlerThread(), retry_enqueue=True
+        )
         self.sinks: list[Any] = list(sinks) if sinks is not None else []
         if sinks is None:
             self.sinks.extend(self._default_sinks(in_process))
@@ -227,6 +284,9 @@ class Listener:
         self.max_events = max_events
         self.max_idle = max_idle
         self.health_file = Path(health_file) if health_file is not None else None
+        #: The port of the health and metrics server (the real one once it listens).
+        self.http_port = lc.http_port if http_port is None else http_port
+        self.http_host = http_host or lc.http_host
         self._status = status
         self.drain_outbox = drain_outbox
         self._outbox_stop = asyncio.Event()
@@ -255,6 +315,9 @@ class Listener:
         self._last_event = 0.0
         self._exit_reason = ""
         self._stopped_sinks: list[Any] = []
+        self._phase = "starting"
+        self._last_frame: float | None = None
+        self._observer: instrumentation.ListenerObserver | None = None
 
     def _default_sinks(self, in_process: bool) -> list[Any]:
         if not self.config.forwarding.enabled or not getattr(settings, "CHANNEL_LAYERS", None):
@@ -299,6 +362,7 @@ class Listener:
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.add_signal_handler(sig, self.request_stop, f"received {sig.name}")
                     installed.append(sig)
+        server = await self._start_http()
         try:
             if self.exclusive and self.lease is not None:
                 acquired = await self._acquire_lease(self.lease)
@@ -306,13 +370,73 @@ class Listener:
                     return 0
             return await self._serve()
         finally:
+            self._phase = "stopped"
             for sig in installed:
                 loop.remove_signal_handler(sig)
             if self.lease is not None and self.lease.held:
                 await self.lease.release()
+            if server is not None:
+                await server.stop()
+
+    async def _start_http(self) -> Any:
+        """Start the ``/healthz``, ``/readyz``, ``/metrics`` server when a port is set."""
+        if self.http_port is None:
+            return None
+        from .health import HealthServer
+
+        server = HealthServer(self, self.http_host, self.http_port)
+        try:
+            self.http_port = await server.start()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot serve /healthz, /readyz and /metrics on {server.url}: {exc}; set "
+                f"another APPSYNC_EVENTS[{self.alias!r}]['LISTENER']['HTTP_PORT'] (or "
+                "--http-port), or free that one.",
+                api=self.alias,
+                key="LISTENER['HTTP_PORT']",
+                check_id="appsync_events.E009",
+            ) from None
+        self._say(f"serving /healthz, /readyz and /metrics on {server.url}")
+        return server
+
+    def health(self) -> ListenerHealth:
+        """Return a snapshot of the listener's state (safe to call from another thread)."""
+        client = self.client
+        # tuple() of a dict's values runs without releasing the GIL: a consistent copy
+        # even while the event loop changes the dict.
+        subs = client.subscriptions if client is not None else ()
+        states: dict[str, str] = dict.fromkeys(self.channels, "pending")
+        followed = 0
+        for sub in subs:
+            if sub.channel in states:
+                if states[sub.channel] != "active":
+                    states[sub.channel] = sub.state
+            elif sub.state == "active":
+                followed += 1
+        if client is not None:
+            # A refused subscription leaves the client's list: say so.
+            held = {sub.channel for sub in subs}
+            for path in states:
+                if path not in held:
+                    states[path] = "failed"
+        now = time.monotonic()
+        if client is not None and (seen := client.last_frame_at) is not None:
+            self._last_frame = seen  # kept while reconnecting, when no connection is open
+        last_frame = self._last_frame
+        return ListenerHealth(
+            phase=self._phase,
+            connection=client.state if client is not None else "closed",
+            subscriptions=states,
+            followed_active=followed,
+            queue_depth=self._queue.qsize(),
+            queue_capacity=self._queue.maxsize,
+            seconds_since_last_frame=None if last_frame is None else now - last_frame,
+            seconds_since_last_event=max(now - self._last_event, 0.0) if self._last_event else 0.0,
+        )
 
     async def _acquire_lease(self, lease: Lease) -> bool:
         self._say(f"waiting for lease {lease.name}")
+        self._phase = "standby"
         acquire = asyncio.ensure_future(lease.acquire())
         stop = asyncio.ensure_future(self._stop.wait())
         await asyncio.wait({acquire, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -339,6 +463,9 @@ class Listener:
         }
         options.update(self.client_options)
         self.client = client = AppSyncEventsClient(self.config, **options)
+        self._observer = observer = instrumentation.listener_observer(self)
+        self.dispatcher.observer = observer
+        self._phase = "running"
         self._accepting = True
         self._last_event = time.monotonic()
         if self.health_file is not None:
@@ -394,6 +521,7 @@ class Listener:
         were abandoned at the deadline.
         """
         self._say(f"stopping: {self._exit_reason or 'stop requested'}")
+        self._phase = "stopping"
         loop = asyncio.get_running_loop()
         timeout = self.config.listener.shutdown_timeout
         deadline = loop.time() + timeout
@@ -457,6 +585,8 @@ class Listener:
             except Exception:
                 logger.exception("Sink %r failed to stop (api=%s)", sink, self.alias)
         self._log_stats()
+        if self._observer is not None:
+            self._observer.close(self)
         if self.stats.discarded:
             self._say(f"{self.stats.discarded} events arrived during shutdown, not dispatched")
         self._say("closed")
@@ -474,6 +604,7 @@ class Listener:
         from .outbox.drainer import OutboxDrainer
 
         drainer = OutboxDrainer(api=self.alias)
+        metrics.register_outbox_collector(drainer.using)  # the backlog, on /metrics
         self._say(f"draining the outbox of {self.alias!r} (worker {drainer.worker})")
 
         def on_batch(report: Any) -> None:
@@ -570,9 +701,12 @@ class Listener:
         static = self._static
         stats = self.stats
         alias = self.alias
+        observer = self._observer
         while True:
             event = await queue.get()
             self._in_flight = 1
+            token = observer.event_started(event) if observer is not None else None
+            dispatched = False
             try:
                 subscription = event.subscription
                 # Subscriptions added by follow() exist for browsers: their events go
@@ -587,6 +721,8 @@ class Listener:
                         await sink.dispatch(event)
                     except Exception:
                         stats.handler_errors += 1
+                        if observer is not None:
+                            observer.sink_failed(sink)
                         logger.exception(
                             "Sink %r failed for an event on %s (api=%s)",
                             sink,
@@ -595,10 +731,13 @@ class Listener:
                         )
                 stats.dispatched += 1
                 self._in_flight = 0
+                dispatched = True
                 self._last_event = time.monotonic()
                 if self.max_events is not None and stats.dispatched >= self.max_events:
                     self.request_stop(f"dispatched {stats.dispatched} events (--max-events)")
             finally:
+                if observer is not None:
+                    observer.event_finished(token, event, dispatched)
                 queue.task_done()
 
     def _on_frame(self) -> None:
@@ -620,6 +759,8 @@ class Listener:
         for receiver, result in await sig.asend_robust(sender=self.alias, api=self.alias, **kwargs):
             if isinstance(result, BaseException):
                 self.stats.handler_errors += 1
+                if self._observer is not None:
+                    self._observer.receiver_failed(receiver)
                 logger.error(
                     "A receiver of %s failed (api=%s): %r",
                     getattr(receiver, "__qualname__", receiver),
@@ -767,7 +908,7 @@ class Listener:
         if count == 0 or held is not None:
             # Unfollowed while subscribing, or unfollowed and followed again with the
             # other follow's subscription in place first: one subscription per path.
-            await sub.aclose()
+            await self._remove(sub)
             return
         self._follows[channel] = (count, sub)
 
@@ -778,9 +919,18 @@ class Listener:
         if count <= 1:
             self._follows.pop(channel, None)
             if sub is not None:
-                await sub.aclose()
+                await self._remove(sub)
         else:
             self._follows[channel] = (count - 1, sub)
+
+    async def _remove(self, sub: Subscription) -> None:
+        """Unsubscribe ``sub``; send :data:`~appsync_events.signals.subscription_removed`."""
+        was_active = sub.state == "active"
+        await sub.aclose()
+        if was_active:
+            await self._send(
+                signals.subscription_removed, channel=sub.channel, subscription_id=sub.id
+            )
 
     @property
     def followed(self) -> dict[str, int]:

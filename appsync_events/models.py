@@ -1,4 +1,4 @@
-"""Database models of appsync_events: the durable outbox table."""
+"""Database models of appsync_events: the durable outbox and the handled-events tables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-__all__ = ["OutboxEvent"]
+__all__ = ["HandledEvent", "OutboxEvent"]
 
 
 class OutboxEvent(models.Model):
@@ -62,3 +62,30 @@ class OutboxEvent(models.Model):
     def event(self) -> Any:
         """The event, decoded from JSON."""
         return json.loads(self.payload)
+
+
+class HandledEvent(models.Model):
+    """An event a handler has handled: what :mod:`appsync_events.idempotency` records.
+
+    One row per handler and event key
+    (:func:`~appsync_events.idempotency.event_key`); the unique constraint makes a second
+    delivery of the same event to the same handler detectable, also when two workers
+    run it at once. Rows are written inside the handler's transaction, so they exist
+    exactly when the handler's database work was committed. Delete old rows when
+    duplicates can no longer arrive (``handled_at`` is indexed).
+    """
+
+    handler = models.CharField(_("handler"), max_length=300)
+    key = models.CharField(_("event key"), max_length=200)
+    handled_at = models.DateTimeField(_("handled at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("handled event")
+        verbose_name_plural = _("handled events")
+        constraints = (
+            models.UniqueConstraint(fields=("handler", "key"), name="appsync_handled_once"),
+        )
+        indexes = (models.Index(fields=("handled_at",), name="appsync_handled_at"),)
+
+    def __str__(self) -> str:
+        return f"{self.handler}: {self.key}"

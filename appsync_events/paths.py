@@ -14,7 +14,10 @@ documented (all configurable in the emulator):
 * ``/chat/*`` does not match ``/chat`` itself (``include_parent=False``);
 * ``*`` is accepted only as a whole, final segment, and never alone (``/*``).
 
-No I/O and no Django here: the client, the emulator and the Django layer share it.
+No I/O and no Django here: the client, the emulator and the Django layer share it. The
+splitting of a path and pattern containment live in :mod:`appsync_events.lambda_authorizer`
+(standard library only, deployed alone to AWS Lambda) and are used from there, so the
+authorizer and Django apply one rule.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from functools import lru_cache
 from typing import Final
 
 from .exceptions import InvalidChannelError, short_repr
+from .lambda_authorizer import segments_contain, split_path
 from .limits import CHANNEL_MAX_SEGMENTS, SEGMENT_MAX_LENGTH
 
 __all__ = [
+    "SEGMENT_PATTERN",
     "SEGMENT_RE",
     "WILDCARD",
     "Channel",
@@ -41,9 +46,11 @@ __all__ = [
 ]
 
 WILDCARD: Final = "*"
-#: One concrete segment: 1-50 of ``[A-Za-z0-9-]``, starting and ending alphanumeric.
+#: One concrete segment, unanchored: 1-50 of ``[A-Za-z0-9-]``, starting and ending with
+#: a letter or digit (the URL converter of :mod:`appsync_events.converters` uses it).
+SEGMENT_PATTERN: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,48}[A-Za-z0-9])?"
 # ``\Z``, not ``$``: ``$`` also matches before a trailing newline.
-SEGMENT_RE: Final = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,48}[A-Za-z0-9])?\Z")
+SEGMENT_RE: Final = re.compile(rf"^{SEGMENT_PATTERN}\Z")
 _GROUP_PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,40}\Z")
 #: Channels rejects group names of 100 characters or more.
 _MAX_GROUP_NAME: Final = 99
@@ -102,19 +109,12 @@ def parse_channel(path: str, *, allow_wildcard: bool = False) -> Channel:
 
 @lru_cache(maxsize=4096)
 def _parse(path: str, allow_wildcard: bool) -> Channel:
-    text = path
-    if text.startswith("/"):
-        text = text[1:]
-    if text.endswith("/"):
-        text = text[:-1]
-    if not text:
+    parts, wildcard = split_path(path)
+    if not parts and not wildcard:
         raise _fail(path, "it is empty; write at least a namespace, e.g. '/default/room'")
-    parts = text.split("/")
-    wildcard = parts[-1] == WILDCARD
     if wildcard:
         if not allow_wildcard:
             raise _fail(path, "a wildcard '*' may only be used to subscribe, not to publish")
-        parts = parts[:-1]
         if not parts:
             raise _fail(path, "a wildcard needs a namespace before it, e.g. '/default/*'")
     total = len(parts) + (1 if wildcard else 0)
@@ -177,14 +177,9 @@ def pattern_contains(outer: Channel | str, inner: Channel | str) -> bool:
     """
     out = _as_channel(outer, allow_wildcard=True)
     inn = _as_channel(inner, allow_wildcard=True)
-    if not out.wildcard:
-        return not inn.wildcard and out.segments == inn.segments
-    prefix = out.segments
-    if inn.segments[: len(prefix)] != prefix:
-        return False
-    # ``/a/*`` contains ``/a/b`` and ``/a/b/*`` but not ``/a`` nor ``/a/*``... except
-    # that ``/a/*`` trivially contains itself.
-    return len(inn.segments) > len(prefix) or (inn.wildcard and inn.segments == prefix)
+    # The one implementation, shared with the stdlib-only Lambda authorizer, so Django
+    # and the authorizer decide alike.
+    return segments_contain(out.segments, out.wildcard, inn.segments, inn.wildcard)
 
 
 def specificity(pattern: Channel | str) -> tuple[int, int]:

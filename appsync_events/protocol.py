@@ -597,8 +597,8 @@ def decode(frame: str | bytes, *, accept: frozenset[str] | None = None) -> Messa
 
     Args:
         frame: the frame as received. Binary frames are refused: the protocol is text.
-        accept: the message types this side may receive (:data:`CLIENT_TYPES` on a
-            server, :data:`SERVER_TYPES` on a client); ``None`` accepts any.
+        accept: the message types this side may receive (``CLIENT_TYPES`` on a
+            server, ``SERVER_TYPES`` on a client); ``None`` accepts any.
 
     Raises:
         DecodeError: for anything that is not a valid message; never anything else.

@@ -14,11 +14,13 @@ __all__ = [
     "connection_state_changed",
     "event_dropped",
     "event_received",
+    "gap_detected",
     "pre_publish",
     "publish_failed",
     "published",
     "subscription_established",
     "subscription_failed",
+    "subscription_removed",
 ]
 
 # -- receiving (the listener) ---------------------------------------------------------
@@ -33,6 +35,12 @@ event_received = Signal()
 #: The service accepted a subscription; sent again after every reconnect.
 #: Provides: ``api``, ``channel`` (the subscription path), ``subscription_id``.
 subscription_established = Signal()
+
+#: The listener dropped a subscription it held at run time (the last browser following the
+#: path left, see ``Listener.unfollow()``). Not sent for the configured subscriptions at
+#: shutdown nor for a lost connection (``connection_state_changed`` says that).
+#: Provides: ``api``, ``channel`` (the subscription path), ``subscription_id``.
+subscription_removed = Signal()
 
 #: The service refused a subscription (or its retries ran out).
 #: Provides: ``api``, ``channel``, ``error`` (an
@@ -50,6 +58,18 @@ connection_state_changed = Signal()
 #: :class:`~appsync_events.events.ReceivedEvent`), ``policy`` (the overflow policy),
 #: ``dropped`` (the listener's running count of dropped events).
 event_dropped = Signal()
+
+# -- browsers (the consumer) ----------------------------------------------------------
+
+#: A browser socket missed events of a subscription (the channel layer dropped them for a
+#: socket that lagged, or the listener restarted); sent once per gap by
+#: ``AppSyncEventsConsumer.report_gap()``, just before the page gets its ``gap`` message.
+#: The place to count gaps (a metrics counter) or alert on them.
+#: Provides: ``api``, ``channel`` (the subscription path), ``group`` (its channel-layer
+#: group), ``reason`` (``"lagging"`` or ``"listener_restart"``), ``missed`` (the first and
+#: last ``seq`` missed, inclusive, as a tuple; ``None`` when unknown), ``run`` (the
+#: forwarder run of the event that revealed the gap).
+gap_detected = Signal()
 
 # -- publishing -----------------------------------------------------------------------
 

@@ -14,6 +14,10 @@ Environment variables:
 * ``REDIS_URL``: use ``channels_redis`` instead of the in-memory channel layer.
 * ``APPSYNC_EVENTS_IN_PROCESS``: ``1`` (default) runs the listener inside the ASGI process;
   ``0`` when ``manage.py appsync_listen`` runs on its own (Redis only).
+* ``DEMO_DIRECT``: ``1`` for direct mode: pages fetch a token from ``/appsync/token/`` and
+  connect to the Event API (the emulator) themselves, authorized by the Lambda authorizer
+  module, which the emulator runs; ``APPSYNC_EVENTS_TOKEN_KEYS`` holds the signing keys
+  (a demo key is used when it is unset). See docs/direct.md.
 * ``DEMO_LOG_LEVEL``: level of the ``appsync_events`` loggers (``WARNING``; ``INFO`` shows
   the listener's own lines).
 * ``DEMO_DATABASE``: the SQLite file (default ``demo.sqlite3``); ``PORT``: the web port of
@@ -22,6 +26,7 @@ Environment variables:
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -125,6 +130,19 @@ _default: dict[str, Any] = {
     # visitor may follow the rooms; nobody publishes from the browser (the view does).
     "GRANTS": [{"WHO": "everyone", "SUBSCRIBE": ["/chat/rooms/*"]}],
 }
+# -- direct mode: browsers talk to AppSync with tokens minted here ---------------------
+DEMO_DIRECT = os.environ.get("DEMO_DIRECT", "0") == "1"
+if DEMO_DIRECT:
+    # One variable for both sides, as in AWS: Django signs with these keys, the Lambda
+    # authorizer (run by the embedded emulator, in this process) verifies with them.
+    os.environ.setdefault(
+        "APPSYNC_EVENTS_TOKEN_KEYS", json.dumps({"demo": "demo-only-token-key-not-a-secret-0000"})
+    )
+    _default["TOKENS"] = {"SIGNING_KEYS": json.loads(os.environ["APPSYNC_EVENTS_TOKEN_KEYS"])}
+    # Browsers subscribe with Lambda auth; Django publishes and listens with the API key.
+    _both = ["API_KEY", "AWS_LAMBDA"]
+    _default["NAMESPACES"] = {"chat": {"PUBLISH_AUTH_MODES": _both, "SUBSCRIBE_AUTH_MODES": _both}}
+    _default["EMULATOR"]["LAMBDA_AUTHORIZER"] = "appsync_events.lambda_authorizer.handler"
 if os.environ.get("APPSYNC_EVENTS_REALTIME_URL"):
     _default["REALTIME_URL"] = os.environ["APPSYNC_EVENTS_REALTIME_URL"]
 if not USE_EMULATOR and os.environ.get("AWS_REGION"):

@@ -18,6 +18,7 @@ so they can be selected with ``-m``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -33,6 +34,7 @@ __all__ = [
     "missing",
     "require_chromium",
     "require_node",
+    "require_playwright",
     "require_postgres",
     "require_postgres_database",
     "require_python312",
@@ -165,6 +167,19 @@ def require_chromium() -> str:
     if found is None:
         missing("needs Chromium: 'apt-get install chromium' (never 'playwright install')")
     return found
+
+
+def require_playwright() -> None:
+    """Require Playwright for Python (the ``test`` dependency group installs it).
+
+    Raises:
+        pytest.skip.Exception: when it is not installed (``pytest.fail`` under ``CI=true``).
+    """
+    if importlib.util.find_spec("playwright") is None:
+        missing(
+            "needs Playwright for Python: pip install playwright (in the 'test' dependency "
+            "group; never 'playwright install', the tests drive Debian's Chromium)"
+        )
 
 
 def require_python312() -> str:

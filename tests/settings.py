@@ -27,6 +27,8 @@ INSTALLED_APPS = [
     "channels",
     "appsync_events",
     "demo_project.chat",
+    # The database backend of Django's Tasks framework (tests/test_tasks*.py).
+    "django_tasks_db",
 ]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",

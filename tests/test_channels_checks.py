@@ -1,4 +1,5 @@
-"""System checks W005-W007 for channel-layer forwarding, W008-W009 for grants."""
+"""System checks W005-W007 for channel-layer forwarding, W008-W009 for grants, E014 for
+the channel layer browsers need."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ from typing import Any
 from channels.routing import ProtocolTypeRouter
 from django.core import checks
 
-from appsync_events.checks import check_forwarding, check_grants, routed_consumers
+from appsync_events.checks import (
+    check_channel_layers,
+    check_forwarding,
+    check_grants,
+    routed_consumers,
+)
 from appsync_events.consumers import AppSyncEventsConsumer
 from appsync_events.routing import websocket_application
 
@@ -127,3 +133,39 @@ def test_w009_for_a_grant_in_an_undeclared_namespace(settings):
     (warning,) = check_grants()
     assert warning.id == "appsync_events.W009"
     assert "'news'" in warning.msg
+
+
+# -- E014: a channel layer for browsers ------------------------------------------------------
+
+
+def test_e013_when_the_consumer_is_routed_without_channel_layers(settings):
+    """E014: the consumer is routed but CHANNEL_LAYERS is empty (every socket refused)."""
+    settings.CHANNEL_LAYERS = {}
+    settings.ASGI_APPLICATION = "tests.test_channels_checks.ROUTED"
+    (error,) = check_channel_layers()
+    assert error.id == "appsync_events.E014"
+    assert "routes AppSyncEventsConsumer" in error.msg
+    assert "InMemoryChannelLayer" in error.hint
+
+
+def test_e013_when_forwarding_is_set_without_channel_layers(settings):
+    """E014: an alias sets FORWARDING (e.g. IN_PROCESS) but no layer exists."""
+    del settings.CHANNEL_LAYERS
+    settings.APPSYNC_EVENTS = {
+        "default": {**settings.APPSYNC_EVENTS["default"], "FORWARDING": {"IN_PROCESS": True}}
+    }
+    (error,) = check_channel_layers()
+    assert "APPSYNC_EVENTS['default'] sets FORWARDING" in error.msg
+
+
+def test_no_e013_without_browsers_or_with_a_layer(settings):
+    """Projects that relay nothing to browsers, or have a layer, get no error."""
+    settings.CHANNEL_LAYERS = {}
+    assert check_channel_layers() == []  # no FORWARDING, no routed consumer
+    settings.APPSYNC_EVENTS = {
+        "default": {**settings.APPSYNC_EVENTS["default"], "FORWARDING": {"ENABLED": False}}
+    }
+    assert check_channel_layers() == []
+    settings.CHANNEL_LAYERS = {"default": IN_MEMORY}
+    settings.ASGI_APPLICATION = "tests.test_channels_checks.ROUTED"
+    assert check_channel_layers() == []

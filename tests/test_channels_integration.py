@@ -164,21 +164,30 @@ async def test_first_socket_starts_the_in_process_listener_without_lifespan(sett
         await astop_in_process_listeners()
 
 
-@pytest.fixture
-async def redis_layer(settings) -> AsyncIterator[dict[str, Any]]:
-    """A channels_redis layer on the local Redis, under a prefix of its own."""
+#: channels_redis's two layers: the core one (lists in Redis, a backlog per consumer) and
+#: the pub/sub one (nothing kept in Redis). Both must carry everything.
+REDIS_LAYERS = {
+    "core": "channels_redis.core.RedisChannelLayer",
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+}
+
+
+@pytest.fixture(params=sorted(REDIS_LAYERS))
+async def redis_layer(settings, request) -> AsyncIterator[dict[str, Any]]:
+    """A channels_redis layer (core or pub/sub) on the local Redis, under a prefix of its own."""
     require_redis()
     host = os.environ.get("REDIS_HOST") or "127.0.0.1"
     port = int(os.environ.get("REDIS_PORT") or 6379)
     config = {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": REDIS_LAYERS[request.param],
         "CONFIG": {"hosts": [(host, port)], "prefix": f"appsync-test-{uuid.uuid4().hex[:8]}"},
     }
     settings.CHANNEL_LAYERS = {"default": config}
     yield config
     layer = get_channel_layer()
-    await layer.flush()
-    await layer.close_pools()
+    await layer.flush()  # the pub/sub layer also closes its connections here
+    if request.param == "core":
+        await layer.close_pools()
 
 
 @pytest.mark.redis

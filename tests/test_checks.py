@@ -329,3 +329,90 @@ def test_manage_py_check_needs_no_region_without_iam(auth: dict[str, Any]) -> No
     with override_settings(APPSYNC_EVENTS={"default": {**local, "AUTH": {**auth, "AWS_IAM": {}}}}):
         with pytest.raises(SystemCheckError, match=r"appsync_events\.E003"):
             call_command("check", tag=[checks.TAG], stdout=out, stderr=out)
+
+
+def _on_default_router(pattern: str, api: str | None = None) -> Any:
+    """Register a handler on the default router; the caller removes it."""
+    from appsync_events.dispatch import default_router
+
+    def handler(event: Any) -> None:
+        """A handler that only exists to be checked."""
+
+    default_router.add(pattern, handler, api=api)
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("pattern", "api", "subscriptions", "hint"),
+    [
+        # Narrower than the subscription: its events arrive as /chat/*.
+        ("/chat/rooms/*", None, ["/chat/*"], "Register it on /chat/*"),
+        # In no subscription at all.
+        ("/news/*", "default", ["/chat/*"], "Add /news/* (or a wildcard covering it)"),
+        # A concrete channel inside a wildcard subscription.
+        ("/chat/lobby", None, ["/chat/*"], "Register it on /chat/*"),
+    ],
+)
+def test_check_handlers_warns_for_a_handler_no_subscription_delivers_to(
+    pattern: str, api: str | None, subscriptions: list[str], hint: str
+) -> None:
+    """W011 names the handler, its pattern, the subscriptions and what to change."""
+    from appsync_events.dispatch import default_router
+
+    handler = _on_default_router(pattern, api)
+    try:
+        found = run(checks.check_handlers, {"default": {**LOCAL, "SUBSCRIPTIONS": subscriptions}})
+    finally:
+        default_router.remove(handler)
+    (warning,) = [m for m in found if pattern in m.msg]
+    assert warning.id == "appsync_events.W011"
+    assert "never runs" in warning.msg
+    assert subscriptions[0] in warning.msg
+    assert warning.obj.endswith("handler")
+    assert warning.hint is not None
+    assert hint in warning.hint
+
+
+@pytest.mark.parametrize(
+    ("pattern", "api", "setting"),
+    [
+        # The pattern contains the subscription: it runs.
+        ("/chat/*", None, {"default": {**LOCAL, "SUBSCRIPTIONS": ["/chat/rooms/*"]}}),
+        ("/chat/rooms/*", None, {"default": {**LOCAL, "SUBSCRIPTIONS": ["/chat/rooms/*"]}}),
+        # No SUBSCRIPTIONS: the listener gets --channel paths, unknown to the check.
+        ("/news/*", None, {"default": LOCAL}),
+        # A handler of all aliases that another alias delivers to.
+        (
+            "/news/*",
+            None,
+            {
+                "default": {**LOCAL, "SUBSCRIPTIONS": ["/chat/*"]},
+                "other": {**LOCAL, "SUBSCRIPTIONS": ["/news/*"]},
+            },
+        ),
+        # A handler of another alias is not judged by this one's subscriptions.
+        (
+            "/news/*",
+            "other",
+            {"default": {**LOCAL, "SUBSCRIPTIONS": ["/chat/*"]}, "other": LOCAL},
+        ),
+    ],
+)
+def test_check_handlers_is_quiet_for_reachable_handlers(
+    pattern: str, api: str | None, setting: dict[str, Any]
+) -> None:
+    """No W011 where some subscription can deliver to the handler, or where it is unknown."""
+    from appsync_events.dispatch import default_router
+
+    handler = _on_default_router(pattern, api)
+    try:
+        found = run(checks.check_handlers, setting)
+    finally:
+        default_router.remove(handler)
+    assert [m for m in found if pattern in m.msg] == []
+
+
+def test_check_handlers_is_registered() -> None:
+    """check_handlers runs with manage.py check (the app's tag)."""
+    registered: list[Any] = list(django_checks.registry.registry.get_checks())
+    assert checks.check_handlers in registered

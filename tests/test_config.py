@@ -1,5 +1,6 @@
-"""Tests for appsync_events.config: the settings table, REGION only for IAM, PROXY and
-LISTENER['MAX_MESSAGE_BYTES'], through APIConfig.from_mapping (no Django settings)."""
+"""Tests for appsync_events.config: the settings table, REGION only for IAM, PROXY,
+LISTENER['MAX_MESSAGE_BYTES'], API_ID and namespace HANDLERS, through
+APIConfig.from_mapping (no Django settings)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from appsync_events.config import (
     APIConfig,
     EmulatorConfig,
     ForwardingConfig,
+    HandlerIntegrationConfig,
     ListenerConfig,
+    NamespaceHandlersConfig,
     OutboxConfig,
     PublishConfig,
     Timeouts,
@@ -58,6 +61,7 @@ def test_every_section_field_is_reachable_from_a_setting() -> None:
     assert [row.field for row in config_module._SETTINGS if row.target is APIConfig] == [
         "proxy",
         "grants",
+        "api_id",
     ]
 
 
@@ -257,3 +261,133 @@ def test_bad_max_message_bytes_is_e009(value: Any) -> None:
         "appsync_events.E009",
     )
     assert f"must be an integer at least 65536, not {value!r}." in str(error)
+
+
+# -- API_ID ------------------------------------------------------------------------------
+
+
+def test_api_id_is_read_and_optional() -> None:
+    """API_ID fills APIConfig.api_id; without it the field is None."""
+    assert parse(API_ID="abcdefghijklmnopqrstuvwxyz").api_id == "abcdefghijklmnopqrstuvwxyz"
+    assert parse().api_id is None
+    assert parse(API_ID=None).api_id is None
+
+
+@pytest.mark.parametrize("value", ["", "abc-def", "abc.appsync-api", 42])
+def test_bad_api_id_is_e009(value: Any) -> None:
+    """API_ID must be letters and digits (E009)."""
+    error = failure(API_ID=value)
+    assert (error.key, error.check_id) == ("API_ID", "appsync_events.E009")
+    assert "must be the Event API's id" in str(error)
+
+
+# -- NAMESPACES[...]['HANDLERS'] ---------------------------------------------------------------
+
+
+def test_handlers_are_read_into_the_namespace(tmp_path: Any) -> None:
+    """HANDLERS holds an absolute code file (str or Path) and the two integrations."""
+    code = tmp_path / "chat.js"
+    handlers = {
+        "CODE_FILE": code,
+        "ON_PUBLISH": {"BEHAVIOR": "DIRECT", "DATA_SOURCE": "chat_fn", "INVOKE_TYPE": "EVENT"},
+        "ON_SUBSCRIBE": {"BEHAVIOR": "CODE", "DATA_SOURCE": "table"},
+    }
+    config = parse(NAMESPACES={"chat": {"HANDLERS": handlers}, "ops": {}})
+    assert config.namespaces["chat"].handlers == NamespaceHandlersConfig(
+        str(code),
+        HandlerIntegrationConfig("DIRECT", "chat_fn", "EVENT"),
+        HandlerIntegrationConfig("CODE", "table"),
+    )
+    assert config.namespaces["ops"].handlers is None
+
+
+@pytest.mark.parametrize(
+    ("handlers", "key", "text"),
+    [
+        ({}, "['HANDLERS']", "declares nothing"),
+        ({"CODE_FILE": "chat.js"}, "['CODE_FILE']", "must be the absolute path"),
+        ({"CODE_FILE": 7}, "['CODE_FILE']", "must be the absolute path"),
+        (
+            {"ON_PUBLISH": {"BEHAVIOR": "CODE", "DATA_SOURCE": "t"}},
+            "['ON_PUBLISH']",
+            "add CODE_FILE",
+        ),
+        ({"ON_PUBLISH": {"BEHAVIOR": "LAMBDA", "DATA_SOURCE": "t"}}, "['BEHAVIOR']", "'CODE' or"),
+        ({"ON_PUBLISH": {"BEHAVIOR": "DIRECT"}}, "['DATA_SOURCE']", "must name a data source"),
+        (
+            {"ON_PUBLISH": {"BEHAVIOR": "DIRECT", "DATA_SOURCE": "9fn"}},
+            "['DATA_SOURCE']",
+            "data source",
+        ),
+        (
+            {"ON_SUBSCRIBE": {"BEHAVIOR": "DIRECT", "DATA_SOURCE": "f", "INVOKE_TYPE": "ASYNC"}},
+            "['INVOKE_TYPE']",
+            "'REQUEST_RESPONSE' or 'EVENT'",
+        ),
+        (
+            {
+                "CODE_FILE": "/srv/chat.js",
+                "ON_SUBSCRIBE": {"BEHAVIOR": "CODE", "DATA_SOURCE": "f", "INVOKE_TYPE": "EVENT"},
+            },
+            "['INVOKE_TYPE']",
+            "only applies to BEHAVIOR 'DIRECT'",
+        ),
+    ],
+)
+def test_bad_handlers_are_e013(handlers: dict[str, Any], key: str, text: str) -> None:
+    """A malformed HANDLERS declaration names the key and what to change (E013)."""
+    error = failure(NAMESPACES={"chat": {"HANDLERS": handlers}})
+    assert error.check_id == "appsync_events.E013"
+    assert "['NAMESPACES']['chat']['HANDLERS']" in str(error)
+    assert key in str(error)
+    assert text in str(error)
+
+
+def test_unknown_handler_keys_are_e001() -> None:
+    """An unknown key in HANDLERS or in an integration lists the valid ones (E001)."""
+    error = failure(NAMESPACES={"chat": {"HANDLERS": {"ON_CONNECT": {}}}})
+    assert error.check_id == "appsync_events.E001"
+    assert "valid keys are CODE_FILE, ON_PUBLISH, ON_SUBSCRIBE" in str(error)
+    error = failure(
+        NAMESPACES={"chat": {"HANDLERS": {"ON_PUBLISH": {"BEHAVIOR": "DIRECT", "ARN": "x"}}}}
+    )
+    assert "valid keys are BEHAVIOR, DATA_SOURCE, INVOKE_TYPE" in str(error)
+
+
+def test_emulator_ignores_declared_handlers() -> None:
+    """The emulator reads the namespaces' auth modes and leaves HANDLERS (APPSYNC_JS) alone."""
+    config = parse(
+        NAMESPACES={
+            "chat": {
+                "PUBLISH_AUTH_MODES": ["API_KEY"],
+                "HANDLERS": {"ON_PUBLISH": {"BEHAVIOR": "DIRECT", "DATA_SOURCE": "fn"}},
+            }
+        }
+    )
+    emulator = AppSyncEventsEmulator(api=config)
+    [spec] = emulator.settings.namespaces.values()
+    assert (spec.name, spec.publish_auth_modes) == ("chat", ("API_KEY",))
+    assert emulator.settings.handlers == {}
+
+
+@pytest.mark.parametrize(
+    ("http_url", "emulator", "port"),
+    [
+        # The emulator listens where the project will look for it.
+        ("http://127.0.0.1:9123/event", {}, 9123),
+        ("http://localhost:9124/event", {}, 9124),
+        # An explicit PORT wins.
+        ("http://127.0.0.1:9123/event", {"PORT": 0}, 0),
+        # No port in the URL, or not this machine: the documented default.
+        ("http://127.0.0.1/event", {}, 8765),
+        ("https://abc.appsync-api.us-east-1.amazonaws.com/event", {}, 8765),
+    ],
+)
+def test_emulator_port_defaults_to_a_loopback_http_urls_port(
+    http_url: str, emulator: dict[str, Any], port: int
+) -> None:
+    """EMULATOR['PORT'] defaults to a loopback HTTP_URL's port, else 8765."""
+    config = APIConfig.from_mapping(
+        "default", {**LOCAL, "HTTP_URL": http_url, "EMULATOR": emulator}
+    )
+    assert config.emulator.port == port

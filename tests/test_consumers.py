@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,10 +14,12 @@ from channels.layers import get_channel_layer
 from channels.testing.websocket import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
 
+from appsync_events import signals
 from appsync_events.backends import locmem
 from appsync_events.consumers import AppSyncEventsConsumer
 from appsync_events.events import ReceivedEvent
-from appsync_events.forwarding import ChannelLayerForwarder
+from appsync_events.forwarding import ChannelLayerForwarder, forward_message
+from appsync_events.paths import group_name
 from appsync_events.routing import websocket_application, websocket_urlpattern
 
 from .test_forwarding_follows import FakeListener, until
@@ -624,3 +627,155 @@ async def test_one_client_cannot_take_every_follow(settings):
         ] == "subscribed"
         for ws in [*sockets, other]:
             await ws.disconnect()
+
+
+# -- no silent loss: gaps and restarts -------------------------------------------------------
+
+
+class GatedConsumer(AppSyncEventsConsumer):
+    """A consumer that holds every event until the test opens the gate (it lags)."""
+
+    gate: asyncio.Event | None = None
+
+    async def event_message(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        if self.gate is not None:
+            await self.gate.wait()
+        return await super().event_message(message)
+
+
+async def test_a_lagging_socket_is_told_which_events_it_missed(settings):
+    """Past the layer's capacity a lagging consumer loses events; the page gets a gap message
+    with the exact missing range, then the events that did arrive."""
+    api_settings(settings)
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 3}}
+    }
+    fake = FakeListener()
+    async with serving(fake) as forwarder:
+        fake.forwarder = forwarder  # type: ignore[attr-defined]
+        GatedConsumer.gate = asyncio.Event()
+        ws = WebsocketCommunicator(GatedConsumer.as_asgi(), PATH)
+        ws.scope["user"] = member()
+        assert (await ws.connect())[0]
+        reply = await request(ws, action="subscribe", channel="/chat/static")
+        assert reply["type"] == "subscribed"
+        GatedConsumer.gate.set()
+        await deliver(fake, "/chat/static", 1)  # the baseline: seq 1
+        assert (await ws.receive_json_from(timeout=3))["payload"] == 1
+        GatedConsumer.gate.clear()
+        for n in range(2, 12):  # the consumer is stuck on 2; its channel keeps 3 more
+            await deliver(fake, "/chat/static", n)
+        await forwarder.flush()
+        GatedConsumer.gate.set()
+        kept = [(await ws.receive_json_from(timeout=3))["payload"] for _ in range(4)]
+        assert kept == [2, 3, 4, 5]  # 6 to 11 were dropped by the full channel, silently
+        await deliver(fake, "/chat/static", 12)
+        gap = await ws.receive_json_from(timeout=3)
+        assert (await ws.receive_json_from(timeout=3))["payload"] == 12
+        assert gap["type"] == "gap"
+        assert gap["channel"] == "/chat/static"
+        assert gap["reason"] == "lagging"
+        assert gap["missed"] == {"from": 6, "to": 11}
+        assert gap["run"] == forwarder.run_id
+        await ws.disconnect()
+    GatedConsumer.gate = None
+
+
+async def test_a_listener_restart_is_reported(settings, caplog: pytest.LogCaptureFixture):
+    """Events from a new forwarder run (the listener restarted) come after a gap message,
+    logged once as a possible loss of unknown size."""
+    api_settings(settings)
+    fake = FakeListener()
+    ws = await connect()
+    async with serving(fake) as first:
+        fake.forwarder = first  # type: ignore[attr-defined]
+        assert (await request(ws, action="subscribe", channel="/chat/static"))["type"] == (
+            "subscribed"
+        )
+        await deliver(fake, "/chat/static", "before")
+        assert (await ws.receive_json_from(timeout=3))["payload"] == "before"
+    async with serving(FakeListener()) as restarted:
+        fake.forwarder = restarted  # type: ignore[attr-defined]
+        await deliver(fake, "/chat/static", "after")
+        gap = await ws.receive_json_from(timeout=3)
+        assert (gap["type"], gap["reason"], gap["missed"]) == ("gap", "listener_restart", None)
+        assert gap["run"] == restarted.run_id
+        assert (await ws.receive_json_from(timeout=3))["payload"] == "after"
+    await ws.disconnect()
+    lines = [r.getMessage() for r in caplog.records if r.name == "appsync_events.consumers"]
+    assert lines == [
+        "a browser socket may have missed events of /chat/static on group appsync.chat.static "
+        f"(listener_restart: what was sent before run {restarted.run_id} is unknown); the page "
+        "is told to re-sync"
+    ]
+
+
+async def test_each_gap_is_logged_once_and_signalled_before_the_page_hears_it(
+    listener, caplog: pytest.LogCaptureFixture
+):
+    """A gap is one WARNING naming the group and the range, one ``gap_detected`` signal,
+    then the page's message; a receiver that raises is logged and changes nothing."""
+    received: list[dict[str, Any]] = []
+
+    async def count(sender: str, **kwargs: Any) -> None:
+        received.append({"sender": sender, **kwargs})
+
+    def broken(sender: str, **kwargs: Any) -> None:
+        raise RuntimeError("metrics backend down")
+
+    signals.gap_detected.connect(count, dispatch_uid="test-gap-count")
+    signals.gap_detected.connect(broken, dispatch_uid="test-gap-broken")
+    ws = await connect()
+    try:
+        assert (await request(ws, action="subscribe", channel="/chat/static"))["type"] == (
+            "subscribed"
+        )
+        layer = get_channel_layer()
+        group = group_name("/chat/static", prefix="appsync")
+        event = ReceivedEvent("default", "/chat/static", "x", '"x"')
+        caplog.set_level(logging.WARNING, logger="appsync_events.consumers")
+        for seq in (1, 2, 6, 7):  # 3 to 5 withheld: the socket never saw them
+            await layer.group_send(group, forward_message(event, seq=seq, run="r1"))
+        replies = [await ws.receive_json_from(timeout=3) for _ in range(5)]
+        assert [r["type"] for r in replies] == ["event", "event", "gap", "event", "event"]
+        assert replies[2] == {
+            "type": "gap",
+            "channel": "/chat/static",
+            "reason": "lagging",
+            "missed": {"from": 3, "to": 5},
+            "run": "r1",
+        }
+        assert received == [
+            {
+                "sender": "default",
+                "signal": signals.gap_detected,
+                "api": "default",
+                "channel": "/chat/static",
+                "group": group,
+                "reason": "lagging",
+                "missed": (3, 5),
+                "run": "r1",
+            }
+        ]
+        gaps = [
+            r
+            for r in caplog.records
+            if r.name == "appsync_events.consumers" and r.levelno == logging.WARNING
+        ]
+        assert len(gaps) == 1
+        assert gaps[0].getMessage() == (
+            f"a browser socket missed events of /chat/static on group {group} (lagging): "
+            "seq 3 to 5 of run r1; the page is told to re-sync"
+        )
+        errors = [
+            r
+            for r in caplog.records
+            if r.name == "appsync_events.consumers" and r.levelno == logging.ERROR
+        ]
+        assert len(errors) == 1
+        assert "gap_detected" in errors[0].getMessage()
+        assert "metrics backend down" in str(errors[0].exc_info[1])  # type: ignore[index]
+    finally:
+        signals.gap_detected.disconnect(dispatch_uid="test-gap-count")
+        signals.gap_detected.disconnect(dispatch_uid="test-gap-broken")
+        await ws.disconnect()

@@ -25,6 +25,7 @@ CORE = (
     "appsync_events.batching",
     "appsync_events.client",
     "appsync_events.config",
+    "appsync_events.control",
     "appsync_events.emulator",
     "appsync_events.events",
     "appsync_events.exceptions",

@@ -7,12 +7,14 @@ import copy
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import LazySettings
+from django.contrib.staticfiles import finders
 from django.test import Client
 from django.urls import reverse
 
@@ -25,7 +27,7 @@ from demo_project.chat.consumers import ChatConsumer
 from demo_project.chat.events import MessagePosted, message_data
 from demo_project.chat.forms import room_slug
 from demo_project.chat.models import Message
-from demo_project.chat.status import STATUS_GROUP, status
+from demo_project.chat.status import EVENT_UPDATE_INTERVAL, STATUS_GROUP, status
 
 # Deadline for awaiting a websocket message or a channel-layer message.
 TIMEOUT = 5.0
@@ -139,6 +141,80 @@ def test_room_page_shows_history_and_follows_its_channel(client: Client) -> None
     assert 'data-ws-url="/ws/appsync/"' in body
     assert "hello lobby" in body
     assert "elsewhere" not in body
+
+
+@pytest.mark.django_db
+def test_room_page_hints_at_a_second_tab_and_a_publish_command(
+    client: Client, settings: LazySettings
+) -> None:
+    """The room page says what to try: a second tab, or the exact ``appsync_publish``
+    command for its channel (naming the emulator's port when it is not the default)."""
+    body = client.get(reverse("chat:room", kwargs={"room": "lobby"})).content.decode()
+    assert "open this room in a second tab" in body
+    command = (
+        "python manage.py appsync_publish /chat/rooms/lobby "
+        "&#x27;{&quot;author&quot;: &quot;shell&quot;, &quot;text&quot;: &quot;Hello from a "
+        "shell&quot;}&#x27;"
+    )
+    assert f'<code id="publish-command">{command}</code>' in body
+
+    settings.USE_EMULATOR = True
+    settings.EMULATOR_PORT = 8765
+    config = copy.deepcopy(settings.APPSYNC_EVENTS)
+    config["default"]["HTTP_URL"] = "http://127.0.0.1:40123/event"
+    settings.APPSYNC_EVENTS = config
+    body = client.get(reverse("chat:room", kwargs={"room": "lobby"})).content.decode()
+    assert f'<code id="publish-command">APPSYNC_EVENTS_EMULATOR_PORT=40123 {command}' in body
+
+
+@pytest.mark.django_db
+def test_pages_name_their_icon_and_favicon_ico_redirects_to_it(client: Client) -> None:
+    """Every page links the SVG icon, which exists, and /favicon.ico redirects to it
+    instead of answering 404."""
+    icon = "/static/chat/favicon.svg"
+    for name in ("chat:index", "chat:all_rooms"):
+        assert f'<link rel="icon" href="{icon}"'.encode() in client.get(reverse(name)).content
+    response = client.get("/favicon.ico")
+    assert (response.status_code, response["Location"]) == (302, icon)
+    found = finders.find("chat/favicon.svg")
+    assert isinstance(found, str)
+    assert Path(found).read_text().startswith("<svg")
+
+
+@pytest.mark.django_db
+def test_home_page_follows_nothing_and_says_so(client: Client) -> None:
+    """The home page has no channel: its panel says so instead of a "pending" that never
+    resolves, and it has no re-sync notice."""
+    body = client.get(reverse("chat:index")).content.decode()
+    assert '<span id="page-follow" data-state="none">no channel on this page</span>' in body
+    assert 'data-state="pending"' not in body
+    assert "sync-notice" not in body
+    assert "data-messages-url" not in body
+    room = client.get(reverse("chat:room", kwargs={"room": "lobby"})).content.decode()
+    assert '<span id="page-follow" data-state="pending">pending</span>' in room
+    assert '<p id="sync-notice" class="notice" role="status" hidden></p>' in room
+    assert 'data-messages-url="/messages/?room=lobby"' in room
+    everything = client.get(reverse("chat:all_rooms")).content.decode()
+    assert 'data-messages-url="/messages/"' in everything
+
+
+@pytest.mark.django_db
+def test_messages_json_is_what_a_page_reloads_after_a_gap(client: Client) -> None:
+    """``/messages/`` answers the newest messages oldest first, of one room with
+    ``?room=``, and refuses a room name that is no channel segment."""
+    ada = Message.objects.create(room="lobby", author="ada", text="one")
+    bob = Message.objects.create(room="random", author="bob", text="two")
+    eve = Message.objects.create(room="lobby", author="eve", text="three")
+    url = reverse("chat:messages")
+    response = client.get(url, {"room": "lobby"})
+    assert response.status_code == 200
+    assert response.json() == {"messages": [message_data(ada), message_data(eve)]}
+    assert client.get(url).json() == {"messages": [message_data(m) for m in (ada, bob, eve)]}
+    assert client.get(url, {"room": "nobody"}).json() == {"messages": []}
+    refused = client.get(url, {"room": "bad_name"})
+    assert refused.status_code == 400
+    assert list(refused.json()["errors"]) == ["room"]
+    assert client.post(url).status_code == 405
 
 
 def test_room_urls_accept_only_valid_channel_segments(client: Client) -> None:
@@ -325,7 +401,8 @@ def test_status_view_returns_the_snapshot(client: Client) -> None:
 
 
 async def test_lifecycle_signals_feed_the_status_and_reach_the_pages() -> None:
-    """The listener's signals update the status and broadcast it to the status group."""
+    """The listener's signals update the status and broadcast it to the status group; a
+    burst of events makes one snapshot."""
     layer = _layer()
     page = await layer.new_channel()
     await layer.group_add(STATUS_GROUP, page)
@@ -343,11 +420,20 @@ async def test_lifecycle_signals_feed_the_status_and_reach_the_pages() -> None:
         message = await asyncio.wait_for(layer.receive(page), TIMEOUT)
         assert message["status"]["subscriptions"] == ["/chat/*"]
 
-        await signals.event_received.asend(
-            sender="default", api="default", event=_event({"event_id": "x"})
+        await signals.subscription_removed.asend(
+            sender="default", api="default", channel="/chat/*", subscription_id="s1"
         )
         message = await asyncio.wait_for(layer.receive(page), TIMEOUT)
-        assert message["status"]["events_received"] == 1
+        assert message["status"]["subscriptions"] == []
+
+        for n in range(50):  # a burst: one coalesced snapshot, not fifty
+            await signals.event_received.asend(
+                sender="default", api="default", event=_event({"event_id": f"x{n}"})
+            )
+        message = await asyncio.wait_for(layer.receive(page), TIMEOUT)
+        assert message["status"]["events_received"] == 50
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(layer.receive(page), 2 * EVENT_UPDATE_INTERVAL)
     finally:
         await layer.group_discard(STATUS_GROUP, page)
 

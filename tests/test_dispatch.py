@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 
 import appsync_events.dispatch as dispatch
 from appsync_events.dispatch import Dispatcher, Router, asimulate_event, simulate_event
@@ -65,8 +66,10 @@ def test_every_covering_handler_runs_most_specific_first(router: Router) -> None
     simulate_event("/chat/rooms/7", {"x": 1}, router=router)
     assert calls == ["exact", "rooms", "broad"]
     calls.clear()
-    simulate_event("/chat/*", {"x": 1}, router=router)
-    assert calls == ["broad"]  # a wildcard subscription may carry other channels
+    # Held through /chat/*, the same event reaches only the handler covering /chat/*: a
+    # wildcard subscription may carry other channels.
+    simulate_event("/chat/rooms/7", {"x": 1}, router=router, subscriptions=["/chat/*"])
+    assert calls == ["broad"]
 
 
 @SYNC_HANDLERS
@@ -293,3 +296,54 @@ async def test_no_receivers_means_no_signal_sent(router: Router, monkeypatch: An
     monkeypatch.setattr(event_received, "receivers", [])  # the project's own receivers
     assert await Dispatcher(router).run(event("/chat/a"), ()) == 0
     assert sent == []
+
+
+@SYNC_HANDLERS
+def test_simulate_takes_the_listeners_routing_so_an_unreachable_handler_is_not_run(
+    router: Router, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With SUBSCRIPTIONS = ['/chat/*'], an event published to /chat/rooms/7 arrives on
+    /chat/*: a handler on /chat/rooms/* never runs, and a WARNING says why, once."""
+    settings.APPSYNC_EVENTS = {
+        "default": {**settings.APPSYNC_EVENTS["default"], "SUBSCRIPTIONS": ["/chat/*"]}
+    }
+    calls: list[str] = []
+    router.add("/chat/rooms/*", lambda e: calls.append(e.subscription))
+    with caplog.at_level(logging.WARNING, logger="appsync_events.dispatch"):
+        report = simulate_event("/chat/rooms/7", {"x": 1}, router=router)
+        dispatcher = Dispatcher(router)  # the listener's: one dispatcher for its whole run
+        for n in range(3):
+            async_to_sync(dispatcher.dispatch)(event("/chat/*", {"n": n}))
+    assert calls == []
+    assert report.handlers == 0
+    warnings = [r.getMessage() for r in caplog.records if "run no handler" in r.getMessage()]
+    assert len(warnings) == 2  # the simulation's, then once for the dispatcher's 3 events
+    assert "/chat/rooms/*" in warnings[0]
+    assert "Subscribe to /chat/rooms/* too" in warnings[0]
+
+
+@SYNC_HANDLERS
+def test_simulate_refuses_channels_nothing_receives_and_wildcards(
+    router: Router, settings: Any
+) -> None:
+    """A channel no configured subscription matches, or a wildcard, is an error."""
+    from appsync_events.exceptions import InvalidChannelError
+
+    settings.APPSYNC_EVENTS = {
+        "default": {**settings.APPSYNC_EVENTS["default"], "SUBSCRIPTIONS": ["/chat/*"]}
+    }
+    with pytest.raises(LookupError, match=r"No subscription .*SUBSCRIPTIONS'\] \(/chat/\*\)"):
+        simulate_event("/news/a", 1, router=router)
+    with pytest.raises(InvalidChannelError, match="only be used to subscribe"):
+        simulate_event("/chat/*", 1, router=router)
+
+
+@SYNC_HANDLERS
+def test_an_event_matching_two_subscriptions_is_delivered_on_each(router: Router) -> None:
+    """As from AppSync: one delivery per matching subscription, each with its handlers."""
+    seen: list[str] = []
+    router.add("/chat/*", lambda e: seen.append(e.subscription))
+    simulate_event(
+        "/chat/rooms/7", 1, router=router, subscriptions=["/chat/*", "/chat/rooms/*", "/news/*"]
+    )
+    assert sorted(seen) == ["/chat/*", "/chat/rooms/*"]

@@ -108,6 +108,75 @@ def test_module_prints_ready_line_serves_and_stops_cleanly(sig):
     assert "Generated test API key" not in err
 
 
+@pytest.mark.parametrize("quiet", [False, True])
+def test_the_request_log_shows_each_operation_unless_quiet(quiet):
+    """Each connection, subscribe, publish and refusal is one stderr line; --quiet hides them."""
+    import asyncio
+    import json
+
+    import websockets
+
+    from appsync_events.protocol import encode_header_subprotocol
+
+    args = ["--port", "0", "--api-key", "da2-cli", "--namespace", "news"]
+    proc = start_module(*args, *(["--quiet"] if quiet else []))
+    try:
+        assert proc.stdout is not None
+        ready = READY.fullmatch(proc.stdout.readline().strip())
+        assert ready
+        http_url = ready.group(1)
+        httpx.post(
+            http_url,
+            json={"channel": "/news/a", "events": ["1"]},
+            headers={"x-api-key": "da2-cli"},
+            timeout=10,
+        )
+        httpx.post(
+            http_url,
+            json={"channel": "/nope/a", "events": ["1"]},
+            headers={"x-api-key": "da2-cli"},
+            timeout=10,
+        )
+
+        async def subscribe() -> None:
+            host = http_url.split("/")[2]
+            header = encode_header_subprotocol({"host": host, "x-api-key": "da2-cli"})
+            async with websockets.connect(
+                http_url.replace("http", "ws", 1) + "/realtime",
+                subprotocols=["aws-appsync-event-ws", header],  # type: ignore[list-item]
+            ) as ws:
+                await ws.send('{"type":"connection_init"}')
+                await ws.recv()
+                await ws.send(
+                    json.dumps(
+                        {
+                            "type": "subscribe",
+                            "id": "s1",
+                            "channel": "/news/*",
+                            "authorization": {"x-api-key": "da2-cli"},
+                        }
+                    )
+                )
+                while json.loads(await ws.recv())["type"] != "subscribe_success":
+                    pass
+
+        asyncio.run(subscribe())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    expected = [
+        "PUBLISH /news/a http from 127.0.0.1: 1 events, 0 deliveries",
+        "REFUSED publish http from 127.0.0.1: 403 UnauthorizedException",
+        "CONNECT conn=",
+        "SUBSCRIBE /news/* conn=",
+        "CLOSED conn=",
+    ]
+    for text in expected:
+        assert (text in err) is not quiet, (text, err)
+    assert "da2-cli" not in err
+
+
 def test_module_exits_2_with_one_line_for_a_bad_flag():
     """An unknown flag value exits 2 with one line naming the flag."""
     proc = start_module("--port", "eighty")

@@ -58,8 +58,11 @@ async def test_event_reaches_the_group_of_its_subscription_path():
         "subscription": "/chat/rooms/7",
         "payload": {"text": "hi"},
         "received_at": received.received_at.timestamp(),
+        "seq": 1,
+        "run": forwarder.run_id,
     }
-    assert message == forward_message(received)
+    assert message == forward_message(received, seq=1, run=forwarder.run_id)
+    await forwarder.flush()
     assert forwarder.stats.as_dict() == {
         "forwarded": 1,
         "skipped": 0,
@@ -91,6 +94,7 @@ async def test_only_configured_subscriptions_are_forwarded():
     await forwarder.dispatch(event("/chat/a"))
     await forwarder.dispatch(event("/chat/b"))
     assert (await receive(layer, member))["subscription"] == "/chat/b"
+    await forwarder.flush()
     assert forwarder.stats.skipped == 1
     assert forwarder.stats.forwarded == 1
 
@@ -100,6 +104,7 @@ async def test_channel_full_is_logged_counted_and_not_raised(caplog):
     forwarder = ChannelLayerForwarder(RaisingLayer(ChannelFull("x")))
     with caplog.at_level(logging.WARNING, logger="appsync_events.forwarding"):
         await forwarder.dispatch(event())
+        await forwarder.flush()
     assert forwarder.stats.channel_full == 1
     assert forwarder.stats.forwarded == 0
     (record,) = caplog.records
@@ -113,6 +118,7 @@ async def test_other_layer_errors_are_logged_with_traceback_and_counted(caplog):
     forwarder = ChannelLayerForwarder(RaisingLayer(ConnectionError("redis went away")))
     with caplog.at_level(logging.ERROR, logger="appsync_events.forwarding"):
         await forwarder.dispatch(event())
+        await forwarder.flush()
     assert forwarder.stats.errors == 1
     (record,) = caplog.records
     assert record.exc_info is not None
@@ -127,8 +133,10 @@ async def test_repeated_failures_are_throttled_in_the_log_but_all_counted(caplog
     with caplog.at_level(logging.WARNING, logger="appsync_events.forwarding"):
         for _ in range(5):
             await forwarder.dispatch(event())
+        await forwarder.flush()
         now[0] += 1.5
         await forwarder.dispatch(event())
+        await forwarder.flush()
     assert forwarder.stats.channel_full == 6
     assert len(caplog.records) == 2
     assert "4 similar failures not logged" in caplog.records[1].getMessage()
@@ -144,6 +152,7 @@ async def test_a_real_full_member_channel_does_not_stop_forwarding():
         await layer.group_add("appsync.chat.rooms.7", member)
     forwarder = ChannelLayerForwarder(layer)
     await forwarder.dispatch(event())
+    await forwarder.flush()
     assert (await receive(layer, healthy))["payload"] == {"text": "hi"}
     assert (await receive(layer, full))["type"] == "filler"
     assert forwarder.stats.errors == 0
@@ -244,3 +253,30 @@ async def test_started_forwarder_serves_follows_and_forwards_them_despite_the_fi
     finally:
         await forwarder.stop()
     assert listener.unfollows == ["/chat/rooms/7"]
+
+
+async def test_senders_of_paths_nobody_follows_are_forgotten():
+    """Per-group state stays bounded while browsers follow and leave 600 paths in turn;
+    the sender of a path still followed keeps its numbering."""
+    layer = InMemoryChannelLayer()
+    listener = FakeListener()
+    forwarder = ChannelLayerForwarder(layer, unfollow_grace=0, in_process=True)
+    await forwarder.start(listener)
+    registry = forwarder.registry
+    assert registry is not None
+    try:
+        await registry.follow("/chat/kept", "f-kept")
+        await forwarder.dispatch(event("/chat/kept"))
+        for i in range(600):
+            path = f"/chat/r{i}"
+            await registry.follow(path, "f1")
+            await forwarder.dispatch(event(path))
+            await forwarder.flush()
+            registry.unfollow(path, "f1")
+            await listener.wait_for(lambda: len(listener.unfollows) == i + 1)  # noqa: B023
+        await forwarder.dispatch(event("/chat/kept"))
+        held = {s.subscription: s.seq for s in forwarder._senders.values()}
+        assert len(held) <= 256
+        assert held["/chat/kept"] == 2
+    finally:
+        await forwarder.stop()

@@ -263,10 +263,12 @@ async def test_block_policy_loses_nothing(
 
 
 async def test_follow_and_unfollow_at_runtime(
-    settings: Any, emulator: AppSyncEventsEmulator, run: Any
+    settings: Any, emulator: AppSyncEventsEmulator, run: Any, receivers: Any
 ) -> None:
-    """follow() adds a subscription (reference-counted); the last unfollow removes it."""
+    """follow() adds a subscription (reference-counted); the last unfollow removes it and
+    sends subscription_removed."""
     configure(settings)
+    removed = receivers(signals.subscription_removed)
     running = run()
     listener = running.listener
     await asyncio.to_thread(emulator.wait_for_subscriptions, 1)
@@ -275,8 +277,10 @@ async def test_follow_and_unfollow_at_runtime(
     assert sorted(s.channel for s in emulator.subscriptions) == ["/chat/*", "/default/today"]
     await listener.unfollow("/default/today")
     assert listener.followed == {"/default/today": 1}
+    assert removed.calls == []
     await listener.unfollow("/default/today")
     await until(lambda: [s.channel for s in emulator.subscriptions] == ["/chat/*"])
+    assert [(c["channel"], c["api"]) for c in removed.calls] == [("/default/today", "default")]
     await listener.follow("/chat/*")  # configured: held anyway, nothing sent
     assert len(emulator.subscriptions) == 1
     assert await running.stop() == 0

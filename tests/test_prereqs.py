@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -188,6 +189,24 @@ def test_chromium_found_on_path(monkeypatch, tmp_path, empty_path):
     browser = make_executable(empty_path / "chromium")
     monkeypatch.setattr(prereqs, "CHROMIUM_CANDIDATES", (str(tmp_path / "no"),))
     assert prereqs.require_chromium() == str(browser)
+
+
+@pytest.mark.parametrize(("ci_value", "outcome"), [(None, Skipped), ("true", Failed)])
+def test_missing_playwright(monkeypatch, ci_value, outcome):
+    """Without Playwright for Python the browser tests skip, or fail under CI=true."""
+    if ci_value is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci_value)
+    monkeypatch.setitem(sys.modules, "playwright", None)  # find_spec() answers None
+    with pytest.raises(outcome, match="pip install playwright"):
+        prereqs.require_playwright()
+
+
+@pytest.mark.usefixtures("ci")
+def test_installed_playwright_passes():
+    """With Playwright installed (the test group), the helper returns normally."""
+    prereqs.require_playwright()
 
 
 # -- Python 3.12 -----------------------------------------------------------------------------

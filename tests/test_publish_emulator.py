@@ -265,3 +265,50 @@ def test_command_exit_2_on_bad_input(emulator, args, reason):
     assert reason in str(info.value)
     assert "\n" not in str(info.value)
     assert emulator.published == []
+
+
+def test_command_reads_json_lines_from_stdin_and_a_file(emulator, tmp_path, monkeypatch):
+    """'-' reads JSON lines from standard input, --file from a file (blank lines skipped),
+    after the arguments; indices follow that order."""
+    from appsync_events.management.commands import appsync_publish
+
+    monkeypatch.setattr(appsync_publish.Command, "stdin", io.StringIO('{"n": 1}\n\n"two"\n'))
+    feed = tmp_path / "events.jsonl"
+    feed.write_text('3\n{"n": 4}\n')
+    status, out = run_publish("/chat/cmd", '"zero"', "-", "--file", str(feed))
+    assert status == 0
+    assert [e["index"] for e in json.loads(out)["successful"]] == [0, 1, 2, 3, 4]
+    assert emulator.published_to("/chat/cmd") == ["zero", {"n": 1}, "two", 3, {"n": 4}]
+
+
+@pytest.mark.parametrize(
+    ("lines", "reason"),
+    [
+        ('{"ok": 1}\n{broken\n', "standard input line 2 is not valid JSON"),
+        ("\n\n", "no event given"),
+    ],
+)
+def test_command_refuses_bad_stdin_before_sending(emulator, monkeypatch, lines, reason):
+    """A bad line (named by its number) or no event at all exits 2; nothing is sent."""
+    from appsync_events.management.commands import appsync_publish
+
+    monkeypatch.setattr(appsync_publish.Command, "stdin", io.StringIO(lines))
+    with pytest.raises(CommandError) as info:
+        call_command("appsync_publish", "/chat/cmd", "-", stdout=io.StringIO())
+    assert info.value.returncode == 2
+    assert reason in str(info.value)
+    assert emulator.published == []
+
+
+def test_command_names_a_missing_file(emulator, tmp_path):
+    """--file that cannot be read exits 2 naming the file."""
+    with pytest.raises(CommandError) as info:
+        call_command(
+            "appsync_publish",
+            "/chat/cmd",
+            "--file",
+            str(tmp_path / "nope.jsonl"),
+            stdout=io.StringIO(),
+        )
+    assert info.value.returncode == 2
+    assert "nope.jsonl" in str(info.value)

@@ -7,9 +7,9 @@ An auth backend turns the credentials an alias holds for one AppSync auth mode i
 * the ``authorization`` member of a websocket ``subscribe`` or ``publish`` message;
 * the headers of an HTTP publish.
 
-Subclasses must set :attr:`AuthBackend.mode` and implement :meth:`get_headers`.
+Subclasses must set :attr:`AuthBackend.mode` and implement :meth:`AuthBackend.get_headers`.
 Backends that do I/O (credential refresh, token callables) override
-:meth:`aget_headers` too, so async callers never block the event loop.
+:meth:`AuthBackend.aget_headers` too, so async callers never block the event loop.
 """
 
 from __future__ import annotations

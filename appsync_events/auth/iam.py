@@ -350,35 +350,65 @@ class IAMAuth(AuthBackend):
             return True
         return isinstance(creds, RefreshableCredentials) and creds.refresh_needed()
 
-    def _frozen(self, request: AuthRequest) -> ReadOnlyCredentials:
-        """Read the credentials again (refreshing them when due) for one signature."""
+    def frozen_credentials(self, purpose: str = "AWS call") -> ReadOnlyCredentials:
+        """Return the credentials as they are now, refreshed first when they are due.
+
+        Args:
+            purpose: what they are for, named in error messages ("publish", ...).
+
+        Raises:
+            AuthError: no credentials could be found, read or assumed, or they are
+                incomplete.
+        """
         try:
             frozen = self.get_credentials().get_frozen_credentials()
-        except AuthError as exc:
-            exc.operation = request.operation
-            exc.channel = request.channel
+        except AuthError:
             raise
         except Exception as exc:
             raise AuthError(
-                f"cannot read AWS credentials for the {request.operation}: "
+                f"cannot read AWS credentials for the {purpose}: "
                 f"{type(exc).__name__}: {redact(str(exc))}",
                 api=self.api.alias,
-                channel=request.channel,
-                operation=request.operation,
                 mode=self.mode,
             ) from exc
         if not frozen.access_key or not frozen.secret_key:
             raise AuthError(
-                f"the AWS credentials are incomplete (no access key or secret) for the "
-                f"{request.operation}",
+                f"the AWS credentials are incomplete (no access key or secret) for the {purpose}",
                 api=self.api.alias,
-                channel=request.channel,
-                operation=request.operation,
                 mode=self.mode,
             )
         register_secret(frozen.secret_key)
         register_secret(frozen.token)
         return frozen
+
+    def _frozen(self, request: AuthRequest) -> ReadOnlyCredentials:
+        """Read the credentials again (refreshing them when due) for one signature."""
+        try:
+            return self.frozen_credentials(request.operation)
+        except AuthError as exc:
+            exc.operation = request.operation
+            exc.channel = request.channel
+            raise
+
+    def boto3_session(self) -> boto3.Session:
+        """Return a boto3 session holding these credentials, in the signing region.
+
+        For calls to AWS APIs with the alias's credentials (``manage.py
+        appsync_namespaces`` builds its ``appsync`` client from it). The session holds the
+        credentials as they are now, so use it for short work and ask again for later work;
+        the standard endpoint overrides (``AWS_ENDPOINT_URL``,
+        ``AWS_ENDPOINT_URL_<SERVICE>``) apply to its clients as to any boto3 client.
+
+        Raises:
+            AuthError: as :meth:`frozen_credentials`.
+        """
+        frozen = self.frozen_credentials()
+        return boto3.Session(
+            aws_access_key_id=frozen.access_key,
+            aws_secret_access_key=frozen.secret_key,
+            aws_session_token=frozen.token,
+            region_name=self._region,
+        )
 
     # -- signing ---------------------------------------------------------------------
 

@@ -83,7 +83,9 @@ def _run_coroutine(coroutine: Any) -> Any:
 class TokenAuth(AuthBackend):
     """Authorize with a bearer-style token read from a setting, the environment or a callable.
 
-    Options (exactly one token source):
+    Exactly one token source is given: ``token``, ``token_env`` or ``token_callable``.
+
+    Options:
         token: the token itself. Settings shorthand: ``"AUTH": {"OPENID_CONNECT": "eyJ…"}``.
         token_env: the name of an environment variable holding the token; read again on
             every connect and operation, so a rotated value is picked up.

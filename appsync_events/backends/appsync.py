@@ -23,7 +23,9 @@ class AppSyncBackend(BaseBackend):
     process); async callers get one :class:`~appsync_events.http.AsyncHTTPPublisher` per
     event loop, because an async connection pool belongs to its loop.
 
-    Options (``PUBLISH['OPTIONS']``):
+    Its options are the keys of ``PUBLISH['OPTIONS']``.
+
+    Options:
         timeout: seconds per request (default ``TIMEOUTS['HTTP']``).
         retries: retries of a connection that could not be opened (default 2). Nothing
             else is retried: see :mod:`appsync_events.http` for why.

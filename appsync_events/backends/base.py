@@ -16,6 +16,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from .. import instrumentation
 from .._loading import reject_unknown_options
 from ..batching import chunk_indices
 from ..conf import APIConfig
@@ -97,34 +98,40 @@ class BaseBackend:
         """
         result = PublishResult(self.api.alias, channel)
         chunks = chunk_indices(channel, events)
-        for number, chunk in enumerate(chunks):
-            try:
-                answer = self.send_chunk(channel, [events[i] for i in chunk])
-            except AppSyncEventsError as exc:
-                self._raise_partial(exc, result, chunks[number:], channel)
-                raise
-            result = result.merge(
-                PublishResult.from_message(
+        with instrumentation.publishing(self, channel, len(events)) as probe:
+            for number, chunk in enumerate(chunks):
+                try:
+                    with probe.request(len(chunk)):
+                        answer = self.send_chunk(channel, [events[i] for i in chunk])
+                except AppSyncEventsError as exc:
+                    probe.not_sent(sum(map(len, chunks[number + 1 :])))
+                    self._raise_partial(exc, result, chunks[number:], channel)
+                    raise
+                part = PublishResult.from_message(
                     answer, api=self.api.alias, channel=channel, indices=chunk
                 )
-            )
+                probe.answered(part)
+                result = result.merge(part)
         return result
 
     async def asend(self, channel: str, events: Sequence[str]) -> PublishResult:
         """Async twin of :meth:`send`."""
         result = PublishResult(self.api.alias, channel)
         chunks = chunk_indices(channel, events)
-        for number, chunk in enumerate(chunks):
-            try:
-                answer = await self.asend_chunk(channel, [events[i] for i in chunk])
-            except AppSyncEventsError as exc:
-                self._raise_partial(exc, result, chunks[number:], channel)
-                raise
-            result = result.merge(
-                PublishResult.from_message(
+        with instrumentation.publishing(self, channel, len(events)) as probe:
+            for number, chunk in enumerate(chunks):
+                try:
+                    with probe.request(len(chunk)):
+                        answer = await self.asend_chunk(channel, [events[i] for i in chunk])
+                except AppSyncEventsError as exc:
+                    probe.not_sent(sum(map(len, chunks[number + 1 :])))
+                    self._raise_partial(exc, result, chunks[number:], channel)
+                    raise
+                part = PublishResult.from_message(
                     answer, api=self.api.alias, channel=channel, indices=chunk
                 )
-            )
+                probe.answered(part)
+                result = result.merge(part)
         return result
 
     def _raise_partial(

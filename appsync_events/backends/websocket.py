@@ -87,7 +87,9 @@ class RateLimiter:
 class WebSocketBackend(BaseBackend):
     """Publish over a websocket connection kept open for the process's lifetime.
 
-    Options (``PUBLISH['OPTIONS']``):
+    Its options are the keys of ``PUBLISH['OPTIONS']``.
+
+    Options:
         rate: publish requests per second on the connection (default 25, the quota).
         timeout: seconds to wait for each answer (default ``TIMEOUTS['OPERATION']``).
         auth_mode: force an auth mode for publishing.

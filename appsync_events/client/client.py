@@ -36,6 +36,7 @@ from ..exceptions import (
     PublishError,
     SubscriptionError,
 )
+from ..hints import namespace_hint, undeclared_namespace
 from ..limits import EVENTS_PER_PUBLISH, SUBSCRIPTIONS_PER_CONNECTION
 from ..paths import normalize_channel
 from ..protocol import (
@@ -357,6 +358,13 @@ class AppSyncEventsClient:
         return tuple(self._subscriptions.values())
 
     @property
+    def last_frame_at(self) -> float | None:
+        """The loop time (``time.monotonic()``) of the last frame read on an open
+        connection (an event or a keep-alive), or ``None`` while none is open."""
+        seen = [s.connection.last_seen for s in list(self._slots) if s.connection is not None]
+        return max(seen, default=None)
+
+    @property
     def connection_count(self) -> int:
         """How many connections are currently open."""
         return sum(1 for s in self._slots if s.connection is not None and s.connection.is_open)
@@ -524,11 +532,16 @@ class AppSyncEventsClient:
                         channel=sub.channel,
                         errors=entries,
                         operation_id=sub_id,
+                        hint=namespace_hint(self.api, sub.channel),
                     )
             if "MaxSubscriptionsReachedError" in error.error_types and sub._slot is not None:
                 self._move_to_another_connection(sub)
                 return
-            retryable = is_auth_error(error) or isinstance(error, OperationTimeout)
+            # A refusal in a namespace the settings do not declare is the namespace, not
+            # the credentials: fresh credentials cannot help.
+            retryable = (
+                is_auth_error(error) and undeclared_namespace(self.api, sub.channel) is None
+            ) or isinstance(error, OperationTimeout)
             will_retry = retryable and attempt < self.subscribe_retries
             if not will_retry:
                 if not isinstance(error, SubscriptionError):
@@ -614,7 +627,8 @@ class AppSyncEventsClient:
 
         Raises:
             InvalidChannelError: the channel is invalid or a wildcard.
-            TypeError / ValueError: ``events`` is empty or holds non-strings.
+            ValueError: ``events`` is empty, or one ``str`` / ``bytes`` instead of a sequence.
+            TypeError: ``events`` holds a value that is not a string.
             PublishError: the service refused the whole publish (``publish_error``), or
                 the connection was lost before it answered (the events may or may
                 not have been published); a later chunk's failure or timeout raises
@@ -680,12 +694,14 @@ class AppSyncEventsClient:
             ) from None
         if isinstance(answer, PublishSuccess):
             return PublishResult.from_message(answer, api=self.alias, channel=path, indices=indices)
+        errors = error_entries(getattr(answer, "errors", ()))
         raise PublishError(
             f"the service refused the publish ({answer.type})",
             api=self.alias,
             channel=path,
-            errors=error_entries(getattr(answer, "errors", ())),
+            errors=errors,
             operation_id=op_id,
+            hint=namespace_hint(self.api, path) if is_auth_error(errors) else "",
         )
 
     async def _publish_connection(self, timeout: float) -> Connection:  # noqa: ASYNC109

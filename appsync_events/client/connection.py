@@ -35,6 +35,7 @@ from ..exceptions import (
     OperationTimeout,
     UpgradeRefused,
 )
+from ..hints import unreachable_hint
 from ..protocol import (
     SERVER_TYPES,
     SUBPROTOCOL,
@@ -131,6 +132,7 @@ class Connection:
         opened_at: the loop time the handshake completed.
         frames: inbound messages read (every kind, garbage included).
         routes: subscription id → the subscription its data frames belong to.
+        closed: a future resolving with the exception that ended the connection.
     """
 
     def __init__(
@@ -234,6 +236,7 @@ class Connection:
             raise ConnectionFailed(
                 f"could not open the websocket to {url}: {type(exc).__name__}: {redact(str(exc))}",
                 api=api.alias,
+                hint=unreachable_hint(url) if isinstance(exc, ConnectionRefusedError) else "",
             ) from None
         try:
             ack = await cls._handshake(ws, api.alias, handshake_timeout)
@@ -472,6 +475,12 @@ class Connection:
         self._pending.clear()
 
     # -- operations ---------------------------------------------------------------
+
+    @property
+    def last_seen(self) -> float:
+        """The loop time (``time.monotonic()``) the last frame was read, as the keep-alive
+        watchdog counts it (the handshake's time before the first)."""
+        return self._last_seen
 
     @property
     def is_open(self) -> bool:

@@ -34,7 +34,7 @@ from ..protocol import (
     decode_header_subprotocol,
     encode,
 )
-from .operations import EmulatorState
+from .operations import EmulatorState, requests_log
 from .registry import Connection, is_unicode
 
 __all__ = ["EmulatorApp", "deadline_protocol", "origin_allowed"]
@@ -288,6 +288,7 @@ class EmulatorApp:
                 )
         finally:
             self.state.remove_connection(connection)
+            requests_log.info("CLOSED conn=%s", connection.id[:8])
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -437,17 +438,14 @@ async def _respond(
     """Send ``payload`` as a JSON response: to an HTTP request, or (``kind`` is
     ``"websocket.http"``) instead of a websocket upgrade; ``extra`` headers added."""
     body = json.dumps(payload, separators=(",", ":")).encode()
-    await send(
-        {
-            "type": f"{kind}.response.start",
-            "status": status,
-            "headers": [
-                *_JSON_HEADERS,
-                *(extra or ()),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+    if kind == "http":
+        headers = [*_JSON_HEADERS, *(extra or ()), (b"content-length", str(len(body)).encode())]
+    else:
+        # A refused upgrade: uvicorn frames it and writes its own Content-Length and
+        # Content-Type (uvicorn 0.50 adds them even when given, and a client then sees
+        # each twice), so only the extra headers are passed on.
+        headers = [*(extra or ())]
+    await send({"type": f"{kind}.response.start", "status": status, "headers": headers})
     await send({"type": f"{kind}.response.body", "body": body})
 
 

@@ -17,7 +17,11 @@ declares:
     :meth:`Authorizer.issue_token`), unexpired, from the mode's issuer.
 ``AWS_LAMBDA``
     A Python callable receives the request shape of the AppSync Lambda authorizer and
-    answers ``{"isAuthorized": bool, "handlerContext": {...}, "ttlOverride": n}``.
+    answers ``{"isAuthorized": bool, "handlerContext": {...}, "ttlOverride": n}``; or a
+    real Lambda ``handler(event, context)`` named by dotted path
+    (:func:`load_lambda_handler`, e.g. ``appsync_events.lambda_authorizer.handler``).
+    Answers are cached per token for ``ttlOverride`` seconds (at most 3600), as the
+    service does.
 
 Header names are matched case-insensitively: the header object is lowercased first.
 Nothing here logs or puts into an error a key, a token or a signature.
@@ -53,7 +57,9 @@ __all__ = [
     "AuthResult",
     "Authorizer",
     "LambdaAuthorizer",
+    "LambdaContext",
     "html_escape_json",
+    "load_lambda_handler",
 ]
 
 logger = logging.getLogger(__name__)
@@ -77,6 +83,63 @@ _LAMBDA_OPERATIONS: Final = {
 }
 _HTML_ESCAPES: Final = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
 _HTML_ESCAPE_RE: Final = re.compile("[<>&\u2028\u2029]")
+
+
+@dataclass(frozen=True, slots=True)
+class LambdaContext:
+    """The context object a Lambda handler receives, as far as the emulator can tell.
+
+    Attributes:
+        aws_request_id: the request id (also the authorizer request's ``requestId``).
+        function_name: the function's name (the handler's dotted path).
+        deadline: ``time.monotonic()`` by which the handler should answer.
+    """
+
+    aws_request_id: str
+    function_name: str
+    deadline: float
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: str = "128"
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:emulator"
+    log_group_name: str = "/aws/lambda/emulator"
+    log_stream_name: str = "emulator"
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Return the milliseconds left before the (emulated) timeout."""
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+#: Seconds an emulated Lambda handler is given (the service's authorizer timeout is 10 s).
+_LAMBDA_TIMEOUT: Final = 10.0
+
+
+def load_lambda_handler(path: str) -> LambdaAuthorizer:
+    """Import the Lambda ``handler(event, context)`` at dotted ``path`` as an authorizer.
+
+    The emulator then calls it with the request the service sends and a
+    :class:`LambdaContext`, so a function deployed to AWS runs unchanged.
+
+    Raises:
+        ImportError: the path cannot be imported.
+        TypeError: what it names is not callable.
+    """
+    from .._loading import import_string
+
+    handler = import_string(path)
+    if not callable(handler):
+        raise TypeError(f"{path!r} is not callable; name a handler(event, context) function")
+
+    def call(request: dict[str, Any]) -> Mapping[str, Any]:
+        context = LambdaContext(
+            aws_request_id=str(request.get("requestContext", {}).get("requestId", "")),
+            function_name=path,
+            deadline=time.monotonic() + _LAMBDA_TIMEOUT,
+        )
+        response: Mapping[str, Any] = handler(request, context)
+        return response
+
+    call.__qualname__ = call.__name__ = f"lambda:{path}"
+    return call
 
 
 def html_escape_json(text: str) -> str:
@@ -160,7 +223,8 @@ class Authorizer:
         iam_credentials: access key id → secret access key. Empty: any well-formed IAM
             header is accepted (the signature is not checked).
         iam_session_tokens: access key id → the session token it must come with.
-        cognito_issuer / oidc_issuer: the ``iss`` each token mode accepts.
+        cognito_issuer: the ``iss`` the ``AMAZON_COGNITO_USER_POOLS`` mode accepts.
+        oidc_issuer: the ``iss`` the ``OPENID_CONNECT`` mode accepts.
         jwt_keys: extra verification keys (PEM text, JWK dicts or key objects) accepted
             for both token modes, besides the emulator's own signing key.
         jwt_audience: when set, the ``aud`` (or Cognito access-token ``client_id``)
@@ -173,7 +237,8 @@ class Authorizer:
         check_host: refuse IAM signatures over a ``host`` that is neither the request's
             ``Host`` nor one of ``hosts``.
         hosts: extra host names (with port) IAM signatures may name.
-        api_id / account_id: reported to the Lambda authorizer.
+        api_id: the API id reported to the Lambda authorizer.
+        account_id: the account id reported to the Lambda authorizer.
     """
 
     def __init__(

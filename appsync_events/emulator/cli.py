@@ -2,12 +2,14 @@
 
 ``python -m appsync_events.emulator [--host 127.0.0.1] [--port 8765] [--api-key KEY]…
 [--namespace NAME]… [--iam ACCESS_KEY_ID:SECRET]… [--ka-interval SECONDS]
-[--connection-timeout-ms MS]``
+[--connection-timeout-ms MS] [--quiet] [--lambda-authorizer DOTTED.PATH]``
 
 ``manage.py appsync_emulator`` takes the same flags (declared here once, by
 :func:`add_arguments`) plus ``--api``, and runs through :func:`run` too. When ready both
 print one line on stdout, ``AppSync Events emulator listening on http://HOST:PORT/event``
-(the URL to put in ``HTTP_URL``), and serve until SIGINT or SIGTERM.
+(the URL to put in ``HTTP_URL``), and serve until SIGINT or SIGTERM, writing one line per
+connection, subscribe, unsubscribe, publish and refusal on stderr (the request log,
+``appsync_events.emulator.requests``), unless ``--quiet``.
 
 Exit statuses: 0 after a clean stop; 2 for a bad flag or configuration; 1 when the
 emulator cannot start (a port in use, an address that cannot be bound) or stops on its
@@ -17,17 +19,19 @@ own. Each failure is one line on stderr saying what to change.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import FrameType
 from typing import Any, Final, NoReturn
 
 from ..config import APIConfig
 from ..exceptions import ConfigurationError
+from .operations import requests_log
 from .server import AppSyncEventsEmulator
 
 __all__ = [
@@ -37,6 +41,7 @@ __all__ = [
     "build_emulator",
     "main",
     "ready_line",
+    "request_log",
     "run",
     "serve",
 ]
@@ -111,6 +116,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MS",
         help="connectionTimeoutMs sent in connection_ack (300000).",
     )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="Do not print a line per connection, subscribe, publish and refusal.",
+    )
+    parser.add_argument(
+        "--lambda-authorizer",
+        default=None,
+        metavar="DOTTED.PATH",
+        help="A Lambda handler(event, context) to run as the AWS_LAMBDA authorizer, e.g. "
+        "appsync_events.lambda_authorizer.handler (reads the same environment variables "
+        "as in AWS).",
+    )
 
 
 def _iam_pair(value: str) -> tuple[str, str]:
@@ -160,6 +178,7 @@ def build_emulator(
             iam_credentials=iam,
             ka_interval=options.get("ka_interval"),
             connection_timeout_ms=options.get("connection_timeout_ms"),
+            lambda_authorizer=options.get("lambda_authorizer"),
         )
     except ConfigurationError as exc:
         raise EmulatorExit(str(exc), 2) from exc
@@ -194,8 +213,50 @@ def _start_failure(emulator: AppSyncEventsEmulator, exc: Exception) -> EmulatorE
     return EmulatorExit(f"The emulator could not start: {exc}", 1)
 
 
+class _LineHandler(logging.Handler):
+    """Hands each request-log record to a line writer, with the time in front."""
+
+    def __init__(self, write: Line) -> None:
+        super().__init__(logging.INFO)
+        self.write = write
+        self.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.write(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def request_log(err: Line, *, quiet: bool) -> Iterator[None]:
+    """Print the emulator's request log with ``err`` while the block runs (unless ``quiet``).
+
+    The logger stops propagating meanwhile, so a project's own logging configuration does
+    not print each line twice; everything is restored afterwards.
+    """
+    if quiet:
+        yield
+        return
+    handler = _LineHandler(err)
+    saved = (requests_log.level, requests_log.propagate)
+    requests_log.addHandler(handler)
+    requests_log.setLevel(logging.INFO)
+    requests_log.propagate = False
+    try:
+        yield
+    finally:
+        requests_log.removeHandler(handler)
+        requests_log.level, requests_log.propagate = saved
+
+
 def serve(
-    emulator: AppSyncEventsEmulator, *, out: Line, err: Line, generated_key: bool = False
+    emulator: AppSyncEventsEmulator,
+    *,
+    out: Line,
+    err: Line,
+    generated_key: bool = False,
+    quiet: bool = False,
 ) -> int:
     """Start ``emulator``, print the ready line and serve until SIGINT or SIGTERM.
 
@@ -207,6 +268,7 @@ def serve(
         out: writes one line to stdout (the ready line), flushed.
         err: writes one line to stderr (the generated key, the websocket URL, the stop).
         generated_key: print the API key the emulator generated (nobody could know it).
+        quiet: do not print the request log (see :func:`request_log`).
 
     Returns:
         ``0`` after a clean stop.
@@ -221,27 +283,28 @@ def serve(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in _SIGNALS}
     try:
-        try:
-            emulator.start()
-        except (OSError, RuntimeError) as exc:
-            raise _start_failure(emulator, exc) from exc
-        try:
-            if generated_key:
-                # A fake local credential the user cannot know otherwise.
-                err(f"Generated test API key: {emulator.api_key}")
-            err(
-                f"Websocket: {emulator.realtime_url}  namespaces: "
-                f"{', '.join(emulator.settings.namespaces)}"
-            )
-            out(ready_line(emulator))
-            while not stop.wait(_LIVENESS_INTERVAL):
-                if not emulator.running:
-                    raise EmulatorExit(
-                        "The emulator stopped on its own (see the log above for why).", 1
-                    )
-            err("Stopping the emulator.")
-        finally:
-            emulator.stop()
+        with request_log(err, quiet=quiet):
+            try:
+                emulator.start()
+            except (OSError, RuntimeError) as exc:
+                raise _start_failure(emulator, exc) from exc
+            try:
+                if generated_key:
+                    # A fake local credential the user cannot know otherwise.
+                    err(f"Generated test API key: {emulator.api_key}")
+                err(
+                    f"Websocket: {emulator.realtime_url}  namespaces: "
+                    f"{', '.join(emulator.settings.namespaces)}"
+                )
+                out(ready_line(emulator))
+                while not stop.wait(_LIVENESS_INTERVAL):
+                    if not emulator.running:
+                        raise EmulatorExit(
+                            "The emulator stopped on its own (see the log above for why).", 1
+                        )
+                err("Stopping the emulator.")
+            finally:
+                emulator.stop()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -274,7 +337,9 @@ def run(
     """
     emulator = build_emulator(options, api=api, emulator_class=emulator_class)
     generated = not options.get("api_keys") and not (api is not None and api.emulator.api_keys)
-    return serve(emulator, out=out, err=err, generated_key=generated)
+    return serve(
+        emulator, out=out, err=err, generated_key=generated, quiet=bool(options.get("quiet"))
+    )
 
 
 def _print_out(line: str) -> None:

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
+from ..exceptions import short_repr
 from ..paths import Channel
 from ..protocol import (
     CLIENT_TYPES,
@@ -73,6 +74,20 @@ from .registry import (
 __all__ = ["EmulatorState"]
 
 logger = logging.getLogger(__name__)
+
+#: One INFO line per connection, subscribe, unsubscribe, publish and refusal, as a web
+#: server's request log. ``appsync_emulator`` and ``python -m appsync_events.emulator``
+#: print it on stderr (``--quiet`` silences it); elsewhere it is an ordinary logger.
+requests_log = logging.getLogger("appsync_events.emulator.requests")
+
+
+def _short(connection_id: str | None) -> str:
+    return (connection_id or "-")[:8]
+
+
+def _refusal(entry: ErrorEntry) -> str:
+    return f"{entry.error_type}: {entry.message}" if entry.message else entry.error_type
+
 
 _R = TypeVar("_R")
 
@@ -130,6 +145,19 @@ class EmulatorState(Registry):
                 connection.connect_error = self._entry(exc, with_code=True)
         if connection.connect_error is not None:
             logger.info("Emulator refused websocket connect %s", connection.id)
+            requests_log.info(
+                "REFUSED connect conn=%s from %s: %s",
+                _short(connection.id),
+                connection.remote,
+                _refusal(connection.connect_error),
+            )
+        else:
+            requests_log.info(
+                "CONNECT conn=%s from %s (%s)",
+                _short(connection.id),
+                connection.remote,
+                connection.auth.mode if connection.auth else "no auth",
+            )
         self.notify()
 
     def refuse_connection(self, connection: Connection) -> None:
@@ -292,8 +320,18 @@ class EmulatorState(Registry):
                 # Re-checked: the handler ran in a thread and the loop kept going.
                 raise EmulatorError("duplicate_subscription", message.id)
         except EmulatorError as exc:
-            return SubscribeErrorMessage(message.id, (self._entry(exc),))
+            entry = self._entry(exc)
+            requests_log.info(
+                "REFUSED subscribe %s conn=%s: %s",
+                short_repr(message.channel),
+                _short(connection.id),
+                _refusal(entry),
+            )
+            return SubscribeErrorMessage(message.id, (entry,))
         self.add_subscription(Subscription(connection, message.id, channel, auth.mode))
+        requests_log.info(
+            "SUBSCRIBE %s conn=%s (%s)", channel.path, _short(connection.id), auth.mode
+        )
         return SubscribeSuccess(message.id)
 
     async def _run_subscribe_handler(
@@ -320,9 +358,11 @@ class EmulatorState(Registry):
 
     def unsubscribe(self, connection: Connection, message: Unsubscribe) -> Message:
         """Handle an ``unsubscribe``; return its success or ``UnknownOperationError``."""
-        if self.remove_subscription(connection, message.id) is None:
+        sub = self.remove_subscription(connection, message.id)
+        if sub is None:
             entry = self._entry(EmulatorError("unknown_operation", message.id))
             return UnsubscribeErrorMessage(message.id, (entry,))
+        requests_log.info("UNSUBSCRIBE %s conn=%s", sub.channel.path, _short(connection.id))
         return UnsubscribeSuccess(message.id)
 
     # -- publish -----------------------------------------------------------------------
@@ -374,7 +414,15 @@ class EmulatorState(Registry):
                 after,
             )
         except EmulatorError as exc:
-            return PublishErrorMessage(message.id, (self._entry(exc),))
+            entry = self._entry(exc)
+            requests_log.info(
+                "REFUSED publish %s ws conn=%s: %s",
+                short_repr(message.channel),
+                _short(connection.id),
+                _refusal(entry),
+            )
+            return PublishErrorMessage(message.id, (entry,))
+        _log_publish(record, _short(connection.id))
         return PublishSuccess(message.id, successful, record.failed)
 
     async def _publish(
@@ -566,7 +614,12 @@ class EmulatorState(Registry):
             successful, record = await self._publish(channel, events, auth, "http", None, headers)
         except EmulatorError as exc:
             spec = self._spec(exc.case)
-            return spec.status, {"errors": [self._entry(exc).to_json()]}
+            entry = self._entry(exc)
+            requests_log.info(
+                "REFUSED publish http from %s: %s %s", remote, spec.status, _refusal(entry)
+            )
+            return spec.status, {"errors": [entry.to_json()]}
+        _log_publish(record, f"http from {remote}")
         return 200, {
             "failed": [f.to_json() for f in record.failed],
             "successful": [s.to_json() for s in successful],
@@ -602,6 +655,18 @@ def _texts(message: Subscribe | Publish | Unsubscribe) -> list[str]:
     if isinstance(message, Publish):
         texts.extend(message.events)
     return texts
+
+
+def _log_publish(record: PublishedRecord, source: str) -> None:
+    failed = f", {len(record.failed)} failed" if record.failed else ""
+    requests_log.info(
+        "PUBLISH %s %s: %d events%s, %d deliveries",
+        record.channel,
+        source,
+        len(record.events),
+        failed,
+        record.deliveries,
+    )
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:

@@ -32,7 +32,7 @@ from ..config import APIConfig, EmulatorConfig, is_loopback_host
 from ..exceptions import ConfigurationError
 from ..protocol import dumps
 from .asgi import EmulatorApp, deadline_protocol
-from .authz import Authorizer, LambdaAuthorizer
+from .authz import Authorizer, LambdaAuthorizer, load_lambda_handler
 from .errors import EmulatorError, merge_errors
 from .faults import Faults
 from .hooks import NamespaceHandlers
@@ -168,7 +168,11 @@ class AppSyncEventsEmulator:
         ka_interval: seconds between ``ka`` frames (60).
         connection_timeout_ms: sent in ``connection_ack`` (300000).
         max_lifetime: seconds before the emulator closes a connection (24 h).
-        lambda_authorizer: the ``AWS_LAMBDA`` stand-in (see :mod:`.authz`).
+        lambda_authorizer: the ``AWS_LAMBDA`` stand-in (see :mod:`.authz`): a callable
+            taking the request, or the dotted path of a real Lambda
+            ``handler(event, context)`` such as
+            ``"appsync_events.lambda_authorizer.handler"`` (default:
+            ``EMULATOR['LAMBDA_AUTHORIZER']``).
         handlers: namespace → :class:`NamespaceHandlers` (``onPublish``/``onSubscribe``).
         errors: overrides of the error table (:mod:`.errors`).
         fault_proxy: put the TCP fault proxy in front (needed for
@@ -197,7 +201,7 @@ class AppSyncEventsEmulator:
         ka_interval: float | None = None,
         connection_timeout_ms: int | None = None,
         max_lifetime: float | None = None,
-        lambda_authorizer: LambdaAuthorizer | None = None,
+        lambda_authorizer: LambdaAuthorizer | str | None = None,
         handlers: Mapping[str, NamespaceHandlers] | None = None,
         errors: Mapping[str, Any] | None = None,
         fault_proxy: bool = False,
@@ -295,7 +299,9 @@ class AppSyncEventsEmulator:
             **service,
         )
         self._auth_options = {k: v for k, v in merged.items() if k in AUTH_OPTIONS}
-        self._lambda_authorizer = lambda_authorizer
+        self._lambda_authorizer = _lambda_authorizer(
+            lambda_authorizer if lambda_authorizer is not None else emu.lambda_authorizer, alias
+        )
         self.faults = Faults()
         self.authorizer = self._make_authorizer()
         self.state = EmulatorState(
@@ -554,7 +560,7 @@ class AppSyncEventsEmulator:
         fields = {f.name for f in dataclasses.fields(ServiceSettings)}
         for name, value in switches.items():
             if name == "lambda_authorizer":
-                self.authorizer.lambda_authorizer = value
+                self.authorizer.lambda_authorizer = _lambda_authorizer(value, self.api)
             elif name in fields:
                 if name in _CHOICES and value not in _CHOICES[name]:
                     raise ValueError(f"{name} must be one of {', '.join(_CHOICES[name])}")
@@ -739,6 +745,28 @@ class AppSyncEventsEmulator:
             return count
 
         return self._call(run())
+
+
+def _lambda_authorizer(
+    value: LambdaAuthorizer | str | None, alias: str | None
+) -> LambdaAuthorizer | None:
+    """The authorizer stand-in: a callable as is, a dotted path imported as a Lambda handler.
+
+    Raises:
+        ConfigurationError: the path cannot be imported or names nothing callable.
+    """
+    if not isinstance(value, str):
+        return value
+    try:
+        return load_lambda_handler(value)
+    except (ImportError, TypeError) as exc:
+        raise ConfigurationError(
+            f"Cannot use {value!r} as the emulator's Lambda authorizer: {exc}. Name a "
+            "handler(event, context) by dotted path, e.g. "
+            "'appsync_events.lambda_authorizer.handler'.",
+            api=alias,
+            key="EMULATOR",
+        ) from None
 
 
 def _namespaces(

@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -37,6 +37,7 @@ from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transacti
 from django.db.models import Case, CharField, F, Q, Subquery, Value, When
 from django.utils import timezone
 
+from .. import instrumentation
 from ..backends import get_backend
 from ..batching import chunk_indices
 from ..conf import DEFAULT_API, OutboxConfig, get_api_config
@@ -342,6 +343,15 @@ class OutboxDrainer:
         started = time.monotonic()
         objs = self.claim(due_before=due_before)
         report = DrainReport(claimed=len(objs))
+        if not objs:
+            return report  # an idle poll: no span
+        with instrumentation.outbox_drain(self.worker) as span:
+            self._send_claimed(objs, started, report)
+            if span is not None:
+                span.set_attributes({f"appsync_events.{k}": v for k, v in asdict(report).items()})
+        return report
+
+    def _send_claimed(self, objs: list[OutboxEvent], started: float, report: DrainReport) -> None:
         groups: dict[tuple[str, str], list[OutboxEvent]] = {}
         for obj in objs:
             groups.setdefault((obj.api, obj.channel), []).append(obj)
@@ -356,14 +366,20 @@ class OutboxDrainer:
             fit = min(len(chunks), max(0, int(left // get_api_config(api).timeouts.http)))
             sendable = part[: sum(len(chunk) for chunk in chunks[:fit])]
             if sendable:
+                before = (report.sent, report.retried, report.failed)
                 self._send_group(api, channel, sendable, report)
+                instrumentation.outbox_counts(
+                    api,
+                    report.sent - before[0],
+                    report.retried - before[1],
+                    report.failed - before[2],
+                )
             if fit < len(chunks):
                 rest = part[len(sendable) :] + [o for _, _, p in slices[number + 1 :] for o in p]
                 self._release(rest)
                 report.released += len(rest)
                 logger.info("Outbox lease running out; released %d rows unsent", len(rest))
                 break
-        return report
 
     def drain(self, *, on_batch: Callable[[DrainReport], None] | None = None) -> DrainReport:
         """Send the rows due now, batch after batch; return the total (``--once``).

@@ -25,6 +25,9 @@ class ChatConfig(AppConfig):
         signals.subscription_established.connect(
             status.on_subscription_established, dispatch_uid="demo-chat-status-subscription"
         )
+        signals.subscription_removed.connect(
+            status.on_subscription_removed, dispatch_uid="demo-chat-status-subscription-removed"
+        )
         signals.event_received.connect(
             status.on_event_received, dispatch_uid="demo-chat-status-event"
         )

@@ -6,11 +6,13 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.deconstruct import deconstructible
 
+from appsync_events.paths import SEGMENT_PATTERN
+
 __all__ = ["ROOM_PATTERN", "Message", "RoomValidator", "validate_room"]
 
 #: A room is one channel segment: 1-50 letters, digits and '-', starting and ending with a
 #: letter or digit (AppSync's grammar), so ``/chat/rooms/<room>`` is always a valid channel.
-ROOM_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,48}[A-Za-z0-9])?"
+ROOM_PATTERN = SEGMENT_PATTERN
 
 
 @deconstructible

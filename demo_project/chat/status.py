@@ -1,11 +1,15 @@
 """The listener's status, as the demo's status panel shows it, fed by the library's signals.
 
 Receivers of :data:`~appsync_events.signals.connection_state_changed`,
-:data:`~appsync_events.signals.subscription_established` and
+:data:`~appsync_events.signals.subscription_established`,
+:data:`~appsync_events.signals.subscription_removed` and
 :data:`~appsync_events.signals.event_received` update one in-process
 :class:`ListenerStatus` and push a snapshot to the channel-layer group
 :data:`STATUS_GROUP`, which :class:`demo_project.chat.consumers.ChatConsumer` relays to
-every open page.
+every open page. Connection and subscription changes go out at once; events only mark the
+status changed, and one snapshot per :data:`EVENT_UPDATE_INTERVAL` carries them (a busy
+room costs a few status messages a second, not one round trip to the channel layer per
+event).
 
 The snapshot lives in the process that runs the listener. In the demo that is the ASGI
 process itself, so a page opened later gets the current values at once; with a separate
@@ -14,6 +18,7 @@ process itself, so a page opened later gets the current values at once; with a s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections import OrderedDict
@@ -77,6 +82,11 @@ class ListenerStatus:
         """Record a subscription the service accepted."""
         with self._lock:
             self.subscriptions.add(channel)
+
+    def remove_subscription(self, channel: str) -> None:
+        """Forget a subscription the listener dropped."""
+        with self._lock:
+            self.subscriptions.discard(channel)
 
     def record_event(self, event: ReceivedEvent) -> bool:
         """Count one delivery, and the event itself when its id was not seen yet.
@@ -170,7 +180,37 @@ async def on_subscription_established(sender: Any, *, channel: str, **kwargs: An
     await broadcast()
 
 
-async def on_event_received(sender: Any, *, event: ReceivedEvent, **kwargs: Any) -> None:
-    """Count a received event and tell the pages."""
-    status.record_event(event)
+async def on_subscription_removed(sender: Any, *, channel: str, **kwargs: Any) -> None:
+    """Forget a dropped subscription and tell the pages."""
+    status.remove_subscription(channel)
     await broadcast()
+
+
+#: Seconds between two status snapshots caused by events (at most).
+EVENT_UPDATE_INTERVAL = 0.25
+_scheduled: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}
+
+
+def _broadcast_later() -> None:
+    """Send one snapshot :data:`EVENT_UPDATE_INTERVAL` from now, unless one is due already."""
+    loop = asyncio.get_running_loop()
+    if loop in _scheduled:
+        return
+
+    def fire() -> None:
+        _scheduled.pop(loop, None)
+        task = loop.create_task(broadcast())
+        task.add_done_callback(_report_failure)
+
+    _scheduled[loop] = loop.call_later(EVENT_UPDATE_INTERVAL, fire)
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("Broadcasting the status failed", exc_info=task.exception())
+
+
+async def on_event_received(sender: Any, *, event: ReceivedEvent, **kwargs: Any) -> None:
+    """Count a received event; the pages hear of it with the next coalesced snapshot."""
+    status.record_event(event)
+    _broadcast_later()

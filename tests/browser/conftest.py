@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.prereqs import require_chromium
+from tests.prereqs import require_chromium, require_playwright
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -24,6 +24,7 @@ TIMEOUT_MS = 20_000
 def browser() -> Iterator[Any]:
     """Headless Chromium (Debian's, never ``playwright install``), driven by Playwright."""
     executable = require_chromium()
+    require_playwright()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

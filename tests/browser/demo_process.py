@@ -1,8 +1,10 @@
-"""Run ``manage.py appsync_demo`` as a child process and read what it says.
+"""Run ``manage.py appsync_demo`` (or any server) as a child process and read what it says.
 
-Shared by the command's tests and the browser test. The demo picks free ports (``--port 0
+Shared by the command's tests and the browser tests. The demo picks free ports (``--port 0
 --emulator-port 0``) and a fresh SQLite file, and never sees the developer's AppSync or
 Redis variables, so it always runs on the embedded emulator and the in-memory layer.
+:class:`ChildProcess` is the same plumbing for any command (the README quickstart's
+servers).
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["REPO", "DemoProcess", "demo_env"]
+__all__ = ["FOREIGN", "REPO", "ChildProcess", "DemoProcess", "demo_env"]
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Variables that would point the demo somewhere else than the emulator and the memory layer.
-_FOREIGN = (
+#: Variables that would point a project somewhere else than the emulator and the memory layer.
+FOREIGN = (
     "APPSYNC_EVENTS_URL",
     "APPSYNC_EVENTS_REALTIME_URL",
     "APPSYNC_EVENTS_AUTH",
@@ -32,6 +34,8 @@ _FOREIGN = (
     "REDIS_URL",
     "PORT",
     "APPSYNC_EVENTS_EMULATOR_PORT",
+    "APPSYNC_EVENTS_TOKEN_KEYS",
+    "DEMO_DIRECT",
 )
 
 _URL_RE = re.compile(r"Demo chat running at (http://127\.0\.0\.1:(\d+)/)")
@@ -40,7 +44,7 @@ _EMULATOR_RE = re.compile(r"emulator listening on http://127\.0\.0\.1:(\d+)/even
 
 def demo_env(database: Path) -> dict[str, str]:
     """Return the environment the demo runs with: this one, minus foreign AppSync/Redis."""
-    env = {k: v for k, v in os.environ.items() if k not in _FOREIGN}
+    env = {k: v for k, v in os.environ.items() if k not in FOREIGN}
     env.update(
         DJANGO_SETTINGS_MODULE="demo_project.settings",
         DEMO_DATABASE=str(database),
@@ -49,31 +53,26 @@ def demo_env(database: Path) -> dict[str, str]:
     return env
 
 
-class DemoProcess:
-    """``manage.py appsync_demo`` in a child process, with its output lines queued.
+class ChildProcess:
+    """A command in a child process, its standard output and error lines queued.
 
     Args:
-        database: the SQLite file the demo uses (created and migrated by the command).
-        extra_args: more command-line arguments.
-        env: variables to set on top of :func:`demo_env` (``REDIS_URL``...).
+        argv: the command and its arguments.
+        cwd: the directory it runs in.
+        env: its whole environment.
+        name: how failure messages name it (default: the command line).
     """
 
-    def __init__(self, database: Path, *extra_args: str, env: dict[str, str] | None = None) -> None:
-        env = {**demo_env(database), **(env or {})}
+    def __init__(
+        self, argv: list[str], *, cwd: Path, env: dict[str, str], name: str | None = None
+    ) -> None:
+        self.argv = argv
+        self.name = name or " ".join(argv)
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "appsync_demo",
-                "--port",
-                "0",
-                "--emulator-port",
-                "0",
-                *extra_args,
-            ],
-            cwd=REPO,
+            argv,
+            cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -81,9 +80,6 @@ class DemoProcess:
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.url = ""
-        self.port = 0
-        self.emulator_port = 0
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -117,7 +113,7 @@ class DemoProcess:
             if item is None:
                 self._queue.put(None)  # keep the end marker for later calls
                 raise AssertionError(
-                    f"the demo exited ({self.process.poll()}) before printing "
+                    f"{self.name} exited ({self.process.poll()}) before printing "
                     f"{regex.pattern!r}; output:\n" + "\n".join(self.lines)
                 )
             self.lines.append(item)
@@ -125,16 +121,8 @@ class DemoProcess:
             if found:
                 return found
 
-    def wait_ready(self, timeout: float = 60.0) -> str:
-        """Wait until the page is served and the listener subscribed; return the URL."""
-        self.emulator_port = int(self.wait_for_line(_EMULATOR_RE, timeout).group(1))
-        match = self.wait_for_line(_URL_RE, timeout)
-        self.url, self.port = match.group(1), int(match.group(2))
-        self.wait_for_line(r"\[listener\] subscribed to /chat/\*", timeout)
-        return self.url
-
     def children(self) -> list[int]:
-        """Return the pids of the demo's child processes (it should start none)."""
+        """Return the pids of this process's own child processes."""
         pids: list[int] = []
         for task in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
             pids.extend(int(p) for p in task.read_text().split())
@@ -159,3 +147,42 @@ class DemoProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+
+class DemoProcess(ChildProcess):
+    """``manage.py appsync_demo`` in a child process, with its output lines queued.
+
+    Args:
+        database: the SQLite file the demo uses (created and migrated by the command).
+        extra_args: more command-line arguments.
+        env: variables to set on top of :func:`demo_env` (``REDIS_URL``...).
+    """
+
+    def __init__(self, database: Path, *extra_args: str, env: dict[str, str] | None = None) -> None:
+        super().__init__(
+            [
+                sys.executable,
+                "manage.py",
+                "appsync_demo",
+                "--port",
+                "0",
+                "--emulator-port",
+                "0",
+                *extra_args,
+            ],
+            cwd=REPO,
+            env={**demo_env(database), **(env or {})},
+            name="the demo",
+        )
+        self.database = database
+        self.url = ""
+        self.port = 0
+        self.emulator_port = 0
+
+    def wait_ready(self, timeout: float = 60.0) -> str:
+        """Wait until the page is served and the listener subscribed; return the URL."""
+        self.emulator_port = int(self.wait_for_line(_EMULATOR_RE, timeout).group(1))
+        match = self.wait_for_line(_URL_RE, timeout)
+        self.url, self.port = match.group(1), int(match.group(2))
+        self.wait_for_line(r"\[listener\] subscribed to /chat/\*", timeout)
+        return self.url

@@ -5,7 +5,8 @@ a page that loads the client through ``{% appsync_events_script %}`` (the script
 found by Django's staticfiles finders), over websockets it runs
 :class:`~appsync_events.consumers.AppSyncEventsConsumer` on the in-memory channel layer.
 Events are delivered as the listener would deliver them: through the forwarder, on the
-server's loop. Channels the config holds statically are confirmed at once, so no listener
+server's loop (or, to lose some on purpose, as numbered forwarded messages sent to the
+group straight away). Channels the config holds statically are confirmed at once, so no listener
 is needed. The test can close a page's socket from the server side to watch the client
 reconnect and subscribe again.
 """
@@ -20,13 +21,15 @@ from typing import Any, TypeVar
 
 import pytest
 import uvicorn
+from channels.layers import get_channel_layer
 from django.contrib.staticfiles import finders
 from django.template import Context, Template
 
 from appsync_events.backends import locmem
 from appsync_events.consumers import AppSyncEventsConsumer
 from appsync_events.events import ReceivedEvent
-from appsync_events.forwarding import ChannelLayerForwarder
+from appsync_events.forwarding import ChannelLayerForwarder, forward_message
+from appsync_events.paths import group_name
 from tests.browser.conftest import TIMEOUT_MS
 
 pytestmark = [pytest.mark.browser]
@@ -204,6 +207,18 @@ class PageServer:
 
         self.call(dispatch())
 
+    def send_numbered(self, subscription: str, payload: Any, seq: int, run: str) -> None:
+        """Send the group of ``subscription`` the forwarder's message number ``seq`` of
+        ``run`` (numbers left out never reach the page: lost on the way)."""
+
+        async def send() -> None:
+            layer = get_channel_layer()
+            event = ReceivedEvent("default", subscription, payload, json.dumps(payload))
+            message = forward_message(event, seq=seq, run=run)
+            await layer.group_send(group_name(subscription, prefix="appsync"), message)
+
+        self.call(send())
+
     def drop_socket(self, index: int = 0, code: int = 4000) -> None:
         """Close one page socket from the server side."""
 
@@ -264,6 +279,7 @@ CONNECT = """(options) => {
     minDelay: 100, maxDelay: 400, jitter: 0.5,
     onStateChange: (state, detail) => log.push({kind: "state", state, detail}),
     onError: (e) => log.push({kind: "error", code: e.code, channel: e.channel}),
+    onGap: (gap) => log.push(Object.assign({kind: "gap"}, gap)),
   }, options || {}));
   return client.state;
 }"""
@@ -275,6 +291,7 @@ SUBSCRIBE = """(channel) => {
     {
       onSubscribed: (c) => log.push({kind: "subscribed", channel: c}),
       onError: (e) => log.push({kind: "sub-error", code: e.code, channel: e.channel}),
+      onGap: (gap) => log.push(Object.assign({kind: "sub-gap"}, gap)),
     });
 }"""
 
@@ -345,6 +362,57 @@ def test_reconnect_resubscribes_every_active_channel(page: Any, server: PageServ
     server.deliver("/chat/news", {"after": "reconnect"})
     events = _wait_log(page, "event")
     assert events == [{"kind": "event", "channel": "/chat/news", "payload": {"after": "reconnect"}}]
+
+
+def test_gaps_reach_the_subscription_and_the_client_before_the_next_event(
+    page: Any, server: PageServer
+):
+    """The consumer's gap message (events 3 to 5 lost, then a listener restart) calls the
+    subscription's onGap, then the client's, with the range, before the event after it."""
+    page.evaluate(CONNECT)
+    page.evaluate(SUBSCRIBE, "/chat/lobby")
+    _wait_log(page, "subscribed")
+    for seq in (1, 2, 6):  # 3, 4 and 5 never reach the socket
+        server.send_numbered("/chat/lobby", {"n": seq}, seq, "run-a")
+    server.send_numbered("/chat/lobby", {"n": "restarted"}, 1, "run-b")
+    _wait_log(page, "event", 4)
+    order = page.evaluate(
+        "() => log.filter((e) => ['event', 'gap', 'sub-gap'].includes(e.kind))"
+        ".map((e) => e.kind === 'event' ? e.payload.n : e.kind)"
+    )
+    assert order == [1, 2, "sub-gap", "gap", 6, "sub-gap", "gap", "restarted"]
+    lagging = {"channel": "/chat/lobby", "reason": "lagging", "from": 3, "to": 5, "run": "run-a"}
+    restart = {
+        "channel": "/chat/lobby",
+        "reason": "listener_restart",
+        "from": None,
+        "to": None,
+        "run": "run-b",
+    }
+    assert _log(page, "sub-gap") == [{"kind": "sub-gap", **lagging}, {"kind": "sub-gap", **restart}]
+    assert _log(page, "gap") == [{"kind": "gap", **lagging}, {"kind": "gap", **restart}]
+    assert _log(page, "error") == []
+
+
+def test_a_reconnect_is_a_gap_once_the_subscription_is_held_again(page: Any, server: PageServer):
+    """The first confirmation is no gap; after the socket was lost, the subscription's
+    confirmation on the new socket is followed by a "reconnect" gap."""
+    page.evaluate(CONNECT)
+    page.evaluate(SUBSCRIBE, "/chat/lobby")
+    _wait_log(page, "subscribed")
+    server.deliver("/chat/lobby", {"n": 1})
+    _wait_log(page, "event")
+    assert _log(page, "gap") == []
+
+    server.drop_socket(code=4000)
+    _wait_log(page, "gap")
+    kinds = page.evaluate(
+        "() => log.filter((e) => e.kind !== 'state' && e.kind !== 'event').map((e) => e.kind)"
+    )
+    assert kinds == ["subscribed", "subscribed", "sub-gap", "gap"]
+    gap = {"channel": "/chat/lobby", "reason": "reconnect", "from": None, "to": None, "run": None}
+    assert _log(page, "sub-gap") == [{"kind": "sub-gap", **gap}]
+    assert _log(page, "gap") == [{"kind": "gap", **gap}]
 
 
 def test_publish_is_queued_while_connecting_and_resolves_on_the_answer(

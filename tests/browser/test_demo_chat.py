@@ -7,6 +7,9 @@ every page is written to ``test-artifacts/``.
 
 from __future__ import annotations
 
+import shlex
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import TIMEOUT_MS
-from tests.browser.demo_process import REPO, DemoProcess
+from tests.browser.demo_process import REPO, DemoProcess, demo_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -109,6 +112,103 @@ def test_two_tabs_chat_live_and_rooms_stay_apart(
             "() => Number(document.getElementById('status-events').textContent) >= 3"
         )
         assert panel.inner_text("#status-last-event") != "none yet"
+    except BaseException:
+        ARTIFACTS.mkdir(exist_ok=True)
+        for name, page in pages.items():
+            path = ARTIFACTS / f"{request.node.name}-{name}.png"
+            try:
+                page.screenshot(path=str(path), full_page=True)
+            except Exception as exc:  # a crashed page must not hide the real failure
+                print(f"could not screenshot {name}: {exc}")
+        print("demo output:\n" + "\n".join(demo.lines))
+        raise
+    finally:
+        context.close()
+
+
+# The time a message shows, computed from its datetime attribute as the page should: HH:MM:SS
+# on this browser's clock.
+TIMES = """() => [...document.querySelectorAll('#messages .message time')].map((el) => {
+  const d = new Date(el.getAttribute('datetime'));
+  const two = (n) => String(n).padStart(2, '0');
+  return {shown: el.textContent,
+          expected: two(d.getHours()) + ':' + two(d.getMinutes()) + ':' + two(d.getSeconds())};
+})"""
+
+
+def _publish_from_shell(demo: DemoProcess, command: str) -> None:
+    """Run the room hint's command as a user would, with this interpreter as ``python``."""
+    words = shlex.split(command)
+    env = demo_env(demo.database)
+    while "=" in words[0]:
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    assert words[:2] == ["python", "manage.py"], words
+    result = subprocess.run(
+        [sys.executable, *words[1:]],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_pages_guide_the_visitor_and_keep_one_time_format(
+    browser: Any, demo: DemoProcess, request: pytest.FixtureRequest
+) -> None:
+    """The home page follows nothing and says so; the icon loads; a room's hint command
+    publishes into the room; server-rendered and live messages show one time format; the
+    status panel's subscriptions shrink when the room's last page leaves."""
+    context = browser.new_context()
+    pages: dict[str, Any] = {}
+    try:
+        home = pages["home"] = context.new_page()
+        home.set_default_timeout(TIMEOUT_MS)
+        home.goto(demo.url)
+        home.wait_for_selector('#page-socket[data-state="open"]')
+        assert home.inner_text("#page-follow") == "no channel on this page"
+        assert home.get_attribute("#page-follow", "data-state") == "none"
+        icon = home.evaluate(
+            """async () => {
+              const link = await fetch(document.querySelector("link[rel=icon]").href);
+              const ico = await fetch("/favicon.ico");
+              return [link.status, link.headers.get("content-type"), ico.status, ico.url];
+            }"""
+        )
+        assert icon[:3] == [200, "image/svg+xml", 200]
+        assert icon[3].endswith("/static/chat/favicon.svg")
+
+        room = pages["room"] = _open(context, demo.url + "rooms/delta/")
+        _post(room, "ada", "saved earlier")
+        _message(room, "saved earlier").wait_for()
+        room.reload()  # now server-rendered
+        room.wait_for_selector('#page-follow[data-state="following"]')
+        _post(room, "bob", "live now")
+        _message(room, "live now").wait_for()
+        times = room.evaluate(TIMES)
+        assert len(times) == 2
+        for time in times:
+            assert time["shown"] == time["expected"], times
+
+        command = room.inner_text("#publish-command")
+        assert "appsync_publish /chat/rooms/delta " in command
+        _publish_from_shell(demo, command)
+        _message(room, "Hello from a shell").wait_for()
+
+        watcher = pages["all"] = _open(context, demo.url + "rooms/")
+        listed = "(path) => [...document.querySelectorAll('#status-subscriptions code')]"
+        watcher.wait_for_function(
+            listed + ".some((c) => c.textContent === path)", arg="/chat/rooms/delta"
+        )
+        room.close()
+        del pages["room"]
+        # After UNFOLLOW_GRACE the listener drops the follow: subscription_removed.
+        watcher.wait_for_function(
+            listed + ".every((c) => c.textContent !== path)", arg="/chat/rooms/delta"
+        )
+        assert "/chat/rooms/*" in watcher.inner_text("#status-subscriptions")
     except BaseException:
         ARTIFACTS.mkdir(exist_ok=True)
         for name, page in pages.items():

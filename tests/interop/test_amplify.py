@@ -226,7 +226,8 @@ def test_iam_wrong_secret_is_refused(node, emu):
 
 @pytest.mark.parametrize(("escape", "accepted"), [("html", False), ("none", True)])
 def test_iam_ws_publish_with_angle_brackets(node, emu, escape, accepted):
-    """An IAM WS publish of '<', '>', '&' fails like the service (ISS-400) by default, and
+    """An IAM WS publish of '<', '>', '&' fails like the service by default (its signature
+    check escapes the body's HTML characters: the emulator's ``ws_signing_escape``), and
     passes with ws_signing_escape='none'; HTTP post of the same event always passes."""
     emu.configure(ws_signing_escape=escape)
     event = {"html": "<b>Tom & Jerry</b>"}

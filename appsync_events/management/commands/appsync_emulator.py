@@ -2,7 +2,7 @@
 
 ``manage.py appsync_emulator [--api ALIAS] [--host 127.0.0.1] [--port 8765]
 [--api-key KEY]… [--namespace NAME]… [--iam ACCESS_KEY_ID:SECRET]…
-[--ka-interval SECONDS] [--connection-timeout-ms MS]``
+[--ka-interval SECONDS] [--connection-timeout-ms MS] [--lambda-authorizer DOTTED.PATH]``
 
 Serves ``POST http://HOST:PORT/event`` and ``ws://HOST:PORT/event/realtime`` and prints
 one line ``AppSync Events emulator listening on http://HOST:PORT/event`` when ready.

@@ -28,6 +28,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError(value)
+    return number
+
+
 def _positive_float(value: str) -> float:
     number = float(value)
     if not number > 0:
@@ -85,6 +92,17 @@ class Command(AppSyncCommand):
             metavar="PATH",
             help="touch PATH on inbound frames (at most once a second), for liveness probes",
         )
+        parser.add_argument(
+            "--http-port",
+            type=_port,
+            metavar="PORT",
+            help="serve /healthz, /readyz and /metrics on PORT (default LISTENER['HTTP_PORT'])",
+        )
+        parser.add_argument(
+            "--http-host",
+            metavar="HOST",
+            help="the interface of that server (default LISTENER['HTTP_HOST'], 0.0.0.0)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Build the listener, run it, and turn problems into exit statuses."""
@@ -106,6 +124,8 @@ class Command(AppSyncCommand):
                 max_events=options["max_events"],
                 max_idle=options["max_idle"],
                 health_file=options["health_file"],
+                http_port=options["http_port"],
+                http_host=options["http_host"],
                 drain_outbox=options["drain_outbox"],
                 status=status,
             )

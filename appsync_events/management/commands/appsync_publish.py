@@ -1,15 +1,24 @@
-"""``manage.py appsync_publish CHANNEL EVENT_JSON… [--api ALIAS] [--via http|ws]``.
+"""``manage.py appsync_publish``: publish events from the command line or a script.
 
+``manage.py appsync_publish CHANNEL [EVENT_JSON… | -] [--file PATH] [--api ALIAS]
+[--via http|ws]``
+
+Events come from the arguments (one JSON value each), from standard input with ``-``,
+or from a file with ``--file`` (both: JSON lines, one JSON value per non-blank line).
 Prints the result as JSON (``{"successful": [...], "failed": [...]}``, indices are the
-positions of the EVENT_JSON arguments). Exit status: 0 all published; 1 some or all
-failed; 2 bad input (invalid channel, invalid JSON, too large) or configuration, with a
-one-line reason.
+positions of the events in that order). Exit status: 0 all published; 1 some or all
+failed; 2 bad input (invalid channel, invalid JSON, too large, no event) or
+configuration, with a one-line reason naming the event (argument index or line number).
+Everything is read and validated before the first event is sent, so one run takes at
+most ``MAX_EVENTS`` events (split larger feeds).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import sys
+from collections.abc import Iterator
+from typing import IO, Any
 
 from django.core.management.base import CommandError, CommandParser
 
@@ -29,16 +38,47 @@ from ..base import AppSyncCommand
 
 _VIA = {"http": "appsync", "ws": "websocket"}
 
+#: Events one run reads at most: all are validated before the first is sent.
+MAX_EVENTS = 100_000
+
+
+def _parse(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            f"{where} is not valid JSON ({exc.msg} at column {exc.pos + 1}): {text[:60]!r}"
+        ) from None
+
+
+def _json_lines(stream: IO[str], name: str) -> Iterator[Any]:
+    """Yield one JSON value per non-blank line of ``stream``."""
+    for number, line in enumerate(stream, start=1):
+        if line.strip():
+            yield _parse(line, f"{name} line {number}")
+
 
 class Command(AppSyncCommand):
     """Publish events from the command line (scripts, smoke tests)."""
 
     help = "Publish JSON events to an AppSync Events channel and print the result as JSON."
+    #: Where ``-`` reads events from (replaceable in tests).
+    stdin: IO[str] = sys.stdin
 
     def add_arguments(self, parser: CommandParser) -> None:
         """Declare the arguments of the command contract."""
         parser.add_argument("channel", help="A concrete channel, e.g. /default/test.")
-        parser.add_argument("events", nargs="+", metavar="EVENT_JSON", help="One JSON value each.")
+        parser.add_argument(
+            "events",
+            nargs="*",
+            metavar="EVENT_JSON",
+            help="One JSON value each; '-' reads JSON lines from standard input.",
+        )
+        parser.add_argument(
+            "--file",
+            metavar="PATH",
+            help="Read events from PATH, one JSON value per line (after any arguments).",
+        )
         parser.add_argument("--api", default="default", help="The APPSYNC_EVENTS alias.")
         parser.add_argument(
             "--via",
@@ -53,15 +93,18 @@ class Command(AppSyncCommand):
         try:
             config = get_api_config(api)
             channel = parse_channel(options["channel"]).path
-            values = []
-            for index, text in enumerate(options["events"]):
-                try:
-                    values.append(json.loads(text))
-                except json.JSONDecodeError as exc:
+            values: list[Any] = []
+            for value in self._values(options["events"], options["file"]):
+                if len(values) == MAX_EVENTS:
                     raise ValidationError(
-                        f"EVENT_JSON {index} is not valid JSON ({exc.msg} at column "
-                        f"{exc.pos + 1}): {text[:60]!r}"
-                    ) from None
+                        f"more than {MAX_EVENTS} events in one run; split the input"
+                    )
+                values.append(value)
+            if not values:
+                raise ValidationError(
+                    "no event given: pass EVENT_JSON arguments, '-' to read JSON lines from "
+                    "standard input, or --file PATH"
+                )
             encoder = load_encoder(config.publish.encoder)
             encoded = tuple(
                 encode_event(value, index=index, encoder=encoder)
@@ -92,6 +135,24 @@ class Command(AppSyncCommand):
             raise CommandError(
                 f"{len(result.failed)} of {len(encoded)} events were refused.", returncode=1
             )
+
+    def _values(self, arguments: list[str], path: str | None) -> Iterator[Any]:
+        """Yield the events' values in order: arguments (``-`` is standard input), file.
+
+        Raises:
+            ValidationError: a value that is not JSON, naming where it came from.
+        """
+        for index, text in enumerate(arguments):
+            if text == "-":
+                yield from _json_lines(self.stdin, "standard input")
+            else:
+                yield _parse(text, f"EVENT_JSON {index}")
+        if path is not None:
+            try:
+                with open(path, encoding="utf-8") as stream:
+                    yield from _json_lines(stream, path)
+            except OSError as exc:
+                raise ValidationError(f"cannot read --file {path}: {exc.strerror}") from None
 
     def _print(
         self,

@@ -2,7 +2,8 @@
 // appsync-events.js, next to this file, and in docs/browser.md).
 //
 //     import { connect } from "/static/appsync_events/appsync-events.mjs";
-//     const client = connect("/ws/appsync/");
+//     const client = connect("/ws/appsync/");          // relay mode
+//     const direct = connectDirect("/appsync/token/"); // direct mode
 //
 // It runs appsync-events.js (which also defines the global AppSyncEvents) and re-exports
 // it, so the two files can never disagree.
@@ -14,10 +15,14 @@ export default AppSyncEvents;
 export const {
   VERSION,
   DEFAULT_URL,
+  DEFAULT_TOKEN_URL,
   connect,
+  connectDirect,
   Client,
+  DirectClient,
   AppSyncEventsError,
   backoffDelay,
+  headerSubprotocol,
   normalizeChannel,
   resolveUrl,
 } = AppSyncEvents;

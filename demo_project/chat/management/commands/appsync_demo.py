@@ -9,6 +9,10 @@ What runs, all in this process:
   (``FORWARDING['IN_PROCESS']``) and forwards events through the channel layer
   (in-memory by default, Redis with ``REDIS_URL``).
 
+With ``DEMO_DIRECT=1`` the pages connect to the emulator themselves with tokens from
+``/appsync/token/``, and the emulator runs ``appsync_events.lambda_authorizer`` as its
+Lambda authorizer (see docs/direct.md).
+
 It prints the URL to open and one line per listener state change, and stops cleanly on
 Ctrl+C or SIGTERM: the web server closes its sockets, the listener unsubscribes and
 closes, the emulator stops, and the command returns (exit status 0). A second Ctrl+C
@@ -118,6 +122,7 @@ class Command(BaseCommand):
                 config = conf.get_api_config()
                 self.stdout.write(f"Using the Event API at {config.http_url}")
             self._describe_layer()
+            self._describe_mode()
             self._connect_state_lines()
             server = _DemoServer(
                 uvicorn.Config(
@@ -200,6 +205,15 @@ class Command(BaseCommand):
     def _describe_layer(self) -> None:
         backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "?")
         self.stdout.write(f"Channel layer: {backend.rsplit('.', 1)[-1]}")
+
+    def _describe_mode(self) -> None:
+        if getattr(settings, "DEMO_DIRECT", False):
+            self.stdout.write(
+                "Mode: direct (pages connect to the Event API with tokens from /appsync/token/, "
+                "checked by appsync_events.lambda_authorizer)"
+            )
+        else:
+            self.stdout.write("Mode: relay (pages connect to Django's websocket)")
 
     def _announce(self, web_socket: socket.socket) -> None:
         host, port = web_socket.getsockname()[:2]

@@ -1,0 +1,1 @@
+"""The handler of ``bench/bench_tasks.py``: waits 10 ms per event."""
