@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
-import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..config import is_loopback_host
@@ -52,11 +51,17 @@ _INTERNAL_ERROR: Final = {
         {"errorType": "InternalFailureException", "message": "The emulator failed; see its log."}
     ]
 }
-# The answer to bytes that are no HTTP/1.1 request (instead of uvicorn's plain text).
-_NOT_HTTP: Final = json.dumps(
+# The answer to bytes that are no HTTP/1.1 request (instead of uvicorn's plain text);
+# the connection closes after it.
+_NOT_HTTP_BODY: Final = json.dumps(
     {"errors": [{"errorType": "BadRequestException", "message": "Not a valid HTTP/1.1 request."}]},
     separators=(",", ":"),
 ).encode()
+_NOT_HTTP: Final = (
+    b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+    b"content-length: " + str(len(_NOT_HTTP_BODY)).encode() + b"\r\n"
+    b"connection: close\r\n\r\n" + _NOT_HTTP_BODY
+)
 # The answer to any path but the two endpoints (HTTP request or websocket upgrade).
 _NOT_FOUND: Final = {
     "errors": [
@@ -520,17 +525,7 @@ def deadline_protocol(app: EmulatorApp) -> type[H11Protocol]:
         def send_400_response(self, msg: str) -> None:
             """Answer bytes that are no HTTP/1.1 request with the service's JSON error
             shape (uvicorn answers plain text), then close."""
-            response = h11.Response(
-                status_code=400,
-                reason=b"Bad Request",
-                headers=[
-                    *_JSON_HEADERS,
-                    (b"content-length", str(len(_NOT_HTTP)).encode()),
-                    (b"connection", b"close"),
-                ],
-            )
-            for event in (response, h11.Data(data=_NOT_HTTP), h11.EndOfMessage()):
-                self.transport.write(self.conn.send(event) or b"")
+            self.transport.write(_NOT_HTTP)
             self.transport.close()
 
         def connection_lost(self, exc: Exception | None) -> None:
