@@ -137,7 +137,7 @@ class DrainerHealth:
         than twice its lease (a hung database connection, say)."""
         if self.stalled:
             return False, (
-                f"a batch has run for {self.seconds_in_batch:.0f} s, more than twice the "
+                f"a batch has run for {self.seconds_in_batch:.1f} s, more than twice the "
                 f"lease ({self.stalled_after:g} s): the drainer is stuck"
             )
         return True, "the drainer makes progress"
