@@ -301,8 +301,7 @@ class ThreadedHealthServer:
         try:
             return started.result()
         except BaseException:
-            self._thread.join()
-            self._thread = None
+            self.stop()  # the thread has ended (a bind error) or is told to (an interrupt)
             raise
 
     def stop(self) -> None:
