@@ -310,6 +310,12 @@ class OutboxConfig:
     #: Seconds a drainer owns the rows it claimed; a killed drainer's rows are claimed
     #: again after this. Must exceed the time to send one batch.
     lease: float = 300.0
+    #: ``appsync_outbox`` serves ``/healthz``, ``/readyz`` and ``/metrics`` on this port
+    #: (``None``: no server; ``0``: a free port, printed at start).
+    http_port: int | None = None
+    #: The interface of that server: every interface by default, so that Kubernetes
+    #: probes and Prometheus reach it at the pod's address.
+    http_host: str = "0.0.0.0"  # noqa: S104 - probes and scrapers come from outside
 
 
 @dataclass(frozen=True, slots=True)
@@ -968,6 +974,10 @@ _SETTINGS: Final[tuple[_Setting, ...]] = (
     _Setting(("OUTBOX", "RETENTION"), OutboxConfig, "retention", _POSITIVE),
     _Setting(("OUTBOX", "POLL_INTERVAL"), OutboxConfig, "poll_interval", _POSITIVE),
     _Setting(("OUTBOX", "LEASE"), OutboxConfig, "lease", _POSITIVE),
+    _Setting(
+        ("OUTBOX", "HTTP_PORT"), OutboxConfig, "http_port", _optional(_integer_range(0, 65535))
+    ),
+    _Setting(("OUTBOX", "HTTP_HOST"), OutboxConfig, "http_host", _string),
     # -- TASKS
     _Setting(("TASKS", "ENQUEUE"), TasksConfig, "enqueue", _boolean),
     _Setting(("TASKS", "BACKEND"), TasksConfig, "backend", _string),

@@ -1,17 +1,29 @@
-"""The listener's health and metrics server: ``/healthz``, ``/readyz``, ``/metrics``.
+"""The health and metrics server: ``/healthz``, ``/readyz``, ``/metrics``.
 
-``appsync_listen --http-port PORT`` (or ``LISTENER['HTTP_PORT']``) starts it on the
-listener's own event loop, with no web framework: a small HTTP/1.1 server on
-:func:`asyncio.start_server` that answers ``GET`` (and ``HEAD``) and closes each
-connection after its answer. Serving from the listener's loop is deliberate: a loop
-blocked by a handler answers nothing, so the liveness probe sees it.
+It serves any :class:`HealthTarget`: an object whose ``health()`` returns a
+:class:`HealthReport` snapshot. Two are built in:
+
+* the listener (:meth:`appsync_events.listener.Listener.health`):
+  ``appsync_listen --http-port PORT`` (or ``LISTENER['HTTP_PORT']``) starts the server on
+  the listener's own event loop. Serving from that loop is deliberate: a loop blocked by
+  a handler answers nothing, so the liveness probe sees it.
+* the outbox drainer (:meth:`appsync_events.outbox.drainer.OutboxDrainer.health`):
+  ``appsync_outbox --http-port PORT`` (or ``OUTBOX['HTTP_PORT']``) runs the server with
+  :class:`ThreadedHealthServer`, on an event loop of its own in a background thread,
+  while the drainer works in the main thread.
+
+No web framework: a small HTTP/1.1 server on :func:`asyncio.start_server` that answers
+``GET`` (and ``HEAD``) and closes each connection after its answer.
 
 ``/healthz``
-    Liveness: 200 ``{"status": "alive", ...}`` while the listener runs.
+    Liveness: 200 ``{"status": "alive", "phase": ...}`` while the target is alive;
+    503 ``{"status": "not alive", "reason": ..., "phase": ...}`` when it reports itself
+    stuck (a drainer whose batch has run for twice its lease).
 ``/readyz``
-    Readiness: 200 when connected and every configured subscription is established
-    (also for a standby waiting for the ``--exclusive`` lease, so rolling updates
-    proceed); otherwise 503 with ``{"status": "not ready", "reason": ...}``.
+    Readiness: 200 ``{"status": "ready", ...}`` when the target says it is ready,
+    otherwise 503 with ``{"status": "not ready", "reason": ...}``; both with the
+    target's phase and details (the listener's connection and subscriptions, the
+    drainer's worker and the age of its last poll and batch).
 ``/metrics``
     The process's Prometheus metrics (501 without ``prometheus-client``), produced in a
     worker thread since the outbox gauges query the database.
@@ -24,18 +36,25 @@ once), a request head of at most :data:`MAX_REQUEST_BYTES` bytes, read within
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Final
+import threading
+from typing import Any, Final, Protocol
 
 from . import metrics
 from .exceptions import ImproperlyInstalled
 
-if TYPE_CHECKING:
-    from .listener import Listener
-
-__all__ = ["MAX_CONNECTIONS", "MAX_REQUEST_BYTES", "REQUEST_TIMEOUT", "HealthServer"]
+__all__ = [
+    "MAX_CONNECTIONS",
+    "MAX_REQUEST_BYTES",
+    "REQUEST_TIMEOUT",
+    "HealthReport",
+    "HealthServer",
+    "HealthTarget",
+    "ThreadedHealthServer",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -59,18 +78,55 @@ _REASONS: Final = {
 }
 
 
+class HealthReport(Protocol):
+    """A snapshot of a service's state, as :class:`HealthServer` reports it.
+
+    :class:`~appsync_events.listener.ListenerHealth` and
+    :class:`~appsync_events.outbox.drainer.DrainerHealth` implement it.
+    """
+
+    @property
+    def phase(self) -> str:
+        """Where the service is in its life: ``"starting"``, ``"running"``, ``"stopping"``,
+        ``"stopped"`` (the listener adds ``"standby"``)."""
+
+    @property
+    def alive(self) -> tuple[bool, str]:
+        """Whether the service still makes progress (``/healthz``), and why not."""
+
+    @property
+    def ready(self) -> tuple[bool, str]:
+        """Whether the service does its job now (``/readyz``), and why (not)."""
+
+    def details(self) -> dict[str, Any]:
+        """Return the extra JSON members of the ``/readyz`` answer."""
+
+
+class HealthTarget(Protocol):
+    """What :class:`HealthServer` serves: anything with a ``health()`` snapshot.
+
+    ``health()`` is called on the server's event loop for every probe: it must be quick,
+    must not block, and must be safe to call from that loop's thread.
+    """
+
+    def health(self) -> HealthReport:
+        """Return a snapshot of the service's state."""
+
+
 class HealthServer:
-    """Serve a listener's probes and metrics on ``host:port`` (``port`` 0: a free one).
+    """Serve a target's probes and the process's metrics on ``host:port``.
 
     Args:
-        listener: the listener whose :meth:`~appsync_events.listener.Listener.health`
-            is reported.
+        target: what ``/healthz`` and ``/readyz`` report (a
+            :class:`~appsync_events.listener.Listener`, an
+            :class:`~appsync_events.outbox.drainer.OutboxDrainer`, or any
+            :class:`HealthTarget`).
         host: the interface to bind.
         port: the port to bind (0 picks a free one; :meth:`start` returns it).
     """
 
-    def __init__(self, listener: Listener, host: str, port: int) -> None:
-        self.listener = listener
+    def __init__(self, target: HealthTarget, host: str, port: int) -> None:
+        self.target = target
         self.host = host
         self.port = port
         self._server: asyncio.Server | None = None
@@ -156,8 +212,7 @@ class HealthServer:
         path = target.split("?", 1)[0]
         is_head = method == "HEAD"
         if path == "/healthz":
-            health = self.listener.health()
-            return (*_json(200, {"status": "alive", "phase": health.phase}), is_head)
+            return (*self._liveness(), is_head)
         if path == "/readyz":
             return (*self._readiness(), is_head)
         if path == "/metrics":
@@ -168,8 +223,15 @@ class HealthServer:
             return (200, content_type, body, is_head)
         return (*_json(404, {"error": "not found; try /healthz, /readyz or /metrics"}), is_head)
 
+    def _liveness(self) -> tuple[int, str, bytes]:
+        health = self.target.health()
+        alive, reason = health.alive
+        if alive:
+            return _json(200, {"status": "alive", "phase": health.phase})
+        return _json(503, {"status": "not alive", "reason": reason, "phase": health.phase})
+
     def _readiness(self) -> tuple[int, str, bytes]:
-        health = self.listener.health()
+        health = self.target.health()
         ready, reason = health.ready
         return _json(
             200 if ready else 503,
@@ -177,8 +239,7 @@ class HealthServer:
                 "status": "ready" if ready else "not ready",
                 "reason": reason,
                 "phase": health.phase,
-                "connection": health.connection,
-                "subscriptions": health.subscriptions,
+                **health.details(),
             },
         )
 
@@ -197,6 +258,82 @@ class HealthServer:
             + body
         )
         await writer.drain()
+
+
+class ThreadedHealthServer:
+    """Run a :class:`HealthServer` on an event loop of its own, in a daemon thread.
+
+    For a process whose work is synchronous (``appsync_outbox``): the probes answer
+    while the main thread drains.
+
+    Args:
+        target: what ``/healthz`` and ``/readyz`` report; its ``health()`` is called
+            from the server's thread.
+        host: the interface to bind.
+        port: the port to bind (0 picks a free one; :meth:`start` returns it).
+    """
+
+    #: Seconds :meth:`stop` waits for the server's thread to end.
+    STOP_TIMEOUT: Final = 5.0
+
+    def __init__(self, target: HealthTarget, host: str, port: int) -> None:
+        self.server = HealthServer(target, host, port)
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the server (the real port once started)."""
+        return self.server.url
+
+    def start(self) -> int:
+        """Start the thread and bind; return the port once the server listens.
+
+        Raises:
+            OSError: the address cannot be bound (the thread has ended).
+        """
+        started: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(self._main(started),), name="appsync-health", daemon=True
+        )
+        self._thread.start()
+        try:
+            return started.result()
+        except BaseException:
+            self.stop()  # the thread has ended (a bind error) or is told to (an interrupt)
+            raise
+
+    def stop(self) -> None:
+        """Stop the server and its thread (waiting at most :attr:`STOP_TIMEOUT` seconds)."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(stop.set)
+        thread.join(self.STOP_TIMEOUT)
+        if thread.is_alive():
+            logger.warning(
+                "The health server on %s did not stop within %g s; leaving its thread",
+                self.url,
+                self.STOP_TIMEOUT,
+            )
+
+    async def _main(self, started: concurrent.futures.Future[int]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            port = await self.server.start()
+        except BaseException as exc:
+            started.set_exception(exc)
+            return
+        started.set_result(port)
+        try:
+            await self._stop.wait()
+        finally:
+            await self.server.stop()
 
 
 def _json(status: int, value: Any) -> tuple[int, str, bytes]:

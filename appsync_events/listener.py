@@ -167,6 +167,8 @@ class ListenerStats:
 class ListenerHealth:
     """A snapshot of a listener's state, for probes and metrics (:meth:`Listener.health`).
 
+    A :class:`~appsync_events.health.HealthReport`.
+
     Attributes:
         phase: ``"starting"``, ``"standby"`` (waiting for the lease), ``"running"``,
             ``"stopping"`` or ``"stopped"``.
@@ -208,6 +210,16 @@ class ListenerHealth:
         if waiting:
             return False, "subscription " + ", ".join(waiting)
         return True, "connected; every configured subscription is established"
+
+    @property
+    def alive(self) -> tuple[bool, str]:
+        """Always alive: the health server runs on the listener's loop, so a blocked
+        loop does not answer at all."""
+        return True, "the event loop answers"
+
+    def details(self) -> dict[str, Any]:
+        """Return the connection and subscription states, for ``/readyz``."""
+        return {"connection": self.connection, "subscriptions": self.subscriptions}
 
 
 class Listener:

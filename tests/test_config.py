@@ -1,5 +1,5 @@
 """Tests for appsync_events.config: the settings table, REGION only for IAM, PROXY,
-LISTENER['MAX_MESSAGE_BYTES'], API_ID and namespace HANDLERS, through
+LISTENER['MAX_MESSAGE_BYTES'], OUTBOX['HTTP_PORT'], API_ID and namespace HANDLERS, through
 APIConfig.from_mapping (no Django settings)."""
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def test_every_section_field_is_reachable_from_a_setting() -> None:
     ("section", "keys"),
     [
         ("TIMEOUTS", "CONNECT, HANDSHAKE, HTTP, OPERATION"),
-        ("OUTBOX", "BACKOFF_INITIAL, BACKOFF_MAX, BATCH_SIZE, LEASE, MAX_ATTEMPTS"),
+        ("OUTBOX", "BATCH_SIZE, HTTP_HOST, HTTP_PORT, LEASE, MAX_ATTEMPTS"),
         ("LISTENER", "LEASE_TTL, MAX_MESSAGE_BYTES, OVERFLOW"),
     ],
 )
@@ -261,6 +261,25 @@ def test_bad_max_message_bytes_is_e009(value: Any) -> None:
         "appsync_events.E009",
     )
     assert f"must be an integer at least 65536, not {value!r}." in str(error)
+
+
+# -- OUTBOX['HTTP_PORT'] -------------------------------------------------------------------
+
+
+def test_outbox_http_port_and_host_are_read() -> None:
+    """OUTBOX['HTTP_PORT'] and ['HTTP_HOST'] set the drainer's server; none by default."""
+    assert (parse().outbox.http_port, parse().outbox.http_host) == (None, "0.0.0.0")  # noqa: S104
+    outbox = parse(OUTBOX={"HTTP_PORT": 9101, "HTTP_HOST": "127.0.0.1"}).outbox
+    assert (outbox.http_port, outbox.http_host) == (9101, "127.0.0.1")
+    assert parse(OUTBOX={"HTTP_PORT": 0}).outbox.http_port == 0
+
+
+@pytest.mark.parametrize("value", [-1, 65_536, "9101", 9101.0, True])
+def test_bad_outbox_http_port_is_e009(value: Any) -> None:
+    """OUTBOX['HTTP_PORT'] must be an integer from 0 to 65535 (E009)."""
+    error = failure(OUTBOX={"HTTP_PORT": value})
+    assert (error.key, error.check_id) == ("OUTBOX['HTTP_PORT']", "appsync_events.E009")
+    assert f"must be an integer from 0 to 65535, not {value!r}." in str(error)
 
 
 # -- API_ID ------------------------------------------------------------------------------

@@ -6,8 +6,11 @@ import asyncio
 import contextlib
 import copy
 import os
+import re
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,20 @@ from appsync_events.testing.pytest_plugin import (  # noqa: F401 - fixtures
     appsync_events_emulator,
 )
 from tests.test_client import until
+from tests.test_outbox_concurrency import (  # noqa: F401 - the database fixture
+    FILL,
+    KEY,
+    TABLE,
+    Database,
+    _sqlite,
+    database,
+    environment,
+    free_port,
+    run,
+    start_drainer,
+    stop_drainer,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -534,6 +551,232 @@ def test_metrics_view_without_prometheus_client_says_what_to_install(
     assert b"django-appsync-events[metrics]" in response.content
 
 
+# -- the outbox drainer's server ----------------------------------------------------------
+
+
+class DrainerProcess:
+    """``manage.py appsync_outbox --http-port 0`` as a process, with a client for its server."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.base = ""
+        self.http = httpx.AsyncClient(trust_env=False, timeout=5)
+
+    @classmethod
+    async def start(cls, env: dict[str, str]) -> DrainerProcess:
+        """Start the drainer and read the port it serves on from its ``serving`` line."""
+        drainer = cls(await start_drainer(env, "--http-port", "0", "--http-host", "127.0.0.1"))
+        assert drainer.proc.stderr is not None
+        while not drainer.base:
+            line = await asyncio.wait_for(drainer.proc.stderr.readline(), 30)
+            assert line, "the drainer exited before serving"
+            found = re.search(rb"^serving /healthz, /readyz and /metrics on (http://\S+)$", line)
+            if found:
+                drainer.base = found.group(1).decode()
+        assert re.fullmatch(r"http://127\.0\.0\.1:[1-9][0-9]*", drainer.base), drainer.base
+        return drainer
+
+    async def get(self, path: str) -> httpx.Response:
+        return await self.http.get(self.base + path)
+
+    async def sent_total(self) -> float:
+        response = await self.get("/metrics")
+        assert response.status_code == 200
+        return value(parse(response.text), "appsync_events_outbox_sent_events_total", api="default")
+
+    async def until(
+        self,
+        path: str,
+        status: int,
+        reason: str = "",
+        timeout: float = 30,  # noqa: ASYNC109
+    ) -> httpx.Response:
+        """GET ``path`` until it answers ``status`` with ``reason`` in its body."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            response = await self.get(path)
+            if response.status_code == status and reason in response.text:
+                return response
+            if loop.time() > deadline:
+                raise AssertionError(f"{path} still {response.status_code}: {response.text}")
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> str:
+        await self.http.aclose()
+        return await stop_drainer(self.proc)
+
+
+@pytest.mark.timeout(120)
+async def test_a_drainer_serves_probes_and_counts_the_events_it_sent(
+    database: Database,  # noqa: F811
+) -> None:
+    """appsync_outbox --http-port 0 answers /healthz and /readyz, and /metrics counts sends."""
+    total = 37
+    port = free_port()
+    env = environment(database, port)
+    await run(env, "manage.py", "migrate", "appsync_events", "--skip-checks", "-v", "0")
+    emulator = AppSyncEventsEmulator("127.0.0.1", port, api_keys=[KEY], namespaces=["default"])
+    emulator.start()
+    try:
+        drainer = await DrainerProcess.start(env)
+        try:
+            ready = (await drainer.until("/readyz", 200)).json()
+            assert ready["status"] == "ready"
+            assert ready["phase"] == "running"
+            assert ready["reason"] == "polling the outbox table"
+            assert ready["worker"]
+            assert ready["api"] is None
+            assert ready["seconds_since_last_batch"] is None  # nothing claimed yet
+            health_ = await drainer.get("/healthz")
+            assert (health_.status_code, health_.json()) == (
+                200,
+                {"status": "alive", "phase": "running"},
+            )
+            before = await drainer.sent_total()
+            fill = {**env, "FILL_EVENTS": str(total), "FILL_CHANNELS": "3"}
+            await run(fill, "-c", FILL)
+            await wait_until(
+                lambda: database.states() == {"sent": total}, 60, "every row marked sent"
+            )
+            # The counter moves right after the rows are marked sent: wait for it, then
+            # check it moved by exactly the events sent.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while (after := await drainer.sent_total()) < before + total:
+                assert loop.time() < deadline, f"sent_events_total stuck at {after}"
+                await asyncio.sleep(0.05)
+            assert after == before + total
+            samples = parse((await drainer.get("/metrics")).text)
+            assert value(samples, "appsync_events_outbox_pending_events", api="default") == 0
+            ready = (await drainer.get("/readyz")).json()
+            assert ready["seconds_since_last_batch"] is not None
+        finally:
+            out = await drainer.stop()
+        assert "batch: claimed" in out
+        assert sum(len(r.events) for r in emulator.published) == total
+    finally:
+        emulator.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_a_drainer_is_not_ready_while_its_database_is_unreachable(
+    database: Database,  # noqa: F811
+) -> None:
+    """/readyz turns 503 naming the database error (a table gone, a database dropped)."""
+    env = environment(database, free_port())
+    await run(env, "manage.py", "migrate", "appsync_events", "--skip-checks", "-v", "0")
+    drainer = await DrainerProcess.start(env)
+    try:
+        await drainer.until("/readyz", 200)
+        if database.setting.startswith("sqlite:"):
+            database.query(f"ALTER TABLE {TABLE} RENAME TO hidden_outbox")
+            body = (await drainer.until("/readyz", 503, "no such table")).json()
+            assert body["reason"] == (
+                f"the last poll of the outbox failed: OperationalError: no such table: {TABLE}"
+            )
+            # Still alive: the drainer retries, and is ready again once a poll succeeds.
+            assert (await drainer.get("/healthz")).status_code == 200
+            database.query(f"ALTER TABLE hidden_outbox RENAME TO {TABLE}")
+            await drainer.until("/readyz", 200, "polling the outbox table")
+        else:
+            assert database.drop is not None
+            database.drop()
+            body = (await drainer.until("/readyz", 503, "does not exist")).json()
+            assert body["reason"].startswith("the last poll of the outbox failed: ")
+            assert body["phase"] == "running"
+            assert (await drainer.get("/healthz")).status_code == 200
+    finally:
+        await drainer.stop()
+
+
+def test_a_drainer_whose_port_is_taken_exits_2(tmp_path: Path) -> None:
+    """appsync_outbox --http-port on a bound port exits 2 with one line naming the port."""
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        env = environment(_sqlite(tmp_path / "outbox.sqlite3"), free_port())
+        command = ["manage.py", "appsync_outbox", "--skip-checks", "--http-port", str(port)]
+        done = subprocess.run(
+            [sys.executable, *command, "--http-host", "127.0.0.1"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"CommandError: cannot serve /healthz, /readyz and /metrics on http://127.0.0.1:{port}: "
+    )
+    assert (
+        "pass another --http-port (or set APPSYNC_EVENTS['default']['OUTBOX']['HTTP_PORT'])"
+        in (lines[0])
+    )
+
+
+def test_the_drainer_command_refuses_http_port_with_once() -> None:
+    """appsync_outbox --once --http-port is a usage error (exit 2): a pass serves nothing."""
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="drop one of them") as info:
+        call_command("appsync_outbox", "--once", "--http-port", "0")
+    assert info.value.returncode == 2
+
+
+async def test_a_stuck_batch_makes_the_drainer_not_alive() -> None:
+    """A batch running for more than twice the lease turns /healthz and /readyz 503."""
+    drainer = OutboxDrainer(lease=0.05, worker="stuck-drainer")
+    assert drainer.health().phase == "starting"
+    entered, release, stop = threading.Event(), threading.Event(), threading.Event()
+
+    def blocked_batch(**kwargs: Any) -> Any:
+        entered.set()
+        release.wait(30)
+        raise RuntimeError("released")
+
+    drainer.drain_batch = blocked_batch  # type: ignore[method-assign]
+    server = health.ThreadedHealthServer(drainer, "127.0.0.1", 0)
+    port = server.start()
+    thread = threading.Thread(target=drainer.run, args=(stop,), kwargs={"purge_every": 1e9})
+    thread.start()
+    try:
+        async with httpx.AsyncClient(trust_env=False, timeout=5) as http:
+            assert await asyncio.to_thread(entered.wait, 10)
+            await until(lambda: not drainer.health().alive[0])
+            live = await http.get(f"http://127.0.0.1:{port}/healthz")
+            assert live.status_code == 503
+            assert live.json()["status"] == "not alive"
+            reason = live.json()["reason"]
+            assert reason.endswith("more than twice the lease (0.1 s): the drainer is stuck")
+            ready = await http.get(f"http://127.0.0.1:{port}/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["worker"] == "stuck-drainer"
+            assert ready.json()["seconds_in_batch"] > 0.1
+            release.set()
+            # The batch failed: not ready, with the reason, until a poll succeeds.
+            await until(lambda: drainer.health().seconds_in_batch is None)
+            ready = await http.get(f"http://127.0.0.1:{port}/readyz")
+            assert ready.json()["reason"] == (
+                "the last poll of the outbox failed: RuntimeError: released"
+            )
+            assert (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
+            stop.set()
+            await asyncio.to_thread(thread.join, 10)
+            assert (await http.get(f"http://127.0.0.1:{port}/readyz")).json()["phase"] == "stopped"
+    finally:
+        release.set()
+        stop.set()
+        thread.join(10)
+        server.stop()
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", port)  # stopped with the drainer
+
+
 # -- outbox and consumer metrics -----------------------------------------------------------
 
 
@@ -795,6 +1038,8 @@ def test_listener_counts_survive_a_restart_and_add_up_across_listeners() -> None
             self.stats = ListenerStats(
                 received=received, dropped=dropped, reconnects=1, discarded=2
             )
+            # The first listener's client skipped 3 events that were not JSON.
+            self.client = SimpleNamespace(undecodable_events=3) if received == 10 else None
 
     def fake(received: int, dropped: int) -> Any:
         return Fake(received, dropped)
@@ -803,15 +1048,15 @@ def test_listener_counts_survive_a_restart_and_add_up_across_listeners() -> None
     first, second = fake(10, 1), fake(5, 0)
     store.start(first)
     store.start(second)
-    assert store.totals() == (15, 2, {"drop_oldest": 1, "shutdown": 4})
+    assert store.totals() == (15, 2, {"drop_oldest": 1, "shutdown": 4, "undecodable": 3})
     assert store.live is not None
     assert store.live() is second  # the gauges show the listener started last
     store.carry(first)
     first.stats.received = 1000  # changes after the stop no longer count
-    assert store.totals() == (15, 2, {"drop_oldest": 1, "shutdown": 4})
+    assert store.totals() == (15, 2, {"drop_oldest": 1, "shutdown": 4, "undecodable": 3})
     store.carry(second)
     assert store.live is None
-    assert store.totals() == (15, 2, {"drop_oldest": 1, "shutdown": 4})
+    assert store.totals() == (15, 2, {"drop_oldest": 1, "shutdown": 4, "undecodable": 3})
 
 
 @pytest.mark.parametrize(("step", "exact"), [(0.01, True), (1e-6, False)])

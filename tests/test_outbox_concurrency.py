@@ -57,6 +57,8 @@ class Database:
 
     setting: str
     query: Callable[[str], list[tuple[Any, ...]]]
+    #: Drop the database while drainers use it (PostgreSQL only).
+    drop: Callable[[], None] | None = None
 
     def states(self) -> dict[str, int]:
         return dict(self.query(f"SELECT state, COUNT(*) FROM {TABLE} GROUP BY state"))  # noqa: S608
@@ -92,11 +94,14 @@ def database(request, tmp_path) -> Iterator[Database]:
         with psycopg.connect(dbname=name, autocommit=True, **params) as conn:
             return conn.execute(sql).fetchall()
 
-    try:
-        yield Database(f"postgres:{name}", query)
-    finally:
+    def drop() -> None:
         with psycopg.connect(dbname="test", autocommit=True, **params) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    try:
+        yield Database(f"postgres:{name}", query, drop)
+    finally:
+        drop()
 
 
 def free_port() -> int:

@@ -14,10 +14,22 @@ from typing import Any
 from django.core import checks
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-__all__ = ["AppSyncCommand"]
+__all__ = ["AppSyncCommand", "port_number"]
 
 #: Exit status for a configuration or usage error (argparse uses it for bad flags too).
 USAGE_ERROR = 2
+
+
+def port_number(value: str) -> int:
+    """Parse a TCP port (0 to 65535) for an ``--http-port`` option.
+
+    Raises:
+        ValueError: ``value`` is not such a number (argparse names the option).
+    """
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError(value)
+    return number
 
 
 class AppSyncCommand(BaseCommand):

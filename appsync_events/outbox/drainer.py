@@ -43,10 +43,11 @@ from ..batching import chunk_indices
 from ..conf import DEFAULT_API, OutboxConfig, get_api_config
 from ..exceptions import PartialPublishError
 from ..models import OutboxEvent
+from ..redaction import redact
 from ..results import PublishResult
 from ..signals import publish_failed, published
 
-__all__ = ["DrainReport", "OutboxDrainer"]
+__all__ = ["DrainReport", "DrainerHealth", "OutboxDrainer"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ _MAX_ERROR = 2000
 _LEASE_MARGIN = 1.0
 # Events sent between two lease checks (five requests of small events).
 _SLICE = 25
+# The longest error text health() reports.
+_MAX_HEALTH_ERROR = 300
 
 
 @dataclass(slots=True)
@@ -89,6 +92,85 @@ class DrainReport:
             f"claimed {self.claimed}, sent {self.sent}, retried {self.retried}, "
             f"failed {self.failed}, released {self.released}"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class DrainerHealth:
+    """A snapshot of a drainer's state, for probes (:meth:`OutboxDrainer.health`).
+
+    A :class:`~appsync_events.health.HealthReport`.
+
+    Attributes:
+        phase: ``"starting"`` (before :meth:`~OutboxDrainer.run`), ``"running"``,
+            ``"stopping"`` (asked to stop, finishing its batch) or ``"stopped"``.
+        worker: the drainer's name (the prefix of ``locked_by``).
+        api: the alias drained; ``None``: every alias.
+        error: why the last poll failed (a database error, first line, redacted);
+            ``None`` once a poll succeeds again.
+        seconds_since_last_poll: since the last poll (an idle one or a batch) that
+            reached the database; ``None`` before the first.
+        seconds_since_last_batch: since the last batch that claimed rows; ``None``
+            before the first.
+        seconds_in_batch: how long the batch in progress has run; ``None`` between
+            batches.
+        stalled_after: seconds a batch may run before the drainer counts as stuck
+            (twice its lease: a batch stops sending before its lease ends).
+    """
+
+    phase: str
+    worker: str
+    api: str | None
+    error: str | None
+    seconds_since_last_poll: float | None
+    seconds_since_last_batch: float | None
+    seconds_in_batch: float | None
+    stalled_after: float
+
+    @property
+    def stalled(self) -> bool:
+        """Whether the batch in progress has run longer than :attr:`stalled_after`."""
+        return self.seconds_in_batch is not None and self.seconds_in_batch > self.stalled_after
+
+    @property
+    def alive(self) -> tuple[bool, str]:
+        """Whether the drainer makes progress: not when one batch has run for longer
+        than twice its lease (a hung database connection, say)."""
+        if self.stalled:
+            return False, (
+                f"a batch has run for {self.seconds_in_batch:.1f} s, more than twice the "
+                f"lease ({self.stalled_after:g} s): the drainer is stuck"
+            )
+        return True, "the drainer makes progress"
+
+    @property
+    def ready(self) -> tuple[bool, str]:
+        """Whether the drainer is ready, and why not: running, with its last poll having
+        reached the database, and not stuck in a batch."""
+        if self.phase != "running":
+            return False, f"the drainer is {self.phase}"
+        if self.error is not None:
+            return False, f"the last poll of the outbox failed: {self.error}"
+        alive, reason = self.alive
+        if not alive:
+            return False, reason
+        if self.seconds_since_last_poll is None:
+            return False, "no poll has reached the database yet"
+        return True, "polling the outbox table"
+
+    def details(self) -> dict[str, Any]:
+        """Return the worker, the alias and the age of the last poll and batch, for
+        ``/readyz``."""
+        return {
+            "worker": self.worker,
+            "api": self.api,
+            "seconds_since_last_poll": _rounded(self.seconds_since_last_poll),
+            "seconds_since_last_batch": _rounded(self.seconds_since_last_batch),
+            "seconds_in_batch": _rounded(self.seconds_in_batch),
+        }
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
 
 
 def backoff_delay(attempts: int, config: OutboxConfig) -> float:
@@ -129,11 +211,63 @@ class OutboxDrainer:
         self.using = using
         self.worker = (worker or uuid.uuid4().hex)[:40]
         self._token = ""
+        # What health() reports; written by the thread that runs the drainer, read from
+        # any other (each a single attribute, so a read sees an old or a new value).
+        self._phase = "starting"
+        self._stop_event: threading.Event | asyncio.Event | None = None
+        self._error: str | None = None
+        self._last_poll: float | None = None
+        self._last_batch: float | None = None
+        self._batch_started: float | None = None
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {self.batch_size!r}")
 
     def __repr__(self) -> str:
         return f"<OutboxDrainer api={self.api!r} worker={self.worker!r}>"
+
+    # -- health -----------------------------------------------------------------------
+
+    def health(self) -> DrainerHealth:
+        """Return a snapshot of the drainer's state (safe to call from another thread).
+
+        :meth:`run` and :meth:`arun` keep it current; ``appsync_outbox --http-port``
+        serves it as ``/healthz`` and ``/readyz``.
+        """
+        now = time.monotonic()
+        phase = self._phase
+        stop = self._stop_event
+        if phase == "running" and stop is not None and stop.is_set():
+            phase = "stopping"
+        last_poll, last_batch, started = self._last_poll, self._last_batch, self._batch_started
+        return DrainerHealth(
+            phase=phase,
+            worker=self.worker,
+            api=self.api,
+            error=self._error,
+            seconds_since_last_poll=None if last_poll is None else now - last_poll,
+            seconds_since_last_batch=None if last_batch is None else now - last_batch,
+            seconds_in_batch=None if started is None else now - started,
+            stalled_after=2 * self.lease,
+        )
+
+    def _timed_batch(self) -> DrainReport:
+        """:meth:`drain_batch`, for :meth:`run` and :meth:`arun`: timed for health()."""
+        self._batch_started = time.monotonic()
+        try:
+            report = self.drain_batch()
+        finally:
+            self._batch_started = None
+        self._error = None
+        self._last_poll = time.monotonic()
+        if report.claimed:
+            self._last_batch = self._last_poll
+        return report
+
+    def _failed(self, exc: BaseException) -> None:
+        """Log a failed poll and keep its reason for health()."""
+        logger.error("Outbox drainer %s failed; retrying", self.worker, exc_info=exc)
+        text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+        self._error = redact(text)[:_MAX_HEALTH_ERROR]
 
     # -- database steps ---------------------------------------------------------------
 
@@ -420,25 +554,30 @@ class OutboxDrainer:
         """Drain until ``stop`` is set: batches while rows are due, else wait ``POLL_INTERVAL``.
 
         A database error is logged and retried after the poll interval, so a database
-        restart does not end the drainer.
+        restart does not end the drainer; :meth:`health` reports it until a poll
+        succeeds again.
         """
         last_purge = 0.0
-        while not stop.is_set():
-            try:
-                if time.monotonic() - last_purge >= purge_every:
-                    self.purge_sent()
-                    last_purge = time.monotonic()
-                report = self.drain_batch()
-            except Exception:
-                logger.exception("Outbox drainer %s failed; retrying", self.worker)
-                connections[self.using].close()
-                stop.wait(self.poll_interval)
-                continue
-            if report.claimed:
-                if on_batch is not None:
-                    on_batch(report)
-            else:
-                stop.wait(self.poll_interval)
+        self._stop_event, self._phase = stop, "running"
+        try:
+            while not stop.is_set():
+                try:
+                    if time.monotonic() - last_purge >= purge_every:
+                        self.purge_sent()
+                        last_purge = time.monotonic()
+                    report = self._timed_batch()
+                except Exception as exc:
+                    self._failed(exc)
+                    connections[self.using].close()
+                    stop.wait(self.poll_interval)
+                    continue
+                if report.claimed:
+                    if on_batch is not None:
+                        on_batch(report)
+                else:
+                    stop.wait(self.poll_interval)
+        finally:
+            self._phase = "stopped"
 
     async def arun(
         self,
@@ -455,15 +594,16 @@ class OutboxDrainer:
         worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="appsync-outbox")
         loop = asyncio.get_running_loop()
         last_purge = 0.0
+        self._stop_event, self._phase = stop, "running"
         try:
             while not stop.is_set():
                 try:
                     if time.monotonic() - last_purge >= purge_every:
                         await loop.run_in_executor(worker, self.purge_sent)
                         last_purge = time.monotonic()
-                    report = await loop.run_in_executor(worker, self.drain_batch)
-                except Exception:
-                    logger.exception("Outbox drainer %s failed; retrying", self.worker)
+                    report = await loop.run_in_executor(worker, self._timed_batch)
+                except Exception as exc:
+                    self._failed(exc)
                     await loop.run_in_executor(worker, connections[self.using].close)
                     report = DrainReport()
                 if report.claimed:
@@ -475,5 +615,6 @@ class OutboxDrainer:
                 except TimeoutError:
                     pass
         finally:
+            self._phase = "stopped"
             await loop.run_in_executor(worker, connections.close_all)
             worker.shutdown(wait=False)

@@ -18,19 +18,12 @@ from django.core.management.base import CommandError, CommandParser
 
 from ...exceptions import ConfigurationError, InvalidChannelError
 from ...listener import EXIT_SHUTDOWN_TIMEOUT, JSONLinesSink, Listener
-from ..base import AppSyncCommand
+from ..base import AppSyncCommand, port_number
 
 
 def _positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
-        raise ValueError(value)
-    return number
-
-
-def _port(value: str) -> int:
-    number = int(value)
-    if not 0 <= number <= 65535:
         raise ValueError(value)
     return number
 
@@ -94,7 +87,7 @@ class Command(AppSyncCommand):
         )
         parser.add_argument(
             "--http-port",
-            type=_port,
+            type=port_number,
             metavar="PORT",
             help="serve /healthz, /readyz and /metrics on PORT (default LISTENER['HTTP_PORT'])",
         )
