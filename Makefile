@@ -107,6 +107,16 @@ test: install ## run the whole test suite with branch coverage (fails under the 
 	@COVERAGE_FILE=$(CURDIR)/.coverage $(PY) -m coverage combine --quiet
 	COVERAGE_FILE=$(CURDIR)/.coverage $(PY) -m coverage report
 
+# -- the reliability soak ------------------------------------------------------------------
+
+# tests/reliability runs in `make test` (its short variant); the soak scales every scenario
+# up (fault cycles, events, 100,000 fuzzing inputs per fuzz test) and rewrites RELIABILITY.md
+# from its figures (test-artifacts/reliability-*.json).
+.PHONY: soak
+soak: install ## the reliability suite's long variant (about 10 minutes), then RELIABILITY.md
+	APPSYNC_EVENTS_SOAK=1 $(PY) -m pytest tests/reliability $(PYTEST_ARGS)
+	$(PY) -m bench.reliability_report
+
 # -- the other checks CI runs (.ci/run) -------------------------------------------------------
 
 .PHONY: lint format typecheck migrations-check test-postgres test-py312 test-floors wheel-check check

@@ -144,7 +144,10 @@ class ListenerStats:
         reconnects: connections re-established after a loss.
         dropped: events dropped by an ``OVERFLOW`` drop policy.
         discarded: events received after shutdown began (not dispatched).
-        queued: events waiting for dispatch right now.
+        queued: events taken in and not dispatched yet: waiting in the queue, or being
+            dispatched (after a shutdown that gave up at ``SHUTDOWN_TIMEOUT``, those it
+            abandoned). Once the listener has stopped, ``received == dispatched +
+            dropped + discarded + queued``.
     """
 
     received: int = 0
@@ -315,6 +318,9 @@ class Listener:
         # Follows whose subscribe is still waiting for the service, by path: a concurrent
         # follow of the same path waits for that answer instead of returning early.
         self._subscribing: dict[str, asyncio.Future[None]] = {}
+        # 1 while an event is being dispatched (counted in stats.queued); it stays 1 when
+        # the shutdown cancels that dispatch at its deadline.
+        self._in_flight = 0
         self._last_drop_log = 0.0
         self._drops_since_log = 0
         self._last_touch = 0.0
@@ -561,7 +567,7 @@ class Listener:
                 logger.warning(
                     "Shutdown timeout (%.1f s): %d queued events were not dispatched (api=%s)",
                     timeout,
-                    self._queue.qsize(),
+                    self._queue.qsize() + self._in_flight,
                     self.alias,
                 )
         dispatcher.cancel()
@@ -710,6 +716,7 @@ class Listener:
         observer = self._observer
         while True:
             event = await queue.get()
+            self._in_flight = 1
             token = observer.event_started(event) if observer is not None else None
             dispatched = False
             try:
@@ -735,6 +742,7 @@ class Listener:
                             alias,
                         )
                 stats.dispatched += 1
+                self._in_flight = 0
                 dispatched = True
                 self._last_event = time.monotonic()
                 if self.max_events is not None and stats.dispatched >= self.max_events:
@@ -840,7 +848,7 @@ class Listener:
             self._log_stats()
 
     def _log_stats(self) -> None:
-        self.stats.queued = self._queue.qsize()
+        self.stats.queued = self._queue.qsize() + self._in_flight
         if self.client is not None:
             self.stats.reconnects = self.client.reconnects
         s = self.stats

@@ -100,6 +100,18 @@ async def test_send_raw_frames(emu, frame):
         assert received == frame
 
 
+async def test_a_frame_the_server_cannot_send_closes_with_1011(emu, caplog):
+    """A frame the emulator cannot encode (text that is no Unicode) closes the connection
+    with 1011 and an ERROR line; it used to leave the connection open and mute."""
+    async with await connected(emu) as client:
+        await client.recv_type("ka")
+        assert await asyncio.to_thread(emu.send_raw, "\ud800") == 1
+        with pytest.raises(websockets.ConnectionClosedError):
+            await client.recv_type("never")
+        assert client.ws.close_code == 1011
+    assert "a frame could not be sent" in caplog.text
+
+
 async def test_oversize_frame_breaks_a_limited_client(emu):
     """A client with a 1 MB frame limit fails (1009) on an oversize frame."""
     ws = await websockets.connect(

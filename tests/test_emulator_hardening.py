@@ -166,3 +166,167 @@ def test_bad_hardening_options_are_refused(options: dict[str, Any], text: str) -
 
     with pytest.raises(ConfigurationError, match=text):
         AppSyncEventsEmulator(port=0, **options)
+
+
+async def test_lone_surrogates_get_the_error_shape_and_the_socket_stays_up() -> None:
+    """Strings that are no Unicode text (a lone surrogate escape such as \\ud800) in an id,
+    a channel, an event or an API key get the service's error shape; the connection
+    stays usable (they used to drop it, or leave it mute)."""
+    with AppSyncEventsEmulator(port=0) as emulator:
+        auth = {"host": emulator.http_host, "x-api-key": emulator.api_key}
+        ws = await open_socket(emulator)
+        await ws.send('{"type":"connection_init"}')
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        frames = [
+            ('{"type":"subscribe","id":"\\ud800","channel":"/default/a"}', "error", None),
+            (
+                '{"type":"subscribe","id":"s1","channel":"/default/\\udfff","authorization":'
+                + json.dumps(auth)
+                + "}",
+                "subscribe_error",
+                "s1",
+            ),
+            (
+                '{"type":"subscribe","id":"s2","channel":"/default/a","authorization":'
+                '{"x-api-key":"\\ud800"}}',
+                "subscribe_error",
+                "s2",
+            ),
+            (
+                '{"type":"publish","id":"p1","channel":"/default/a","events":["\\"\\ud800\\""],'
+                '"authorization":' + json.dumps(auth) + "}",
+                "publish_error",
+                "p1",
+            ),
+        ]
+        for frame, kind, frame_id in frames:
+            await ws.send(frame)
+            answer = json.loads(await asyncio.wait_for(_answer(ws), DEADLINE))
+            assert answer["type"] == kind, answer
+            assert answer.get("id") == frame_id
+            assert answer["errors"][0]["errorType"] == "BadRequestException"
+            assert "not Unicode" in answer["errors"][0]["message"]
+        await ws.send(
+            '{"type":"publish","id":"ok","channel":"/default/a","events":["1"],"authorization":'
+            + json.dumps(auth)
+            + "}"
+        )
+        assert json.loads(await asyncio.wait_for(_answer(ws), DEADLINE))["type"] == (
+            "publish_success"
+        )
+        await ws.close()
+        async with httpx.AsyncClient() as client:
+            response = await client.post(
+                emulator.http_url,
+                content=b'{"channel":"/default/a","events":["\\"\\ud800\\""]}',
+                headers={"x-api-key": emulator.api_key},
+            )
+        assert response.status_code == 400
+        assert "not Unicode" in response.json()["errors"][0]["message"]
+
+
+async def test_a_header_subprotocol_with_a_lone_surrogate_is_no_credential() -> None:
+    """A header- subprotocol holding a lone surrogate is treated as no credential: the
+    connect is refused with connection_error (it used to be an HTTP 500)."""
+    import base64
+
+    with AppSyncEventsEmulator(port=0) as emulator:
+        value = base64.urlsafe_b64encode(b'{"x-api-key":"\\ud800"}').decode().rstrip("=")
+        async with websockets.connect(
+            emulator.realtime_url, subprotocols=[SUBPROTOCOL, "header-" + value], proxy=None
+        ) as ws:
+            await ws.send('{"type":"connection_init"}')
+            answer = json.loads(await asyncio.wait_for(ws.recv(), DEADLINE))
+        assert answer["type"] == "connection_error"
+        assert answer["errors"][0]["errorType"] == "UnauthorizedException"
+
+
+async def _answer(ws: Any) -> str:
+    """The next frame that is not a keep-alive."""
+    while True:
+        frame = await ws.recv()
+        if json.loads(frame)["type"] != "ka":
+            return str(frame)
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"POST /event HTTP/1.1\r\nHost: x\r\nX-Api-Key: a\x00b\r\nContent-Length: 2\r\n\r\n{}",
+        b"POST /event HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
+        b"POST /event HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+    ],
+    ids=["request-line", "nul-in-header", "content-length", "no-host"],
+)
+def test_bytes_that_are_no_http_request_get_the_json_400(request_bytes: bytes) -> None:
+    """A request that is not valid HTTP/1.1 gets a 400 with the JSON error shape, then the
+    connection closes (uvicorn answered plain text)."""
+    with AppSyncEventsEmulator(port=0) as emulator:
+        with socket.create_connection((emulator.host, emulator.port), timeout=DEADLINE) as sock:
+            sock.sendall(request_bytes)
+            received = b""
+            while chunk := sock.recv(65536):  # until the server closes
+                received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head.lower()
+    assert json.loads(body)["errors"][0]["errorType"] == "BadRequestException"
+
+
+@pytest.mark.parametrize(
+    ("subprotocols", "origin", "error_type"),
+    [
+        (["graphql-ws"], None, "BadRequestException"),
+        ([SUBPROTOCOL], "http://evil.example", "UnauthorizedException"),
+    ],
+    ids=["no-subprotocol", "foreign-origin"],
+)
+async def test_refused_upgrades_carry_the_json_error_shape(
+    subprotocols: list[str], origin: str | None, error_type: str
+) -> None:
+    """An upgrade refused before it happens (no aws-appsync-event-ws subprotocol, a foreign
+    Origin) is a 403 with the JSON error shape (it had an empty text/plain body)."""
+    with AppSyncEventsEmulator(port=0) as emulator:
+        with pytest.raises(InvalidStatus) as info:
+            await websockets.connect(
+                emulator.realtime_url,
+                subprotocols=subprotocols,  # type: ignore[arg-type]
+                origin=origin,  # type: ignore[arg-type]
+                proxy=None,
+            )
+    response = info.value.response
+    assert response.status_code == 403
+    # The body is JSON; uvicorn writes a refused upgrade's Content-Type itself.
+    assert json.loads(response.body)["errors"][0]["errorType"] == error_type
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        ('{"type":"subscribe","id":"\\ud800"}', "has no 'channel'"),
+        ('{"type":7,"id":"\\udfff"}', "non-string 'type'"),
+        ('{"type":"x\\ud800"}', "Unsupported operation: x\\ud800"),
+    ],
+    ids=["id-of-a-bad-subscribe", "id-of-a-frame-without-type", "unknown-type"],
+)
+async def test_a_lone_surrogate_in_an_unreadable_frame_is_not_echoed(
+    frame: str, message: str
+) -> None:
+    """A frame the decoder refuses gets its error answer without its id or type when they
+    hold a lone surrogate (echoing them made the answer unsendable), and the connection
+    stays up."""
+    with AppSyncEventsEmulator(port=0) as emulator:
+        ws = await open_socket(emulator)
+        await ws.send('{"type":"connection_init"}')
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(frame)
+        answer = json.loads(await asyncio.wait_for(_answer(ws), DEADLINE))
+        assert answer["type"] == "error"
+        assert "id" not in answer
+        assert message in answer["errors"][0]["message"]
+        await ws.send('{"type":"connection_init"}')
+        assert json.loads(await asyncio.wait_for(_answer(ws), DEADLINE))["type"] == (
+            "connection_ack"
+        )
+        await ws.close()

@@ -595,5 +595,9 @@ async def test_shutdown_abandons_a_stuck_sync_handler_at_the_deadline(
         assert "stuck_handler" in caplog.text
         assert "1 queued events were not dispatched" in caplog.text
         assert emulator.subscriptions == []  # unsubscribed before closing
+        # The counts add up: the abandoned event and the queued one are both "queued".
+        stats = running.listener.stats
+        assert (stats.received, stats.dispatched, stats.queued) == (2, 0, 2)
+        assert stats.received == stats.dispatched + stats.dropped + stats.discarded + stats.queued
     finally:
         release.set()

@@ -34,7 +34,7 @@ from ..protocol import (
     encode,
 )
 from .operations import EmulatorState, requests_log
-from .registry import Connection
+from .registry import Connection, is_unicode
 
 __all__ = ["EmulatorApp", "deadline_protocol", "origin_allowed"]
 
@@ -51,12 +51,40 @@ _INTERNAL_ERROR: Final = {
         {"errorType": "InternalFailureException", "message": "The emulator failed; see its log."}
     ]
 }
+# The answer to bytes that are no HTTP/1.1 request (instead of uvicorn's plain text);
+# the connection closes after it.
+_NOT_HTTP_BODY: Final = json.dumps(
+    {"errors": [{"errorType": "BadRequestException", "message": "Not a valid HTTP/1.1 request."}]},
+    separators=(",", ":"),
+).encode()
+_NOT_HTTP: Final = (
+    b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+    b"content-length: " + str(len(_NOT_HTTP_BODY)).encode() + b"\r\n"
+    b"connection: close\r\n\r\n" + _NOT_HTTP_BODY
+)
 # The answer to any path but the two endpoints (HTTP request or websocket upgrade).
 _NOT_FOUND: Final = {
     "errors": [
         {
             "errorType": "NotFoundException",
             "message": "This emulator serves POST /event and the websocket at /event/realtime.",
+        }
+    ]
+}
+# The answers to websocket upgrades refused before the upgrade (HTTP 403).
+_FOREIGN_ORIGIN: Final = {
+    "errors": [
+        {
+            "errorType": "UnauthorizedException",
+            "message": "Pages of this Origin may not use the emulator (its option cors_origins).",
+        }
+    ]
+}
+_NO_SUBPROTOCOL: Final = {
+    "errors": [
+        {
+            "errorType": "BadRequestException",
+            "message": "Offer the websocket subprotocol aws-appsync-event-ws.",
         }
     ]
 }
@@ -191,17 +219,21 @@ class EmulatorApp:
             return
         request_headers = _headers(scope)
         origin = request_headers.get("origin")
-        if (
-            path != "/event/realtime"
-            or (settings.require_subprotocol and SUBPROTOCOL not in offered)
-            or (origin is not None and not origin_allowed(origin, settings.cors_origins))
-        ):
-            # Refused before the upgrade: the ASGI server answers 403. A browser page
-            # from another origin never reaches the emulator (browsers always send
-            # Origin on a websocket upgrade; other clients usually send none).
-            if origin is not None and not origin_allowed(origin, settings.cors_origins):
-                logger.info("Emulator refused a websocket upgrade from origin %s", origin[:200])
-            await send({"type": "websocket.close", "code": 1008})
+        refusal: dict[str, Any] | None = None
+        if origin is not None and not origin_allowed(origin, settings.cors_origins):
+            # A browser page from another origin never reaches the emulator (browsers
+            # always send Origin on a websocket upgrade; other clients usually send none).
+            logger.info("Emulator refused a websocket upgrade from origin %s", origin[:200])
+            refusal = _FOREIGN_ORIGIN
+        elif settings.require_subprotocol and SUBPROTOCOL not in offered:
+            refusal = _NO_SUBPROTOCOL
+        if path != "/event/realtime" or refusal is not None:
+            # Refused before the upgrade with 403, in the JSON error shape when the ASGI
+            # server can send a body (a wrong path got its 404 above when it can).
+            if refusal is not None and "websocket.http.response" in scope.get("extensions", {}):
+                await _respond(send, 403, refusal, kind="websocket.http")
+            else:
+                await send({"type": "websocket.close", "code": 1008})
             return
         auth_headers = _connect_auth(offered, request_headers, scope, settings.accept_query_auth)
         queue: asyncio.Queue[str | bytes | _Close] = asyncio.Queue()
@@ -297,6 +329,15 @@ class EmulatorApp:
             # The client went away mid-send (uvicorn raises ClientDisconnected, an OSError);
             # the reader sees the disconnect and cleans up.
             logger.debug("Emulator connection %s gone while sending", connection.id)
+        except Exception:
+            # A frame the server cannot send (text that is no Unicode, say): never leave
+            # the connection open and mute; close it as the protocol's internal error.
+            logger.exception("Emulator connection %s: a frame could not be sent", connection.id)
+            connection.closed = True
+            try:
+                await send({"type": "websocket.close", "code": 1011, "reason": ""})
+            except OSError:
+                logger.debug("Emulator connection %s gone while closing", connection.id)
 
     async def _keepalive(self, connection: Connection) -> None:
         interval = self.state.settings.ka_interval
@@ -352,22 +393,26 @@ def _connect_auth(
     """The connect's header object: ``header-`` subprotocol, else upgrade headers, else query."""
     for proto in offered:
         if proto.startswith(HEADER_SUBPROTOCOL_PREFIX):
-            try:
-                return {k.lower(): v for k, v in decode_header_subprotocol(proto).items()}
-            except ProtocolError:
-                logger.info("Emulator got an undecodable header- subprotocol; treating as no auth")
-                return {}
+            return _decode_connect_auth(proto, "header- subprotocol")
     if accept_query:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         values = query.get("header")
         if values:
-            try:
-                decoded = decode_header_subprotocol(HEADER_SUBPROTOCOL_PREFIX + values[0])
-            except ProtocolError:
-                logger.info("Emulator got an undecodable ?header= value; treating as no auth")
-                return {}
-            return {k.lower(): v for k, v in decoded.items()}
+            return _decode_connect_auth(HEADER_SUBPROTOCOL_PREFIX + values[0], "?header= value")
     return {k: v for k, v in headers.items() if k not in _NOT_AUTH_HEADERS}
+
+
+def _decode_connect_auth(value: str, where: str) -> dict[str, str]:
+    """The header object of a ``header-`` value; ``{}`` (no auth) when it is unusable."""
+    try:
+        decoded = decode_header_subprotocol(value)
+    except ProtocolError:
+        logger.info("Emulator got an undecodable %s; treating as no auth", where)
+        return {}
+    if not is_unicode((*decoded.keys(), *decoded.values())):
+        logger.info("Emulator got a %s holding non-Unicode text; treating as no auth", where)
+        return {}
+    return {k.lower(): v for k, v in decoded.items()}
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:
@@ -476,6 +521,12 @@ def deadline_protocol(app: EmulatorApp) -> type[H11Protocol]:
             super().on_response_complete()
             if self.transport is not None and not self.transport.is_closing():
                 self._arm(self.transport)
+
+        def send_400_response(self, msg: str) -> None:
+            """Answer bytes that are no HTTP/1.1 request with the service's JSON error
+            shape (uvicorn answers plain text), then close."""
+            self.transport.write(_NOT_HTTP)
+            self.transport.close()
 
         def connection_lost(self, exc: Exception | None) -> None:
             timer = app.pending.pop(self.key, None)

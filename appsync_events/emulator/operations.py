@@ -68,6 +68,7 @@ from .registry import (
     Registry,
     ServiceSettings,
     Subscription,
+    is_unicode,
 )
 
 __all__ = ["EmulatorState"]
@@ -174,6 +175,11 @@ class EmulatorState(Registry):
         except DecodeError as exc:
             self._answer_decode_error(connection, exc)
             return
+        if isinstance(message, Subscribe | Publish | Unsubscribe) and not is_unicode(
+            _texts(message)
+        ):
+            self._answer_not_unicode(connection, message)
+            return
         if connection.connect_error is not None:
             self.refuse_connection(connection)
             return
@@ -200,21 +206,38 @@ class EmulatorState(Registry):
             connection.send(encode(self.unsubscribe(connection, message)))
 
     def _answer_decode_error(self, connection: Connection, exc: DecodeError) -> None:
+        # The frame's own id and type go back only when they are Unicode text: a lone
+        # surrogate escape in them could be neither encoded nor sent.
+        message_id = exc.message_id if is_unicode((exc.message_id or "",)) else None
+        message_type = exc.message_type or ""
         if exc.reason == "unknown_type":
-            err = EmulatorError(
-                "unsupported_operation", f"Unsupported operation: {exc.message_type}"
-            )
+            shown = message_type.encode("utf-8", "backslashreplace").decode()
+            err = EmulatorError("unsupported_operation", f"Unsupported operation: {shown}")
         else:
             err = EmulatorError("malformed_message", str(exc.message))
         entry = self._entry(err)
-        if exc.message_type == "subscribe" and exc.message_id:
-            connection.send(encode(SubscribeErrorMessage(exc.message_id, (entry,))))
-        elif exc.message_type == "publish" and exc.message_id:
-            connection.send(encode(PublishErrorMessage(exc.message_id, (entry,))))
-        elif exc.message_type == "unsubscribe" and exc.message_id:
-            connection.send(encode(UnsubscribeErrorMessage(exc.message_id, (entry,))))
+        if message_type == "subscribe" and message_id:
+            connection.send(encode(SubscribeErrorMessage(message_id, (entry,))))
+        elif message_type == "publish" and message_id:
+            connection.send(encode(PublishErrorMessage(message_id, (entry,))))
+        elif message_type == "unsubscribe" and message_id:
+            connection.send(encode(UnsubscribeErrorMessage(message_id, (entry,))))
         else:
-            connection.send(encode(ErrorMessage(exc.message_id, (entry,))))
+            connection.send(encode(ErrorMessage(message_id, (entry,))))
+
+    def _answer_not_unicode(
+        self, connection: Connection, message: Subscribe | Publish | Unsubscribe
+    ) -> None:
+        err = EmulatorError(
+            "malformed_message",
+            f"{message.type} message holds a string that is not Unicode text "
+            "(a lone surrogate escape such as \\ud800)",
+        )
+        entry = self._entry(err)
+        if is_unicode((message.id,)):
+            connection.send(encode(_error_for(message, entry)))
+        else:  # the id cannot be sent back either
+            connection.send(encode(ErrorMessage(None, (entry,))))
 
     async def _ack(self, connection: Connection) -> None:
         delay = self.faults.ack_delay
@@ -568,6 +591,12 @@ class EmulatorState(Registry):
                 raise EmulatorError(
                     "invalid_event_http", "'events' must be a list of JSON-encoded strings"
                 )
+            if not is_unicode((channel_text, *events)):
+                raise EmulatorError(
+                    "invalid_event_http",
+                    "Request body holds a string that is not Unicode text "
+                    "(a lone surrogate escape such as \\ud800)",
+                )
             channel = self.channel(channel_text, allow_wildcard=False)
             auth = await self._authorize_op(
                 None,
@@ -614,6 +643,18 @@ async def _call_handler(
     except Exception as exc:
         logger.exception("%s stand-in for %r raised", hook, ctx.namespace)
         raise EmulatorError("handler_error", f"{type(exc).__name__}: {exc}") from None
+
+
+def _texts(message: Subscribe | Publish | Unsubscribe) -> list[str]:
+    """Every string a client operation carries: id, channel, events, authorization."""
+    texts = [message.id]
+    if isinstance(message, Subscribe | Publish):
+        texts.append(message.channel)
+        texts.extend(message.authorization.keys())
+        texts.extend(message.authorization.values())
+    if isinstance(message, Publish):
+        texts.extend(message.events)
+    return texts
 
 
 def _log_publish(record: PublishedRecord, source: str) -> None:

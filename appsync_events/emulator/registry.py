@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -52,6 +52,7 @@ __all__ = [
     "ServiceSettings",
     "Subscription",
     "SubscriptionInfo",
+    "is_unicode",
 ]
 
 ALL_MODES: Final = (
@@ -144,6 +145,22 @@ class ServiceSettings:
     handshake_timeout: float = 10.0
     init_timeout: float = 30.0
     cors_origins: tuple[str, ...] = ()
+
+
+def is_unicode(texts: Iterable[str]) -> bool:
+    """Tell whether every string of ``texts`` is Unicode text (encodable as UTF-8).
+
+    JSON lets a client write a lone surrogate (``"\\ud800"``): the parsed string then
+    holds a code point that is no character, which can be neither signed, compared nor
+    sent back. The emulator refuses such input with the service's error shape.
+    """
+    for text in texts:
+        if not text.isascii():
+            try:
+                text.encode()
+            except UnicodeEncodeError:
+                return False
+    return True
 
 
 # -- records exposed to tests ------------------------------------------------------------
