@@ -109,17 +109,24 @@ class _TextStream(Protocol):
 class JSONLinesSink:
     """Write one JSON line per event: ``{"channel": <subscription>, "event": <payload>}``.
 
-    What ``appsync_listen --print`` uses; ``stream`` is flushed after each line.
+    What ``appsync_listen --print`` uses; ``stream`` is flushed after each line. Lines
+    are written in order from a daemon thread of their own, so a stream that blocks (a
+    pipe read slowly) holds back the next event, never the event loop: the keep-alive
+    watchdog and a shutdown still run, and ``SHUTDOWN_TIMEOUT`` bounds the wait.
     """
 
     def __init__(self, stream: _TextStream) -> None:
         self.stream = stream
+        self._writer = HandlerThread("appsync-print")
 
     async def start(self, listener: Any) -> None:
         """Nothing to start."""
 
     async def dispatch(self, event: ReceivedEvent) -> None:
-        """Write the event's line."""
+        """Write the event's line (in the writer thread)."""
+        await self._writer(self._write, event)
+
+    def _write(self, event: ReceivedEvent) -> None:
         line = json.dumps(
             {"channel": event.subscription, "event": event.payload},
             cls=DjangoJSONEncoder,

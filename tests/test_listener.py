@@ -601,3 +601,37 @@ async def test_shutdown_abandons_a_stuck_sync_handler_at_the_deadline(
         assert stats.received == stats.dispatched + stats.dropped + stats.discarded + stats.queued
     finally:
         release.set()
+
+
+async def test_print_sink_writes_in_order_without_blocking_the_loop() -> None:
+    """A stream that blocks (a pipe read slowly) holds back the next line, not the loop."""
+    import threading
+
+    release = threading.Event()
+    writing = threading.Event()
+
+    class SlowStream(io.StringIO):
+        def write(self, text: str) -> int:
+            writing.set()
+            release.wait(10)
+            return super().write(text)
+
+    out = SlowStream()
+    sink = JSONLinesSink(out)
+    first = asyncio.create_task(
+        sink.dispatch(ReceivedEvent("default", "/chat/*", {"n": 1}, '{"n":1}', "s"))
+    )
+    await asyncio.to_thread(writing.wait, 10)
+    # The loop runs other work while the write is stuck.
+    ticked = asyncio.Event()
+    asyncio.get_running_loop().call_soon(ticked.set)
+    await asyncio.wait_for(ticked.wait(), 5)
+    assert not first.done()
+    second = asyncio.create_task(
+        sink.dispatch(ReceivedEvent("default", "/chat/*", {"n": 2}, '{"n":2}', "s"))
+    )
+    release.set()
+    await asyncio.wait_for(asyncio.gather(first, second), 10)
+    assert out.getvalue() == '{"channel": "/chat/*", "event": {"n": 1}}\n' + (
+        '{"channel": "/chat/*", "event": {"n": 2}}\n'
+    )
