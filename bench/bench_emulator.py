@@ -328,7 +328,20 @@ def render(
         "Frames/s counts the `data` frames all subscribers received; events/s the events "
         "published (each reaches every subscriber).",
         "",
+        "CPU time each server spent per frame delivered (user + system, from `/proc`), "
+        "which other load on the machine changes much less than the rates:",
+        "",
+        "| subscribers | emulator µs/frame | MiniStack µs/frame | MiniStack vs emulator |",
+        "|---:|---:|---:|---:|",
     ]
+    for r in rows:
+        e, m = r["emulator"], r["MiniStack"]
+        lines.append(
+            f"| {r['subscribers']:,} | {e['server_cpu_us_per_frame']:.1f} | "
+            f"{m['server_cpu_us_per_frame']:.1f} | "
+            f"{m['server_cpu_us_per_frame'] / e['server_cpu_us_per_frame']:.2f}x |"
+        )
+    lines.append("")
     if memory:
         e, m = memory["emulator"], memory["MiniStack"]
         lines += [

@@ -335,6 +335,20 @@ async def wait_forwarding(browser: Stream, direct: Stream) -> None:
     raise SystemExit("the listener never forwarded an event to the consumer")
 
 
+async def settle(browser: Stream, direct: Stream, count: int, *, direct_too: bool = True) -> None:
+    """Wait until ``count`` events arrived, or none came for 2 s (lost ones never will)."""
+    seen = (-1, -1)
+    quiet_since = time.perf_counter()
+    while len(browser.samples) < count or (direct_too and len(direct.samples) < count):
+        now = time.perf_counter()
+        current = (len(browser.samples), len(direct.samples))
+        if current != seen:
+            seen, quiet_since = current, now
+        elif now - quiet_since > 2.0:
+            return
+        await asyncio.sleep(0.01)
+
+
 async def max_rate(
     browser: Stream, direct: Stream, seconds: float, pids: dict[str, int | None]
 ) -> dict[str, Any]:
@@ -355,9 +369,7 @@ async def max_rate(
             await publish_batch(start)
 
     await asyncio.gather(*(publisher() for _ in range(4)))
-    end = time.perf_counter() + 10
-    while len(browser.samples) < state["published"] and time.perf_counter() < end:  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
+    await settle(browser, direct, state["published"], direct_too=False)
     got = browser.take()
     direct.take()
     if not got:
@@ -436,11 +448,7 @@ async def latency(
     await asyncio.gather(*tasks)
     sent_for = time.perf_counter() - started
     shares = cpu.shares()
-    end = time.perf_counter() + 10
-    while (  # noqa: ASYNC110
-        len(browser.samples) < count or len(direct.samples) < count
-    ) and time.perf_counter() < end:
-        await asyncio.sleep(0.01)
+    await settle(browser, direct, count)
     out: dict[str, Any] = {"sent": count, "offered_rate": count / sent_for, "cpu": shares}
     order: dict[str, list[int]] = {}
     for stream in (browser, direct):
