@@ -57,7 +57,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "forwarding": (
         "bench.bench_forwarding",
         ["--events", "3000", "--rounds", "3", "--seconds", "10", "--rate", "1000"],
-        ["--events", "1000", "--rounds", "1", "--seconds", "2", "--rate", "1000"],
+        ["--events", "600", "--rounds", "1", "--seconds", "1.5", "--rate", "1000"],
     ),
     "listener": ("bench.bench_listener", ["--events", "30000"], ["--events", "5000"]),
     "soak": (
@@ -65,7 +65,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
         ["--events", "1000000", "--interval", "0.5"],
         ["--events", "20000", "--interval", "0.2"],
     ),
-    "tasks": ("bench.bench_tasks", ["--events", "1500"], ["--events", "150"]),
+    "tasks": ("bench.bench_tasks", ["--events", "1500"], ["--events", "100"]),
     "direct": (
         "bench.bench_direct",
         ["--clients", "1000", "--per-task", "10", "--seconds", "5"],
@@ -319,7 +319,14 @@ def main() -> None:
     }
     latest.write_text(json.dumps(report, indent=1) + "\n")
     plots = draw(report, out)
-    report_path.write_text(render(report, plots, plot_dir))
+    if args.only and not previous:
+        # No earlier results to rebuild the report from: replace only these sections of
+        # the existing report and keep the others as they are.
+        for name in names:
+            doc = report["benchmarks"][name]
+            _common.write_section(doc["section"], doc["markdown"], report_path)
+    else:
+        report_path.write_text(render(report, plots, plot_dir))
     failed = [n for n in names if report["benchmarks"][n].get("failed")]
     print(f"\nwrote {report_path}, {latest} and {len(plots)} plot(s) in {out}", flush=True)
     if failed:
