@@ -541,6 +541,12 @@ async def pipeline(
 # -- report ---------------------------------------------------------------------------
 
 
+def cpu_per_event(result: dict[str, Any], process: str) -> float:
+    """µs of ``process``'s CPU per event relayed, in the flat-out phase of ``result``."""
+    peak = result["max_rate"]
+    return float(peak["cpu"].get(process, 0.0)) / peak["rate"] * 1e6
+
+
 def send_limit(kind: str, groups: int) -> str:
     """What limits the forwarder against the loop, for a layer and a number of groups."""
     if groups == 1:
@@ -638,6 +644,12 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> tuple[str, list
             f"{WINDOW} events in flight) | "
             + " | ".join(f"{e2e[k]['max_rate']['rate']:,.0f}" for k in kinds)
             + " |",
+            *(
+                f"| {name} CPU per event at that rate, µs | "
+                + " | ".join(f"{cpu_per_event(e2e[k], name):,.0f}" for k in kinds)
+                + " |"
+                for name in ("listener", "ASGI server", "Redis", "emulator", "benchmark")
+            ),
             "| load for the latency run, events/s (offered) | "
             + " | ".join(f"{e2e[k]['offered_rate']:,.0f}" for k in kinds)
             + " |",
@@ -661,6 +673,12 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> tuple[str, list
             "| browser received the events in the order AppSync delivered them | "
             + " | ".join("yes" if e2e[k]["browser"]["in_order"] else "no" for k in kinds)
             + " |",
+            "",
+            "CPU per event is each process's CPU time (user + system, from `/proc`) during "
+            "the flat-out phase over the events that reached the browser: what each stage "
+            "costs, which other load on the machine changes much less than the rates. The "
+            "benchmark process publishes (HTTP, one request per 5 events) and reads both "
+            "sockets.",
             "",
             f"The faster layer here: **{faster}** (lower p50 at {args.rate:g} events/s).",
         ]
