@@ -66,7 +66,7 @@ ONE_GROUP_GOAL = 0.95
 P50_GOAL = 5.0
 P99_GOAL = 20.0
 GOAL_RATE = 1000
-SLICE = 500
+SLICE = 200
 WINDOW = 50  # events between publish and browser in the flat-out phase
 
 
