@@ -1,15 +1,15 @@
 """Soak the listener: 1M events through ``manage.py appsync_listen``, its memory sampled.
 
-Run: ``python -m bench.bench_soak [--events 1000000] [--layer core] [--interval 0.5]
+Run: ``python -m bench.bench_soak [--events 1000000] [--layer pubsub] [--interval 0.5]
 [--no-write] [--json PATH]`` (needs Redis on 127.0.0.1:6379, or ``REDIS_HOST``/
 ``REDIS_PORT``).
 
 The sender of ``bench/bench_listener.py`` (its own process) streams ``--events`` data
 frames to the listener, as fast as the listener takes them. The listener is the real
 command, ``manage.py appsync_listen --max-events N``, in its own process, with the
-settings of ``bench/pipeline_settings.py``: it decodes every event, sends the signal
-path and forwards each event into the channels_redis layer ``--layer`` (core or pubsub;
-no consumer joined the group). This process samples the listener's resident set size
+settings of ``bench/pipeline_settings.py``: it decodes every event and forwards it into
+the channels_redis layer ``--layer`` (pubsub by default, or core; no consumer joined the
+group). This process samples the listener's resident set size
 (``VmRSS``) every ``--interval`` seconds until it exits after the last event.
 
 Goal: flat memory, i.e. RSS grows less than 5 MB over the last 80 % of the run (from the
@@ -154,7 +154,7 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> tuple[str, list[dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--layer", choices=sorted(bench_forwarding.LAYERS), default="core")
+    parser.add_argument("--layer", choices=sorted(bench_forwarding.LAYERS), default="pubsub")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between samples")
     _common.add_output_args(parser)
     args = parser.parse_args()
