@@ -306,6 +306,17 @@ def render(
         f"{args.rounds} rounds of {args.seconds:g} s per size. MiniStack runs with "
         "`LOG_LEVEL=WARNING` (no access log line per request, like the emulator).",
         "",
+        "How each serves AppSync Events: the emulator is uvicorn (httptools parser, "
+        "websockets-sansio) with one writer task per socket, a subscription index by "
+        "channel, and each event encoded once per publish (a prefix per subscription); "
+        "MiniStack's AppSync Events "
+        "service runs inside its one hypercorn application (h11, wsproto) for every AWS "
+        "service it emulates, routes the data plane by the `Host` header "
+        "(`<api>.appsync-api.<region>.localhost` for `POST /event`, "
+        "`<api>.appsync-realtime-api...` for the websocket), and on a publish walks every "
+        "connection of the API, matches each subscription pattern and queues a dict that "
+        "the socket's task encodes with `json.dumps`.",
+        "",
         "| subscribers | emulator frames/s | MiniStack frames/s | emulator vs MiniStack | "
         "emulator events/s | MiniStack events/s |",
         "|---:|---:|---:|---:|---:|---:|",
