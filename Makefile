@@ -174,7 +174,7 @@ check: lint typecheck migrations-check test ## the quick local subset of CI
 bench: $(STAMPBENCH) ## run every benchmark (~20 min; Redis and PostgreSQL up): BENCHMARKS.md, bench/results/
 	$(PYBENCH) -m bench.run $(BENCH_ARGS)
 
-bench-quick: $(STAMPBENCH) ## every benchmark at small sizes (a minute or two): bench/results/quick/
+bench-quick: $(STAMPBENCH) ## every benchmark at small sizes (about 1.5 minutes): bench/results/quick/
 	$(PYBENCH) -m bench.run --quick $(BENCH_ARGS)
 
 bench-soak: $(STAMPBENCH) ## only the 1M-event listener soak (memory curve): its part of BENCHMARKS.md

@@ -14,7 +14,7 @@ section to a JSON file. This script gathers them into:
   at ``bench/results``), else ``<out>/BENCHMARKS.md``.
 
 The full run (default) takes about 15-25 minutes on 2 cores; ``--quick`` runs every
-benchmark with small sizes in a minute or two and writes to ``bench/results/quick`` so
+benchmark with small sizes in about a minute and a half and writes to ``bench/results/quick`` so
 it never overwrites the full results. ``--only`` runs some benchmarks and keeps the other
 entries of an existing ``latest.json`` (each section still says its own commit and date).
 A benchmark that fails is reported as failed; the others still run, and the exit status
