@@ -155,11 +155,12 @@ def plot_latency(doc: dict[str, Any], path: Path) -> None:
 
     pipelines = doc["results"]["pipeline"]
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for kind, result in pipelines.items():
+    for number, (kind, result) in enumerate(pipelines.items()):
         for side, style in (("browser", "-"), ("direct", ":")):
             q = result[side]["quantiles"]
             label = f"{kind}: browser via the layer" if side == "browser" else f"{kind}: direct"
-            ax.plot(q, [100 * i / (len(q) - 1) for i in range(len(q))], style, label=label)
+            ys = [100 * i / (len(q) - 1) for i in range(len(q))]
+            ax.plot(q, ys, style, color=f"C{number}", label=label)
     ax.axvline(5, color="grey", lw=0.8, ls="--")
     ax.axvline(20, color="grey", lw=0.8, ls="--")
     ax.axhline(50, color="grey", lw=0.5)
