@@ -453,6 +453,8 @@ async def latency(
     order: dict[str, list[int]] = {}
     for stream in (browser, direct):
         got = stream.take()
+        if stream is browser and got:
+            out["delivered_rate"] = len(got) / (max(a for a, _ in got) - started)
         order[stream.kind] = [p["n"] for _, p in got]
         out[stream.kind] = {
             **summary([(arrived - p["t"]) * 1000 for arrived, p in got]),
@@ -650,8 +652,11 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> tuple[str, list
                 + " |"
                 for name in ("listener", "ASGI server", "Redis", "emulator", "benchmark")
             ),
-            "| load for the latency run, events/s (offered) | "
+            "| latency run: events/s published (all publishes answered) | "
             + " | ".join(f"{e2e[k]['offered_rate']:,.0f}" for k in kinds)
+            + " |",
+            "| latency run: events/s delivered to the browser | "
+            + " | ".join(f"{e2e[k].get('delivered_rate', 0):,.0f}" for k in kinds)
             + " |",
         ]
         for side, label in (("browser", "browser via the layer"), ("direct", "baseline: direct")):
@@ -684,7 +689,16 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> tuple[str, list
         ]
         assert faster is not None
         best = e2e[faster]["browser"]
-        met = best["p50"] <= P50_GOAL and best["p99"] <= P99_GOAL and args.rate >= GOAL_RATE
+        sustained = all(
+            e2e[faster].get(key, 0) >= 0.95 * args.rate
+            for key in ("offered_rate", "delivered_rate")
+        )
+        met = (
+            best["p50"] <= P50_GOAL
+            and best["p99"] <= P99_GOAL
+            and args.rate >= GOAL_RATE
+            and sustained
+        )
         lines += [
             "",
             f"Goal (publish → browser p50 ≤ {P50_GOAL:g} ms and p99 ≤ {P99_GOAL:g} ms at "
@@ -697,14 +711,25 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> tuple[str, list
                 f"publish → browser latency at {args.rate:g} events/s ({faster} layer)",
                 f"p50 ≤ {P50_GOAL:g} ms, p99 ≤ {P99_GOAL:g} ms at {GOAL_RATE:,} events/s",
                 f"p50 {best['p50']:.2f} ms, p99 {best['p99']:.2f} ms "
-                f"(direct baseline p50 {e2e[faster]['direct']['p50']:.2f} ms)",
+                f"(direct baseline p50 {e2e[faster]['direct']['p50']:.2f} ms)"
+                + (
+                    ""
+                    if sustained
+                    else f"; the load was not sustained: {e2e[faster]['offered_rate']:,.0f} "
+                    f"events/s published, {e2e[faster].get('delivered_rate', 0):,.0f} delivered, "
+                    "so the latency measures a growing backlog"
+                ),
                 met,
                 limit=(
-                    "Four processes (emulator, listener, ASGI server, benchmark) and Redis "
-                    "share 2 cores with other jobs: the tail is mostly waiting for a core "
-                    "(compare the direct baseline, which crosses only the emulator)."
-                    if args.rate >= GOAL_RATE
-                    else f"measured at {args.rate:g} events/s, not {GOAL_RATE:,}."
+                    f"measured at {args.rate:g} events/s, not {GOAL_RATE:,}."
+                    if args.rate < GOAL_RATE
+                    else "Four processes (emulator, listener, ASGI server, the publishing and "
+                    "reading benchmark) and Redis share 2 cores with other jobs: the tail is "
+                    "mostly waiting for a core (compare the direct baseline, which crosses "
+                    "only the emulator), and once they cannot keep up with the load the "
+                    "publishes queue and every later event waits longer. The CPU per event "
+                    "rows say what each stage needs; in production AppSync, the publishers "
+                    "and the browsers are not on the relay's cores."
                 ),
                 value=best["p99"],
             )
