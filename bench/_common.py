@@ -100,17 +100,23 @@ def write_section(section: str, text: str, path: Path = BENCHMARKS) -> None:
 
 
 def start_child(
-    args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
+    args: list[str],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    stderr: Any = None,
 ) -> tuple[subprocess.Popen[str], int]:
     """Start a child process that prints its port as its first line; return it and the port.
 
-    The child is expected to run until its stdin closes (see :func:`stop_child`).
+    The child is expected to run until its stdin closes (see :func:`stop_child`); its
+    standard error goes to ``stderr`` (a file, or this process's when ``None``).
     """
     proc = subprocess.Popen(
         args,
         cwd=cwd,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=stderr,
         text=True,
         env=env,
     )

@@ -501,6 +501,7 @@ async def pipeline(
             [sys.executable, *profiled(f"asgi-{kind}"), "-m", "bench.pipeline_asgi"],
             cwd=ROOT,
             env=env,
+            stderr=log,
         )
         try:
             async with AsyncExitStack() as stack:
@@ -519,18 +520,18 @@ async def pipeline(
                 await max_rate(browser, direct, min(2.0, args.seconds), pids)  # warm-up
                 peak = await max_rate(browser, direct, args.seconds, pids)
                 print(f"{kind}: max rate {peak}", flush=True)
-                print(f"{kind}: cpu during max rate {peak['cpu']}", flush=True)
                 lat = await latency(browser, direct, args.rate, args.seconds, pids)
         except BaseException:
             log.seek(0)
-            print(f"listener output:\n{log.read()[-4000:]}", file=sys.stderr)
+            print(f"listener and ASGI server output:\n{log.read()[-4000:]}", file=sys.stderr)
             raise
         finally:
             await asyncio.to_thread(_common.stop_child, asgi, 30)
             listener.terminate()
             await asyncio.to_thread(listener.wait, 30)
     lat["max_rate"] = peak
-    print(f"{kind}: cpu during the latency run {lat['cpu']}", flush=True)
+    if lat["gaps"]:
+        print(f"{kind}: the consumer sent the browser {len(lat['gaps'])} gap message(s)")
     for side in ("browser", "direct"):
         print(
             f"{kind} {side}: p50 {lat[side]['p50']:.2f} ms, p99 {lat[side]['p99']:.2f} ms, "
