@@ -33,6 +33,13 @@ STAMPFLOORS := $(VENVFLOORS)/.installed-stamp
 FLOORS := $(VENVFLOORS)/floors.txt
 FLOORS_PYTEST_ARGS ?= -m "not slow"
 
+# The benchmarks' venv: the project with the "bench" group (MiniStack pins botocore exactly,
+# so it never goes into .venv). BENCH_ARGS go to bench/run.py (e.g. --only forwarding,soak).
+VENVBENCH ?= .venv-bench
+PYBENCH := $(VENVBENCH)/bin/python
+STAMPBENCH := $(VENVBENCH)/.installed-stamp
+BENCH_ARGS ?=
+
 # Node harness driving the official AWS JS client in the interop tests.
 JS_DIR := tests/interop/js
 
@@ -81,6 +88,18 @@ $(STAMPFLOORS): pyproject.toml .ci/floors.py
 	@$(PYFLOORS) -m pip install --quiet "pip>=25.1" $(PIP_QUIET)
 	@echo '$(PYFLOORS) -m pip install -c $(FLOORS) -e ".[redis,postgres,metrics,otel]" --group test'
 	@$(PYFLOORS) -m pip install --quiet -c $(FLOORS) -e ".[redis,postgres,metrics,otel]" --group test $(PIP_QUIET)
+	@touch $@
+
+$(PYBENCH):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	  || { echo "error: $(PYTHON) is older than Python 3.11; run: make PYTHON=python3.11 ..." >&2; exit 1; }
+	$(PYTHON) -m venv $(VENVBENCH)
+
+$(STAMPBENCH): pyproject.toml | $(PYBENCH)
+	@echo '$(PYBENCH) -m pip install "pip>=25.1"'
+	@$(PYBENCH) -m pip install --quiet "pip>=25.1" $(PIP_QUIET)
+	@echo '$(PYBENCH) -m pip install -e . --group bench'
+	@$(PYBENCH) -m pip install --quiet -e . --group bench $(PIP_QUIET)
 	@touch $@
 
 .PHONY: install node-deps
@@ -175,6 +194,18 @@ docs: $(STAMP) ## build the docs site (docs/, README.md, the API reference) into
 	$(PY) -m sphinx -E -W --keep-going -n -q -j auto -c docs . $(DOCS_OUT) $(SPHINXOPTS)
 	@echo "docs built: $(DOCS_OUT)/index.html"
 
+# -- benchmarks (bench/, never part of the test suite) ----------------------------------------
+
+.PHONY: bench bench-quick bench-soak
+bench: $(STAMPBENCH) ## run every benchmark (~20 min; Redis and PostgreSQL up): BENCHMARKS.md, bench/results/
+	$(PYBENCH) -m bench.run $(BENCH_ARGS)
+
+bench-quick: $(STAMPBENCH) ## every benchmark at small sizes (about 1.5 minutes): bench/results/quick/
+	$(PYBENCH) -m bench.run --quick $(BENCH_ARGS)
+
+bench-soak: $(STAMPBENCH) ## only the 1M-event listener soak (memory curve): its part of BENCHMARKS.md
+	$(PYBENCH) -m bench.run --only soak $(BENCH_ARGS)
+
 # -- housekeeping -----------------------------------------------------------------------------
 
 .PHONY: clean distclean help
@@ -182,11 +213,12 @@ clean: ## remove build and test artefacts (keeps the venvs, node_modules and the
 	rm -rf build dist htmlcov .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache \
 	  test-artifacts *.egg-info docs/_build docs/api
 	find . -path ./$(VENV) -prune -o -path ./$(VENV312) -prune -o -path ./$(VENVFLOORS) -prune \
+	  -o -path ./$(VENVBENCH) -prune \
 	  -o -path ./$(JS_DIR)/node_modules -prune \
 	  -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean ## also remove the venvs, node_modules and the demo database
-	rm -rf $(VENV) $(VENV312) $(VENVFLOORS) $(JS_DIR)/node_modules demo.sqlite3
+	rm -rf $(VENV) $(VENV312) $(VENVFLOORS) $(VENVBENCH) $(JS_DIR)/node_modules demo.sqlite3
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) \

@@ -50,6 +50,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -144,15 +145,21 @@ _PRUNE_MIN = 256
 
 
 class _GroupSender:
-    """One group's queue and the task sending it, in order."""
+    """One group's queue and the task sending it, in order.
 
-    __slots__ = ("group", "queue", "seq", "subscription", "task")
+    A full queue makes :meth:`ChannelLayerForwarder.dispatch` wait on ``room``, which the
+    sender resolves once the queue is down to half: a saturated group wakes the
+    dispatcher once per half queue, not once per message.
+    """
+
+    __slots__ = ("group", "pending", "room", "seq", "subscription", "task")
 
     def __init__(self, group: str, subscription: str) -> None:
         self.group = group
         self.subscription = subscription
         self.seq = 0
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(GROUP_QUEUE_SIZE)
+        self.pending: deque[dict[str, Any]] = deque()
+        self.room: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
 
 
@@ -340,15 +347,23 @@ class ChannelLayerForwarder:
             sender = self._senders[group] = _GroupSender(group, subscription)
         sender.seq += 1
         message = forward_message(event, self.message_type, seq=sender.seq, run=self.run_id)
-        await sender.queue.put(message)
+        pending = sender.pending
+        while len(pending) >= GROUP_QUEUE_SIZE:
+            if sender.room is None or sender.room.done():
+                sender.room = asyncio.get_running_loop().create_future()
+            await asyncio.shield(sender.room)
+        pending.append(message)
         if sender.task is None or sender.task.done():
             sender.task = asyncio.create_task(self._send_queued(sender), name=f"forward {group}")
 
     async def _send_queued(self, sender: _GroupSender) -> None:
         """Send ``sender``'s queued messages in order, until its queue is empty."""
-        queue = sender.queue
-        while not queue.empty():
-            message = queue.get_nowait()
+        pending = sender.pending
+        while pending:
+            message = pending.popleft()
+            room = sender.room
+            if room is not None and not room.done() and len(pending) <= GROUP_QUEUE_SIZE // 2:
+                room.set_result(None)
             try:
                 await self.layer.group_send(sender.group, message)
             except ChannelFull:
@@ -372,8 +387,6 @@ class ChannelLayerForwarder:
                 )
             else:
                 self.stats.forwarded += 1
-            finally:
-                queue.task_done()
 
     def _prune(self) -> None:
         """Forget the idle senders (and group names) of paths no browser follows now.
@@ -387,7 +400,8 @@ class ChannelLayerForwarder:
         if registry is not None:
             for group, sender in list(self._senders.items()):
                 path = sender.subscription
-                idle = sender.queue.empty() and (sender.task is None or sender.task.done())
+                idle = not sender.pending and sender.room is None
+                idle = idle and (sender.task is None or sender.task.done())
                 if idle and path not in self.static and not registry.is_followed(path):
                     del self._senders[group]
                     self._groups.pop(path, None)

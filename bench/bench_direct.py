@@ -1,7 +1,7 @@
 """Benchmark direct mode: 1,000 browser-like websocket clients on the emulator with Lambda auth.
 
-Run: ``.venv/bin/python -m bench.bench_direct [--clients 1000] [--per-task 10]
-[--seconds 5] [--no-write]`` (or ``bench/bench_direct.py``)
+Run: ``python -m bench.bench_direct [--clients 1000] [--per-task 10] [--seconds 5]
+[--no-write] [--json PATH]`` from the repository root (``make bench`` runs it too)
 
 The emulator runs in its own process with ``appsync_events.lambda_authorizer.handler`` as
 its ``AWS_LAMBDA`` authorizer (the real module, keys in ``APPSYNC_EVENTS_TOKEN_KEYS``, as
@@ -203,7 +203,7 @@ def render(
         SECTION,
         "",
         _common.provenance(memory=True),
-        f"`bench/bench_direct.py --clients {args.clients} --per-task {args.per_task} "
+        f"`python -m bench.bench_direct --clients {args.clients} --per-task {args.per_task} "
         f"--seconds {args.seconds:g}`: the emulator in its own process on loopback, running "
         "`appsync_events.lambda_authorizer.handler` as its Lambda authorizer; the benchmark "
         "process plays Django (mints the tokens, publishes over HTTP with `apublish`, batches "
@@ -242,20 +242,15 @@ def render(
     return "\n".join(lines)
 
 
-def load_average() -> str:
-    one, five, _ = os.getloadavg()
-    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--per-task", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--no-write", action="store_true")
+    _common.add_output_args(parser)
     args = parser.parse_args()
     raise_fd_limit(args.clients * 2 + 256)
-    load_before = load_average()
+    load_before = _common.load_average()
     env = {
         **os.environ,
         "PYTHONPATH": str(_common.ROOT),
@@ -294,10 +289,8 @@ async def main() -> None:
         baseline = await run_round(url, [{"x-api-key": API_KEY, "host": host}] * len(tokens), args)
     finally:
         _common.stop_child(proc, timeout=60)
-    text = render(result, baseline, args, f"{load_before} before, {load_average()} after")
-    print(text)
-    if not args.no_write:
-        _common.write_section(SECTION, text)
+    text = render(result, baseline, args, f"{load_before} before, {_common.load_average()} after")
+    _common.emit(args, SECTION, text, {"direct": result, "api_key": baseline})
 
 
 if __name__ == "__main__":

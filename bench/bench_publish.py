@@ -1,6 +1,7 @@
 """Benchmark HTTP publishing: pooled and batched versus one event per request.
 
-Run: ``.venv/bin/python bench/bench_publish.py [--events 2000] [--no-write]``
+Run: ``python -m bench.bench_publish [--events 2000] [--no-write]
+[--json PATH]`` from the repository root (``make bench`` runs it too)
 
 The emulator runs in its own process on a loopback port. This process publishes
 ``--events`` events (a small JSON object each) to one channel, four ways:
@@ -154,9 +155,9 @@ def render(results: list[dict[str, Any]], total: int, seconds: float) -> str:
         SECTION,
         "",
         _common.provenance(),
-        f"`bench/bench_publish.py --events {total} --seconds {seconds:g}`: the emulator in its "
-        "own process on loopback; small JSON events (~80 bytes) to one channel; API key auth; "
-        "sequential requests from one thread.",
+        f"`python -m bench.bench_publish --events {total} --seconds {seconds:g}`: the emulator "
+        "in its own process on loopback; small JSON events (~80 bytes) to one channel; API key "
+        "auth; sequential requests from one thread.",
         "",
         "| way | events | events/s | library is faster by |",
         "|---|---:|---:|---:|",
@@ -187,7 +188,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--events", type=int, default=2000, help="events per way (bound)")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per way (bound)")
-    parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    _common.add_output_args(parser)
     args = parser.parse_args()
     server, port = _common.start_emulator(API_KEY)
     try:
@@ -196,9 +197,18 @@ def main() -> None:
     finally:
         _common.stop_child(server, 30)
     text = render(results, args.events, args.seconds)
-    print(text)
-    if not args.no_write:
-        _common.write_section(SECTION, text)
+    ratio = results[0]["per_s"] / results[1]["per_s"]
+    goals = [
+        _common.goal(
+            "publishing: pooled and batched vs a keep-alive client, one event per request",
+            "at least 3x",
+            f"{ratio:.1f}x ({results[0]['per_s']:,.0f} vs {results[1]['per_s']:,.0f} events/s)",
+            ratio >= 3,
+            limit="The emulator's cost per request and per event, on the same 2 cores.",
+            value=ratio,
+        )
+    ]
+    _common.emit(args, SECTION, text, {"ways": results}, goals)
 
 
 if __name__ == "__main__":

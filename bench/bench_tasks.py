@@ -1,6 +1,7 @@
 """Benchmark a 10 ms handler in the listener vs enqueued to 1, 2 and 4 task workers.
 
-Run: ``.venv/bin/python bench/bench_tasks.py [--events 1500] [--no-write]``
+Run: ``python -m bench.bench_tasks [--events 1500] [--no-write]
+[--json PATH]`` from the repository root (``make bench`` runs it too)
 (needs PostgreSQL on ``PGHOST``/``PGPORT``, user ``postgres``, and django-tasks-db; the
 child processes' output goes to the file ``BENCH_TASKS_LOG`` when set).
 
@@ -173,7 +174,7 @@ def render(base: float, rows: list[tuple[int, float, float]], events: int, load:
         SECTION,
         "",
         _common.provenance(),
-        f"`bench/bench_tasks.py --events {events}`: a handler sleeping 10 ms per event; "
+        f"`python -m bench.bench_tasks --events {events}`: a handler sleeping 10 ms per event; "
         "the emulator in the benchmark process, `appsync_listen` and the `db_worker` "
         "processes (django-tasks-db's `DatabaseBackend`) in their own, PostgreSQL on the "
         f"same machine (default durability: every commit waits for the disk). {load}",
@@ -223,7 +224,7 @@ def load_note() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--events", type=int, default=1500, help="events per enqueued run")
-    parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    _common.add_output_args(parser)
     args = parser.parse_args()
     from appsync_events.emulator import AppSyncEventsEmulator
 
@@ -257,9 +258,25 @@ def main() -> None:
     finally:
         emulator.stop()
     text = render(base, rows, args.events, load_note())
-    print(text)
-    if not args.no_write:
-        _common.write_section(SECTION, text)
+    scaling = rows[-1][2] / rows[0][2]
+    goals = [
+        _common.goal(
+            f"handlers on task workers, 1 → {rows[-1][0]} workers",
+            f"close to linear (at least {0.8 * rows[-1][0]:.1f}x)",
+            f"{scaling:.2f}x ({rows[0][2]:,.0f} → {rows[-1][2]:,.0f} events/s)",
+            scaling >= 0.8 * rows[-1][0],
+            limit=(
+                "Each task costs CPU and two PostgreSQL commits (each waiting for the disk); "
+                "the workers, PostgreSQL and the listener share 2 cores."
+            ),
+            value=scaling,
+        )
+    ]
+    results = {
+        "in_process": base,
+        "workers": [{"workers": w, "enqueue_rate": e, "rate": r} for w, e, r in rows],
+    }
+    _common.emit(args, SECTION, text, results, goals)
 
 
 if __name__ == "__main__":

@@ -158,6 +158,73 @@ async def test_a_real_full_member_channel_does_not_stop_forwarding():
     assert forwarder.stats.errors == 0
 
 
+class GatedLayer:
+    """Records ``group_send`` calls; sends to the groups in ``closed`` wait for ``gate``."""
+
+    def __init__(self, *closed: str) -> None:
+        self.closed = set(closed)
+        self.gate = asyncio.Event()
+        self.sent: list[tuple[str, int]] = []
+        self.started: list[str] = []
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        self.started.append(group)
+        if group in self.closed:
+            await self.gate.wait()
+        self.sent.append((group, message["seq"]))
+
+
+async def until(condition: Any) -> None:
+    """Let the event loop run until ``condition()`` holds (a bounded number of passes)."""
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the condition never held")
+
+
+async def test_a_slow_group_does_not_delay_another_and_each_keeps_its_order():
+    """Events of a group whose send hangs wait; another group's events go out meanwhile."""
+    slow, fast = group_name("/chat/slow"), group_name("/chat/fast")
+    layer = GatedLayer(slow)
+    forwarder = ChannelLayerForwarder(layer, control_channel=None)
+    for _ in range(3):
+        await forwarder.dispatch(event("/chat/slow"))
+        await forwarder.dispatch(event("/chat/fast"))
+    await until(lambda: len([g for g, _ in layer.sent if g == fast]) == 3)
+    assert [g for g, _ in layer.sent] == [fast] * 3  # the slow group's first send still hangs
+    layer.gate.set()
+    await forwarder.flush()
+    assert [seq for g, seq in layer.sent if g == slow] == [1, 2, 3]
+    assert [seq for g, seq in layer.sent if g == fast] == [1, 2, 3]
+    assert forwarder.stats.forwarded == 6
+
+
+async def test_dispatch_waits_while_its_group_queue_is_full():
+    """A group's full queue makes dispatch wait until the sender drained it; nothing is lost."""
+    layer = GatedLayer(group_name("/chat/slow"))
+    forwarder = ChannelLayerForwarder(layer, control_channel=None)
+    total = forwarding.GROUP_QUEUE_SIZE + 2
+
+    async def dispatch_all() -> None:
+        for _ in range(total):
+            await forwarder.dispatch(event("/chat/slow"))
+
+    task = asyncio.create_task(dispatch_all())
+    await until(lambda: layer.started)  # the first event is in the hung send
+    slow = forwarder._senders[group_name("/chat/slow")]
+    assert len(slow.pending) == forwarding.GROUP_QUEUE_SIZE - 1
+    assert not task.done()  # the queue filled up before the sender started: dispatch waits
+    await forwarder.dispatch(event("/chat/other"))  # another group is not held up
+    layer.gate.set()
+    await asyncio.wait_for(task, DEADLINE)
+    await forwarder.flush()
+    assert [seq for g, seq in layer.sent if g == group_name("/chat/slow")] == list(
+        range(1, total + 1)
+    )
+    assert forwarder.stats.forwarded == total + 1
+
+
 def test_from_settings_reads_the_forwarding_section(settings):
     """The settings' prefix, type, control channel and static subscriptions are used."""
     settings.APPSYNC_EVENTS = {

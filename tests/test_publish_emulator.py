@@ -312,3 +312,30 @@ def test_command_names_a_missing_file(emulator, tmp_path):
         )
     assert info.value.returncode == 2
     assert "nope.jsonl" in str(info.value)
+
+
+class _CountingFinder:
+    """A meta path finder that finds nothing and records every module looked up."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        self.names.append(name)
+
+
+async def test_apublish_looks_up_no_module_per_request(emulator):
+    """Once warm, an async publish imports nothing (httpcore finds sniffio already loaded)."""
+    import sys
+
+    await apublish("/chat/a", {"n": 0})  # warm-up: the pool, lazy imports
+    finder = _CountingFinder()
+    sys.meta_path.insert(0, finder)
+    try:
+        for n in range(3):
+            result = await apublish("/chat/a", {"n": n})
+            assert isinstance(result, PublishResult)
+            assert result.ok
+    finally:
+        sys.meta_path.remove(finder)
+    assert finder.names == []

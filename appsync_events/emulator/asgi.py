@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..config import is_loopback_host
 from ..exceptions import ProtocolError
@@ -476,8 +476,69 @@ def _cors_headers(origin: str | None, allowed: tuple[str, ...]) -> list[tuple[by
     ]
 
 
-def deadline_protocol(app: EmulatorApp) -> type[H11Protocol]:
+class _CoalescingTransport:
+    """A transport that sends what is written during one pass of the event loop at once.
+
+    uvicorn writes a response's head and body, and each websocket frame, with its own
+    ``transport.write``, and on a socket with an empty buffer each of those is a
+    ``send()`` system call (on loopback the sender also pays for the receiver's network
+    stack). Here writes are joined and handed to the real transport once, when the event
+    loop runs its next callbacks: a 5-event HTTP publish then answers in one ``send()``
+    and its 5 data frames reach each subscriber in one more, instead of 7 calls. Order is
+    kept; ``close`` and ``write_eof`` send what is pending first; everything else is the
+    real transport's.
+    """
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._pending: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(bytes(data))
+
+    def writelines(self, chunks: Any) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def flush(self) -> None:
+        """Hand what is pending to the real transport (a no-op when nothing is)."""
+        if self._pending:
+            data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
+            self._pending.clear()
+            self._transport.write(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def deadline_protocol(app: EmulatorApp) -> type[HttpToolsProtocol]:
     """uvicorn's HTTP/1.1 protocol, closing connections whose request never completes.
+
+    It is uvicorn's httptools protocol (a C parser: about a third less CPU per publish
+    than uvicorn's pure-Python h11 protocol), and its transport coalesces the writes of
+    one event-loop pass (:class:`_CoalescingTransport`).
 
     A client that opens a TCP connection and sends half a request (or nothing) would
     otherwise hold a socket for ever. Each connection must deliver a complete request
@@ -496,8 +557,8 @@ def deadline_protocol(app: EmulatorApp) -> type[H11Protocol]:
         )
         transport.close()
 
-    class DeadlineH11Protocol(H11Protocol):
-        """:class:`H11Protocol` with a deadline for every request head."""
+    class DeadlineHTTPProtocol(HttpToolsProtocol):
+        """:class:`HttpToolsProtocol` with a deadline for every request head."""
 
         key: tuple[Any, ...] = ()
 
@@ -514,7 +575,9 @@ def deadline_protocol(app: EmulatorApp) -> type[H11Protocol]:
             )
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            super().connection_made(transport)  # type: ignore[arg-type]
+            # The websocket protocol takes this transport over at the upgrade, so the
+            # frames of a socket are coalesced as well.
+            super().connection_made(_CoalescingTransport(transport))  # type: ignore[arg-type]
             self._arm(transport)
 
         def on_response_complete(self) -> None:
@@ -534,4 +597,4 @@ def deadline_protocol(app: EmulatorApp) -> type[H11Protocol]:
                 timer.cancel()
             super().connection_lost(exc)
 
-    return DeadlineH11Protocol
+    return DeadlineHTTPProtocol
