@@ -538,7 +538,7 @@ def deadline_protocol(app: EmulatorApp) -> type[HttpToolsProtocol]:
 
     It is uvicorn's httptools protocol (a C parser: about a third less CPU per publish
     than uvicorn's pure-Python h11 protocol), and its transport coalesces the writes of
-    one event-loop pass (:class:`_CoalescingTransport`).
+    one event-loop pass (a coalescing transport wrapper).
 
     A client that opens a TCP connection and sends half a request (or nothing) would
     otherwise hold a socket for ever. Each connection must deliver a complete request
