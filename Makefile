@@ -43,8 +43,8 @@ BENCH_ARGS ?=
 # Node harness driving the official AWS JS client in the interop tests.
 JS_DIR := tests/interop/js
 
-# pip, quietly; this machine's pip config names extra index folders that may not exist, and pip
-# warns about each of them for every package: drop those lines, keep every other message.
+# pip, quietly: a pip configuration may name extra local index folders that do not exist, and
+# pip warns about each of them for every package; drop those lines, keep every other message.
 PIP_QUIET := 2>&1 | { grep -v 'is neither a file nor a directory' || true; }
 
 # -- virtualenvs ------------------------------------------------------------------------------

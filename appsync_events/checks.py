@@ -14,7 +14,8 @@ Errors::
     E008  incomplete or invalid auth options for a mode
     E009  an invalid value (timeouts, sizes, PROXY, API_ID, backends, emulator options)
     E010  the setting names no such alias
-    E011  an optional dependency is missing
+    E011  an optional dependency is missing, or a dependency is older than a feature
+          needs
     E012  a malformed GRANTS entry (WHO, SUBSCRIBE or PUBLISH pattern)
     E013  a malformed HANDLERS declaration of a namespace (CODE_FILE, ON_PUBLISH,
           ON_SUBSCRIBE)
@@ -43,8 +44,8 @@ Warnings::
     W007  two aliases forward into one channel layer with the same CONTROL_CHANNEL, so
           their listeners would take each other's follow requests
     W008  the browser consumer is routed (ASGI_APPLICATION) for an alias whose GRANTS
-          grant nothing, and its class does not override can_subscribe: every browser
-          request will be refused
+          grant nothing, and its class overrides neither can_subscribe nor can_publish:
+          every browser request will be refused
     W009  a GRANTS pattern names a namespace NAMESPACES does not declare
     W010  a handler declared ordered=True is enqueued: tasks run in no particular order
     W011  a handler no subscription of SUBSCRIPTIONS can deliver to (its pattern contains
@@ -103,7 +104,7 @@ def _configs() -> Iterable[tuple[str, conf.APIConfig | ConfigurationError]]:
 def check_settings(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """E001-E016: every alias parses and validates."""
+    """E001-E017: every alias parses and validates."""
     errors: list[CheckMessage] = []
     for alias, config in _configs():
         if isinstance(config, ConfigurationError):

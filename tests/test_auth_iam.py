@@ -41,7 +41,8 @@ CONNECT = b"{}"
 SUBSCRIBE = b'{"channel":"/default/foo"}'
 PUBLISH = b'{"channel":"/default/foo","events":["{\\"a\\":1}"]}'
 
-#: The three signing vectors (connect, subscribe, publish) with long-term keys.
+#: The three reference signing vectors (connect, subscribe, publish) with long-term keys,
+#: fixed keys and date: a regression guard, cross-checked by AWS's JS signer below.
 DOC_VECTORS = [
     (CONNECT, "eea55356d53e51c239dc6576fc3efa2208d112fddd8ce2f919f1411aadae7da7"),
     (SUBSCRIBE, "c4b4221f34398129186037bd6bc223d8ce4aac7d4e1f41c98d00a48fb5effc55"),
@@ -159,14 +160,14 @@ def headers_for(api, body: bytes) -> dict[str, str]:
 
 
 def test_reference_verifier_matches_the_documented_canonical_request(static_keys):
-    """The test's own SigV4 verifier rebuilds the canonical request printed in the notes."""
+    """The test's own SigV4 verifier rebuilds the reference canonical request of this file."""
     headers = connect_headers(static_keys)
     assert reference_canonical_request(headers, CONNECT) == DOC_CANONICAL_CONNECT
 
 
 @pytest.mark.parametrize(("body", "signature"), DOC_VECTORS)
 def test_doc_vectors_are_reproduced_exactly(static_keys, body, signature):
-    """Connect, subscribe and publish sign to the exact signatures of the notes."""
+    """Connect, subscribe and publish sign to the exact reference signatures of this file."""
     headers = headers_for(static_keys, body)
     assert headers == {
         "accept": "application/json, text/javascript",

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: The modules that make up the core (design: no Django below the Django layer).
+#: The modules that make up the core: they import nothing from Django.
 CORE = (
     "appsync_events.auth",
     "appsync_events.auth.api_key",

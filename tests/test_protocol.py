@@ -464,7 +464,7 @@ def test_defaults_for_absent_optional_members() -> None:
 
 
 def test_signing_body_vectors() -> None:
-    """signing_body() gives the exact strings of the protocol document's SigV4 vectors."""
+    """signing_body() gives the exact strings the SigV4 reference vectors sign."""
     assert signing_body("/default/foo") == '{"channel":"/default/foo"}'
     assert signing_body("/default/foo", ['{"a":1}']) == (
         '{"channel":"/default/foo","events":["{\\"a\\":1}"]}'

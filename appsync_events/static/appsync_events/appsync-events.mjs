@@ -1,7 +1,7 @@
 // appsync-events.mjs: the browser client as an ES module (the API is documented in
 // appsync-events.js, next to this file, and in docs/browser.md).
 //
-//     import { connect } from "/static/appsync_events/appsync-events.mjs";
+//     import { connect, connectDirect } from "/static/appsync_events/appsync-events.mjs";
 //     const client = connect("/ws/appsync/");          // relay mode
 //     const direct = connectDirect("/appsync/token/"); // direct mode
 //
