@@ -330,9 +330,8 @@ def render(
             "receivers as tasks gathered per event (the listener sends the signal only when "
             "a receiver is connected).",
             "",
-            "The sync-handler row pays a thread hop per event (`sync_to_async`, "
-            "thread-sensitive, with `close_old_connections()` around the handler so ORM code "
-            "is safe).",
+            "The sync-handler row pays a thread hop per event (to the listener's handler "
+            "thread, with `close_old_connections()` around the handler so ORM code is safe).",
             "",
         ]
     )
