@@ -48,6 +48,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Final, Literal, Self, Union, get_args, get_origin
 
+from django.db import router
+from django.db.models.signals import post_save
 from django.utils.dateparse import parse_date, parse_datetime
 
 from .batching import encode_event, load_encoder
@@ -661,6 +663,7 @@ class PublishChangesMixin:
 
     def appsync_payload(self, action: str) -> dict[str, Any]:
         """Return the payload published for ``action``; override to customise it."""
+        # Model._meta is Django's documented "Model _meta API", public despite its name.
         opts = self._meta  # type: ignore[attr-defined]
         payload: dict[str, Any] = {
             TYPE_KEY: f"{opts.label_lower}.{action}",
@@ -677,7 +680,19 @@ class PublishChangesMixin:
             payload[key] = field.value_from_object(self)
         return payload
 
-    def _appsync_publish(self, action: str, channel: str, payload: dict[str, Any]) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Saves are announced from post_save (public arguments: created, using,
+        # update_fields), which Model.save() and asave() send and bulk operations do not.
+        post_save.connect(
+            _publish_saved,
+            sender=cls,  # type: ignore[arg-type]  # a Model subclass once mixed in
+            dispatch_uid=f"appsync_events.changes.{id(cls)}",
+        )
+
+    def _appsync_publish(
+        self, action: str, channel: str, payload: dict[str, Any], using: str
+    ) -> None:
         if action not in type(self).appsync_actions:
             return
         publish_encoded(
@@ -686,29 +701,37 @@ class PublishChangesMixin:
             (encode_event(payload, encoder=_encoder(type(self).appsync_api)),),
             on_commit=type(self).appsync_on_commit,
             durable=type(self).appsync_durable,
-            using=self._state.db,  # type: ignore[attr-defined]
+            using=using,
         )
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        """Save, then publish ``created`` or ``updated``."""
-        adding = self._state.adding  # type: ignore[attr-defined]
-        update_fields = kwargs.get("update_fields")
-        if update_fields is not None:
-            # Read once here: a generator would be empty after Django's save() read it.
-            update_fields = kwargs["update_fields"] = tuple(update_fields)
-        super().save(*args, **kwargs)  # type: ignore[misc]
-        if update_fields is not None and not update_fields:
-            return  # Django saves nothing for update_fields=[]; nothing to announce
-        action = "created" if adding else "updated"
-        payload = self.appsync_payload(action)
-        if update_fields is not None and action == "updated":
-            payload["updated_fields"] = sorted(update_fields)
-        self._appsync_publish(action, self.appsync_channel_path(), payload)
-
-    def delete(self, *args: Any, **kwargs: Any) -> Any:
+    def delete(self, using: str | None = None, keep_parents: bool = False) -> Any:
         """Delete, then publish ``deleted`` (with the primary key it had)."""
+        using = using or router.db_for_write(type(self), instance=self)  # type: ignore[arg-type]
         channel = self.appsync_channel_path()
         payload = self.appsync_payload("deleted")
-        result = super().delete(*args, **kwargs)  # type: ignore[misc]
-        self._appsync_publish("deleted", channel, payload)
+        result = super().delete(using=using, keep_parents=keep_parents)  # type: ignore[misc]
+        self._appsync_publish("deleted", channel, payload, using)
         return result
+
+
+def _publish_saved(
+    sender: type[Any],
+    instance: PublishChangesMixin,
+    created: bool,
+    raw: bool,
+    using: str,
+    update_fields: frozenset[str] | None,
+    **kwargs: Any,
+) -> None:
+    """Publish ``created`` or ``updated`` after a :class:`PublishChangesMixin` model saved.
+
+    Fixture loading (``raw``) publishes nothing, and Django sends no ``post_save`` for
+    ``save(update_fields=[])``, which saves nothing.
+    """
+    if raw:
+        return
+    action = "created" if created else "updated"
+    payload = instance.appsync_payload(action)
+    if update_fields is not None and action == "updated":
+        payload["updated_fields"] = sorted(update_fields)
+    instance._appsync_publish(action, instance.appsync_channel_path(), payload, using)

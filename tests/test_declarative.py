@@ -497,3 +497,11 @@ def test_update_fields_given_as_a_generator(note_model):
     assert events[-1]["updated_fields"] == ["text"]
     note.refresh_from_db()
     assert note.text == "y"
+
+
+def test_fixture_loading_publishes_nothing(note_model):
+    """A raw save (what loaddata does) announces nothing; a normal save still does."""
+    note_model(room_id=8, text="fixture").save_base(raw=True)
+    locmem.assert_nothing_published()
+    note_model.objects.create(room_id=8, text="live")
+    assert [e["text"] for e in locmem.published_events("/chat/rooms/8/notes")] == ["live"]
