@@ -176,10 +176,12 @@ class ListenerObserver:
         return metrics.OTHER if subscription in self.static else FOLLOWED
 
     def _count(self, subscription: str) -> metrics.Count:
+        """The dispatched counter of ``subscription``, remembered for the listener's own
+        paths only: paths browsers follow come and go, and share one counter."""
         assert self.metrics is not None  # noqa: S101 - only called when recording
-        count = self._dispatched[subscription] = self.metrics.dispatched_count(
-            self._label(subscription)
-        )
+        count = self.metrics.dispatched_count(self._label(subscription))
+        if subscription in self.static or subscription in self.labelled:
+            self._dispatched[subscription] = count
         return count
 
     def _histogram(self, name: str) -> metrics.Histogram:

@@ -1097,3 +1097,23 @@ def test_durations_are_sampled_only_when_the_listener_is_busy(
         assert dispatch_count == handler_count
         assert readings[0] < 4 * events / every + 4 * instrumentation.RATE_WINDOW
     observer.close(listener)
+
+
+def test_followed_paths_share_one_counter_and_leave_no_state(settings: Any) -> None:
+    """Events on 1,000 paths browsers followed count under "followed", and the observer
+    keeps no entry per path (its state stays bounded by the listener's own paths)."""
+    alias = "follows"
+    settings.APPSYNC_EVENTS = {**settings.APPSYNC_EVENTS, alias: settings.APPSYNC_EVENTS["default"]}
+    listener = Listener(alias, channels=["/chat/*"], sinks=[])
+    observer = instrumentation.listener_observer(listener)
+    assert observer is not None
+    for n in range(1000):
+        event = ReceivedEvent(alias, f"/chat/rooms/{n}", {}, "{}")
+        observer.event_finished(observer.event_started(event), event, True)
+    static = ReceivedEvent(alias, "/chat/*", {}, "{}")
+    observer.event_finished(observer.event_started(static), static, True)
+    store = metrics.listener_metrics(alias)
+    assert store.dispatched[instrumentation.FOLLOWED].value == 1000
+    assert store.dispatched["/chat/*"].value == 1
+    assert set(observer._dispatched) == {"/chat/*"}
+    observer.close(listener)
