@@ -84,6 +84,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -157,6 +158,11 @@ _REMOVED_OPTIONS: Final = {
     "allow_wildcards": "grant a wildcard pattern such as '/chat/*' in SUBSCRIBE",
     "allow_publish": "grant the channels in PUBLISH",
 }
+
+
+def _digest(value: str) -> str:
+    """A short SHA-256 digest of ``value``: an identifier that reveals nothing of it."""
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
 
 
 def _refuse_removed_options(where: str, names: Any) -> None:
@@ -296,8 +302,10 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
     def client_key(self) -> str:
         """Who is behind this socket, for per-client limits across sockets.
 
-        ``"user:<pk>"`` for a signed-in user, else ``"session:<key>"`` when the scope has
-        a saved session, else ``"ip:<address>"``, else this socket's channel name.
+        ``"user:<pk>"`` for a signed-in user, else ``"session:<digest>"`` when the scope
+        has a saved session, else ``"ip:<digest>"``, else this socket's channel name. The
+        key travels to the listener over the channel layer, so a session key (a bearer
+        credential: the session cookie) or an address is sent only as a SHA-256 digest.
         """
         user = self.scope.get("user")
         if getattr(user, "is_authenticated", False):
@@ -305,10 +313,10 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
         session = self.scope.get("session")
         key = getattr(session, "session_key", None)
         if key:
-            return f"session:{key}"
+            return f"session:{_digest(key)}"
         client = self.scope.get("client")
         if client:
-            return f"ip:{client[0]}"
+            return f"ip:{_digest(str(client[0]))}"
         return f"socket:{self.channel_name}"
 
     async def event_message(self, message: dict[str, Any]) -> dict[str, Any] | None:

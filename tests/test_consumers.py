@@ -779,3 +779,28 @@ async def test_each_gap_is_logged_once_and_signalled_before_the_page_hears_it(
         signals.gap_detected.disconnect(dispatch_uid="test-gap-count")
         signals.gap_detected.disconnect(dispatch_uid="test-gap-broken")
         await ws.disconnect()
+
+
+def test_client_key_never_carries_a_session_key_or_an_address() -> None:
+    """Per-client limits key on the user, else digests of the session key or the address:
+    the key crosses the channel layer, and a session key is a bearer credential."""
+    from types import SimpleNamespace
+
+    from django.contrib.auth.models import AnonymousUser
+
+    def key(**scope: Any) -> str:
+        consumer = AppSyncEventsConsumer()
+        consumer.scope = {"user": AnonymousUser(), **scope}
+        consumer.channel_name = "specific.abc!def"
+        return consumer.client_key()
+
+    user = SimpleNamespace(is_authenticated=True, pk=42)
+    assert key(user=user) == "user:42"
+    session = key(session=SimpleNamespace(session_key="s3cr3tsessionkey0123456789abcdef"))
+    assert session.startswith("session:")
+    assert "s3cr3tsessionkey" not in session
+    assert session == key(session=SimpleNamespace(session_key="s3cr3tsessionkey0123456789abcdef"))
+    address = key(client=("203.0.113.7", 5555))
+    assert address.startswith("ip:")
+    assert "203.0.113.7" not in address
+    assert key() == "socket:specific.abc!def"
