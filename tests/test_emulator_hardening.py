@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 from typing import Any
@@ -330,3 +331,63 @@ async def test_a_lone_surrogate_in_an_unreadable_frame_is_not_echoed(
             "connection_ack"
         )
         await ws.close()
+
+
+async def test_a_client_that_stops_reading_is_cut_off_at_the_frame_bound(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A subscriber that stops reading cannot grow the emulator's memory: past
+    MAX_PENDING_FRAMES waiting frames it loses them and is closed with 1008 (one INFO
+    line); the other clients are served meanwhile."""
+    from appsync_events.emulator import asgi
+
+    monkeypatch.setattr(asgi, "MAX_PENDING_FRAMES", 20)
+    big = "x" * 100_000
+    with AppSyncEventsEmulator(port=0) as emulator:
+        auth = json.dumps({"host": emulator.http_host, "x-api-key": emulator.api_key})
+
+        async def subscriber(**kwargs: Any) -> Any:
+            ws = await open_socket(emulator, **kwargs)
+            await ws.send('{"type":"connection_init"}')
+            assert json.loads(await _answer(ws))["type"] == "connection_ack"
+            await ws.send(
+                '{"type":"subscribe","id":"s","channel":"/default/*","authorization":' + auth + "}"
+            )
+            assert json.loads(await _answer(ws))["type"] == "subscribe_success"
+            return ws
+
+        # max_queue=1: the client library soon stops reading the socket, as a stuck
+        # client would; without compression (the frames would shrink to nothing) the
+        # kernel buffers fill after a few MB, then the emulator's queue.
+        stalled = await subscriber(max_queue=1, compression=None, ping_interval=None)
+        healthy = await subscriber()
+        published = 0
+        with caplog.at_level(logging.INFO, logger="appsync_events.emulator.asgi"):
+            for _ in range(1_000):  # at most 100 MB offered; the bound hits far sooner
+                emulator.publish("/default/big", big)
+                published += 1
+                if "frames behind" in caplog.text:
+                    break
+                frame = json.loads(await asyncio.wait_for(_answer(healthy), DEADLINE))
+                assert frame["type"] == "data"
+        assert "fell" in caplog.text
+        assert "closing it with 1008" in caplog.text
+        # The healthy subscriber is still served.
+        emulator.publish("/default/small", "after")
+        while True:
+            frame = json.loads(await asyncio.wait_for(_answer(healthy), DEADLINE))
+            if json.loads(frame["event"]) == "after":
+                break
+        # The stalled one, once it reads again, gets what was already on its way, then 1008.
+        received = 0
+        try:
+            while True:
+                await asyncio.wait_for(stalled.recv(), DEADLINE)
+                received += 1
+        except ConnectionClosed as closed:
+            close = closed.rcvd
+        assert close is not None
+        assert close.code == 1008
+        assert close.reason == "too slow: frames not read"
+        assert received < published  # what waited in the emulator was dropped
+        await healthy.close()

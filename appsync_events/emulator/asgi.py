@@ -36,13 +36,18 @@ from ..protocol import (
 from .operations import EmulatorState, requests_log
 from .registry import Connection, is_unicode
 
-__all__ = ["EmulatorApp", "deadline_protocol", "origin_allowed"]
+__all__ = ["MAX_PENDING_FRAMES", "EmulatorApp", "deadline_protocol", "origin_allowed"]
 
 logger = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+#: Frames that may wait for one websocket client. A client that falls further behind
+#: (it stopped reading) loses what waits and is closed with 1008, an INFO line saying so:
+#: one stalled subscriber cannot grow the emulator's memory without bound.
+MAX_PENDING_FRAMES: Final = 10_000
 
 _KA: Final = encode(KeepAlive())
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
@@ -237,8 +242,24 @@ class EmulatorApp:
             return
         auth_headers = _connect_auth(offered, request_headers, scope, settings.accept_query_auth)
         queue: asyncio.Queue[str | bytes | _Close] = asyncio.Queue()
+
+        def send_frame(frame: str | bytes) -> None:
+            if queue.qsize() < MAX_PENDING_FRAMES:
+                queue.put_nowait(frame)
+            elif not connection.closed:
+                connection.closed = True  # no more frames, no more deliveries
+                logger.info(
+                    "Emulator connection %s fell %d frames behind (the client stopped "
+                    "reading): dropping them and closing it with 1008",
+                    connection.id,
+                    queue.qsize(),
+                )
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(_Close(1008, "too slow: frames not read"))
+
         connection = Connection(
-            send=queue.put_nowait,
+            send=send_frame,
             close=lambda code, reason: queue.put_nowait(_Close(code, reason)),
             headers=auth_headers,
             request_host=request_headers.get("host"),
