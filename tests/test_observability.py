@@ -392,6 +392,8 @@ async def test_the_server_is_bounded(
     head = await raw(b"HEAD /readyz HTTP/1.1\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     assert head.endswith(b"\r\n\r\n")
+    # The slots stay taken while the bound is probed: idle connections must not time out.
+    monkeypatch.setattr(health, "REQUEST_TIMEOUT", 60.0)
     idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(health.MAX_CONNECTIONS)]
     await until(lambda: served.listener.health() is not None)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)

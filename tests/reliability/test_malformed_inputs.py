@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 import websockets
 
 from appsync_events.emulator import AppSyncEventsEmulator
@@ -35,6 +36,8 @@ from appsync_events.protocol import SUBPROTOCOL
 from tests.test_emulator_helpers import RawClient
 
 from .conftest import MemoryWatch, Scenario, scale
+
+UVICORN_VERSION = tuple(int(part) for part in uvicorn.__version__.split(".")[:2])
 
 KEY = "da2-reliabilitymalformed0000000"
 ERROR_TYPES = frozenset(
@@ -598,6 +601,16 @@ def test_the_battery_is_large_enough() -> None:
     assert len(names) == len(set(names))
 
 
+def _uvicorn_refusal_quirk(record: logging.LogRecord) -> bool:
+    """uvicorn before 0.55.0 logs this ERROR after every upgrade refused with an HTTP
+    answer (docs/emulator.md, "Loggers"); the answer itself is checked input by input."""
+    return (
+        UVICORN_VERSION < (0, 55)
+        and record.name == "uvicorn.error"
+        and record.getMessage() == "ASGI callable returned without completing handshake."
+    )
+
+
 async def test_malformed_inputs_get_error_shapes_and_change_nothing(
     battery_emulator: AppSyncEventsEmulator, figures: Scenario, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -667,7 +680,9 @@ async def test_malformed_inputs_get_error_shapes_and_change_nothing(
     own_failures = [
         r.getMessage()[:300]
         for r in caplog.records
-        if r.levelno >= logging.ERROR and r.name.startswith(("appsync_events", "uvicorn"))
+        if r.levelno >= logging.ERROR
+        and r.name.startswith(("appsync_events", "uvicorn"))
+        and not _uvicorn_refusal_quirk(r)
     ]
     assert not own_failures, own_failures
     memory.check()
