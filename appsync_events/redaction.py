@@ -90,6 +90,11 @@ _PATTERNS: Final = (
     ),
     # SigV4 signatures wherever they appear (authorization headers, presigned URLs).
     (re.compile(r"(?P<key>Signature=|X-Amz-Signature=)[0-9a-fA-F]+"), rf"\g<key>{REDACTED}"),
+    # The password in a URL's user information (a proxy URL from the environment, say).
+    (
+        re.compile(r"(?P<key>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)[^\s/@]+@"),
+        rf"\g<key>{REDACTED}@",
+    ),
     # AppSync API keys have a recognisable shape even before anyone registers them.
     (re.compile(r"\bda2-[a-z0-9]{26}\b"), REDACTED),
 )

@@ -16,8 +16,10 @@ import pytest
 from appsync_events.client import AppSyncEventsClient
 from appsync_events.config import APIConfig
 from appsync_events.emulator import AppSyncEventsEmulator
+from appsync_events.exceptions import ConfigurationError
 from appsync_events.http import AsyncHTTPPublisher
 from appsync_events.proxies import proxy_for
+from appsync_events.redaction import redact
 from appsync_events.testing.helpers import emulator_settings
 from appsync_events.testing.pytest_plugin import (  # noqa: F401 - fixtures
     appsync_emulator,
@@ -189,3 +191,29 @@ async def test_the_environment_proxy_is_followed_and_no_proxy_respected(
     async with AsyncHTTPPublisher(config) as publisher:
         await publisher.publish("/default/room", ['"two"'])
     assert forward_proxy.requests == []
+
+
+async def test_an_unusable_environment_proxy_is_a_configuration_error_without_its_password(
+    appsync_events_emulator: AppSyncEventsEmulator,  # noqa: F811
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    """A proxy variable websockets cannot use is a ConfigurationError naming PROXY; the
+    password in the variable's URL never reaches the message."""
+    config = APIConfig.from_mapping(
+        "default", emulator_settings(appsync_events_emulator, base={})["default"]
+    )
+    clean_env.setenv("HTTP_PROXY", "ftp://alice:s3cret-pw@proxy.example:21")
+    with pytest.raises(ConfigurationError, match=r"\['PROXY'\]") as info:
+        async with AppSyncEventsClient(config) as client:
+            await client.subscribe("/default/room")
+    assert "s3cret-pw" not in str(info.value)
+    assert "ftp://alice:<redacted>@proxy.example:21" in str(info.value)
+    assert info.value.key == "PROXY"
+
+
+def test_redact_hides_the_password_of_a_url() -> None:
+    """URL user information keeps the user name and loses the password."""
+    text = "proxy http://bob:hunter2@p.example:3128 and https://p.example/ and u@example.com"
+    assert redact(text) == (
+        "proxy http://bob:<redacted>@p.example:3128 and https://p.example/ and u@example.com"
+    )

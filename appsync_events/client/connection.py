@@ -22,12 +22,15 @@ from websockets.exceptions import (
     ConnectionClosed,
     ConnectionClosedOK,
     InvalidHandshake,
+    InvalidProxy,
     InvalidStatus,
+    InvalidURI,
 )
 
 from .. import auth
 from ..config import APIConfig
 from ..exceptions import (
+    ConfigurationError,
     ConnectionFailed,
     ConnectionRejected,
     HandshakeTimeout,
@@ -229,6 +232,16 @@ class Connection:
                 ) from None
             raise ConnectionFailed(
                 f"the websocket upgrade to {url} failed with HTTP {status}", api=api.alias
+            ) from None
+        except (InvalidProxy, InvalidURI) as exc:
+            # A proxy URL from the environment (PROXY itself is checked with the settings)
+            # websockets cannot use; redact(): it may carry a password.
+            raise ConfigurationError(
+                f"cannot open the websocket to {url}: {redact(str(exc))}; fix the proxy "
+                "environment variable (HTTPS_PROXY, ALL_PROXY) or set "
+                f"APPSYNC_EVENTS[{api.alias!r}]['PROXY']",
+                api=api.alias,
+                key="PROXY",
             ) from None
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             # redact(): a server or proxy that echoes the offered subprotocols makes
