@@ -21,7 +21,8 @@
 browser's ``Origin`` must be in ``ALLOWED_HOSTS``, so other sites cannot open sockets
 with your users' cookies) and ``AuthMiddlewareStack`` (``scope["user"]`` from the
 session). Pass your own websocket routes as ``routes`` to serve them behind the same
-stack, or use :func:`websocket_urlpattern` inside a ``URLRouter`` of your own.
+stack, or use :func:`websocket_urlpattern` inside a ``URLRouter`` of your own (the
+route then checks the ``Origin`` itself).
 """
 
 from __future__ import annotations
@@ -39,14 +40,26 @@ DEFAULT_PATH = "ws/appsync/"
 
 
 def websocket_urlpattern(
-    path: str = DEFAULT_PATH, *, consumer: type[Any] | None = None, **options: Any
+    path: str = DEFAULT_PATH,
+    *,
+    consumer: type[Any] | None = None,
+    check_origin: bool = True,
+    **options: Any,
 ) -> URLPattern:
     """Return a ``URLRouter`` entry serving the consumer at ``path``.
+
+    The route checks the browser's ``Origin`` against ``ALLOWED_HOSTS`` itself
+    (``AllowedHostsOriginValidator``), so it is safe inside any router: a page of another
+    site cannot open a socket with your users' cookies. A router of your own still needs
+    ``AuthMiddlewareStack`` (or another source of ``scope["user"]``) around it.
 
     Args:
         path: the URL path, without a leading ``/`` (``"ws/appsync/"``).
         consumer: the consumer class (default
             :class:`~appsync_events.consumers.AppSyncEventsConsumer`).
+        check_origin: ``False`` skips the route's own ``Origin`` check, for a stack that
+            already validates origins (or serves only non-browser clients that send no
+            ``Origin``, which the check refuses).
         **options: the consumer's options (``api``, ``max_subscriptions``...), passed to
             ``as_asgi``.
 
@@ -60,6 +73,10 @@ def websocket_urlpattern(
     if check is not None:  # fail at import of the routing module, not on first connection
         check(options)
     app: Any = cls.as_asgi(**options)  # Channels routes ASGI apps through Django's re_path
+    if check_origin:
+        from channels.security.websocket import AllowedHostsOriginValidator
+
+        app = AllowedHostsOriginValidator(app)
     pattern: URLPattern = re_path(rf"^{re.escape(path.lstrip('/'))}\Z", app)
     return pattern
 
@@ -84,5 +101,6 @@ def websocket_application(
     from channels.routing import URLRouter
     from channels.security.websocket import AllowedHostsOriginValidator
 
-    patterns: list[Any] = [*routes, websocket_urlpattern(path, consumer=consumer, **options)]
+    route = websocket_urlpattern(path, consumer=consumer, check_origin=False, **options)
+    patterns: list[Any] = [*routes, route]  # the validator below checks every route
     return AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(patterns)))

@@ -395,6 +395,25 @@ async def test_routing_helper_validates_the_origin_and_authenticates(listener):
     await good.disconnect()
 
 
+@pytest.mark.parametrize("check_origin", [True, False])
+async def test_the_bare_route_validates_the_origin_itself(listener, check_origin):
+    """websocket_urlpattern() in a router without AllowedHostsOriginValidator still
+    refuses a foreign Origin, unless check_origin=False says the stack does it."""
+    from channels.auth import AuthMiddlewareStack
+    from channels.routing import URLRouter
+
+    app = AuthMiddlewareStack(URLRouter([websocket_urlpattern(check_origin=check_origin)]))
+    evil = WebsocketCommunicator(app, PATH, headers=[(b"origin", b"https://evil.example")])
+    connected, _ = await evil.connect()
+    assert connected is not check_origin
+    if connected:
+        await evil.disconnect()
+    good = WebsocketCommunicator(app, PATH, headers=[(b"origin", b"http://testserver")])
+    connected, _ = await good.connect()
+    assert connected
+    await good.disconnect()
+
+
 async def test_listener_restart_relearns_follows_from_renewals(settings):
     """Renewals re-send follows, so a listener that lost its state subscribes again."""
     api_settings(settings, FOLLOW_LEASE=0.3)
