@@ -502,6 +502,36 @@ async def test_lambda_ttl_caches_answers(emu):
     assert count == 1
 
 
+async def test_the_lambda_cache_is_bounded_and_forgets_expired_answers(emu, monkeypatch):
+    """Past LAMBDA_CACHE_SIZE tokens the least recently used answer is asked again; an
+    expired answer is asked again too."""
+    from appsync_events.emulator import authz
+
+    monkeypatch.setattr(authz, "LAMBDA_CACHE_SIZE", 2)
+    asked: list[str] = []
+
+    def authorizer(request: dict[str, Any]) -> dict[str, Any]:
+        asked.append(request["authorizationToken"])
+        ttl = 1 if request["authorizationToken"] == "brief" else 300
+        return {"isAuthorized": True, "ttlOverride": ttl}
+
+    emu.configure(lambda_authorizer=authorizer)
+
+    async def publish(token: str) -> None:
+        response = await http_publish(emu, "/lambda/a", ["1"], {"authorization": token})
+        assert response.status_code == 200
+
+    for token in ("a", "b", "a", "c", "a", "b"):  # "c" evicts "b" (a was used since)
+        await publish(token)
+    assert asked == ["a", "b", "c", "b"]
+    now = [1000.0]
+    monkeypatch.setattr(authz, "_cache_clock", lambda: now[0])
+    await publish("brief")
+    now[0] += 2  # past the 1 s ttlOverride
+    await publish("brief")
+    assert asked[-2:] == ["brief", "brief"]
+
+
 async def test_lambda_without_authorizer_accepts_tokens(emu):
     """With no authorizer configured, any non-empty Lambda token is accepted."""
     response = await http_publish(emu, "/lambda/a", ["1"], {"authorization": "anything"})

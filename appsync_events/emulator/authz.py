@@ -38,6 +38,7 @@ import logging
 import re
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
@@ -52,6 +53,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from .errors import EmulatorError
 
 __all__ = [
+    "LAMBDA_CACHE_SIZE",
     "TOKEN_MODES",
     "AuthContext",
     "AuthResult",
@@ -65,6 +67,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TOKEN_MODES: Final = ("AMAZON_COGNITO_USER_POOLS", "OPENID_CONNECT", "AWS_LAMBDA")
+
+#: Lambda authorizer answers kept (those with a ``ttlOverride``), least recently used
+#: dropped first; expired ones go when next looked up.
+LAMBDA_CACHE_SIZE: Final = 10_000
+_cache_clock = time.monotonic  # the Lambda cache's clock (tests move it)
 
 Operation: TypeAlias = Literal["connect", "subscribe", "publish"]
 
@@ -285,7 +292,7 @@ class Authorizer:
             ),
             "OPENID_CONNECT": _JWTIssuer(oidc_issuer, [own, *extra]),
         }
-        self._lambda_cache: dict[str, _CachedLambda] = {}
+        self._lambda_cache: OrderedDict[str, _CachedLambda] = OrderedDict()
 
     # -- public helpers ------------------------------------------------------------
 
@@ -617,9 +624,12 @@ class Authorizer:
             raise EmulatorError("unauthorized")
         cache_key = hashlib.sha256(token.encode()).hexdigest()
         cached = self._lambda_cache.get(cache_key)
-        now = time.monotonic()
-        if cached is not None and cached.expires > now:
-            return cached.result
+        now = _cache_clock()
+        if cached is not None:
+            if cached.expires > now:
+                self._lambda_cache.move_to_end(cache_key)
+                return cached.result
+            del self._lambda_cache[cache_key]
         if self.lambda_authorizer is None:
             return AuthResult("AWS_LAMBDA", {"handlerContext": {}})
         request: dict[str, Any] = {
@@ -649,6 +659,8 @@ class Authorizer:
         ttl = response.get("ttlOverride", self.lambda_ttl)
         if isinstance(ttl, int | float) and not isinstance(ttl, bool) and ttl > 0:
             self._lambda_cache[cache_key] = _CachedLambda(now + min(float(ttl), 3600.0), result)
+            while len(self._lambda_cache) > LAMBDA_CACHE_SIZE:
+                self._lambda_cache.popitem(last=False)
         return result
 
 
