@@ -40,7 +40,8 @@ Error codes (the socket stays open after every one of them):
 ``too_large``              the frame is over ``max_message_size`` characters
 ``rate_limited``           more than ``rate_limit`` messages in ``rate_period`` seconds
                            (every dropped request with an ``id`` is answered; others
-                           hear it once until a message gets through)
+                           hear it once until a message gets through), or a 9th
+                           subscribe to a channel whose first is still unanswered
 ``unknown_action``         ``action`` is missing or not one of the three above
 ``invalid_channel``        the channel breaks the grammar, or its namespace is unknown
 ``forbidden``              ``can_subscribe`` / ``can_publish`` said no (by default: no
@@ -112,6 +113,9 @@ __all__ = ["AppSyncEventsConsumer"]
 logger = logging.getLogger(__name__)
 
 _MAX_ID_LENGTH: Final = 64
+#: Subscribe requests for one channel that may wait for the listener's answer at once;
+#: a page that asks again and again meanwhile hears ``rate_limited``.
+_MAX_WAITING_REQUESTS: Final = 8
 _ACTIONS: Final = ("subscribe", "unsubscribe", "publish")
 
 
@@ -477,8 +481,15 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
         if existing is not None:
             if existing.confirmed:
                 await self._reply("subscribed", path, request_id)
-            else:
+            elif len(existing.request_ids) < _MAX_WAITING_REQUESTS:
                 existing.request_ids.append(request_id)  # answered with the first one
+            else:
+                raise _Reject(
+                    "rate_limited",
+                    f"{_MAX_WAITING_REQUESTS} subscribe requests for this channel already "
+                    "wait for an answer",
+                    path,
+                )
             return
         if len(self.subscriptions) >= self.max_subscriptions:
             raise _Reject(

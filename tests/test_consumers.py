@@ -317,6 +317,22 @@ async def test_follow_timeout_when_no_listener_answers(settings):
     await ws.disconnect()
 
 
+async def test_repeated_subscribes_waiting_for_an_answer_are_bounded(settings):
+    """A page that asks for the same channel again before the listener answered waits with
+    its first 8 requests (each gets the answer); the 9th and later hear rate_limited."""
+    api_settings(settings, FOLLOW_TIMEOUT=0.5)
+    ws = await connect()
+    for number in range(10):
+        await ws.send_json_to({"action": "subscribe", "channel": "/chat/rooms/7", "id": number})
+    replies = [await ws.receive_json_from(timeout=3) for _ in range(10)]
+    assert [(r["code"], r["id"]) for r in replies[:2]] == [("rate_limited", 8), ("rate_limited", 9)]
+    assert "8 subscribe requests" in replies[0]["message"]
+    assert sorted((r["code"], r["id"]) for r in replies[2:]) == [
+        ("listener_unavailable", number) for number in range(8)
+    ]
+    await ws.disconnect()
+
+
 async def test_full_control_channel_is_reported_not_fatal(settings):
     """``ChannelFull`` on the control channel answers 'listener_unavailable'; the socket lives."""
     api_settings(settings)
