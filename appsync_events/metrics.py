@@ -283,6 +283,7 @@ def _add_dropped(dropped: dict[str, int], listener: Listener) -> tuple[int, int]
     client = listener.client
     if client is not None:
         dropped["undecodable"] = dropped.get("undecodable", 0) + client.undecodable_events
+        dropped["unrouted"] = dropped.get("unrouted", 0) + client.unrouted_events
     return stats.received, stats.reconnects
 
 
@@ -425,7 +426,8 @@ class _ListenerCollector:
             "appsync_events_listener_events_dropped",
             "Events not dispatched, by reason: drop_newest or drop_oldest (LISTENER['OVERFLOW'] "
             "with a full queue), shutdown (arrived after the shutdown began), undecodable "
-            "(the event was not JSON).",
+            "(the event was not JSON), unrouted (for a subscription the listener no longer "
+            "or never held).",
             labels=("api", "reason"),
         )
         errors = CounterMetricFamily(

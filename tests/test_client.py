@@ -918,6 +918,28 @@ async def test_absurdly_nested_event_is_skipped_not_fatal(
         assert len(fake.peers) == 1  # the connection survived
 
 
+async def test_events_for_subscriptions_the_client_lacks_are_counted_and_logged(
+    fake: FakeAppSync, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A data frame for an id the client never held is skipped, counted and logged at
+    INFO once a minute at most; the connection and the real subscription go on."""
+    seen = Collector()
+    async with seen.client() as client:
+        await client.subscribe("/chat/a")
+        (peer,) = fake.peers
+        with caplog.at_level(logging.INFO, logger="appsync_events.client"):
+            for _ in range(3):
+                frame = {"type": "data", "id": "not-ours", "event": '"lost"'}
+                await peer.ws.send(json.dumps(frame))
+            await fake.broadcast("/chat/a", ['"after"'])
+            await until(lambda: len(seen.events) == 1)
+        assert seen.payloads() == ["after"]
+        assert client.unrouted_events == 3
+        lines = [r for r in caplog.records if "does not hold" in r.getMessage()]
+        assert len(lines) == 1
+        assert "'not-ours'" in lines[0].getMessage()
+
+
 async def test_on_event_may_be_a_plain_function(fake: FakeAppSync) -> None:
     """A sync on_event is called per event; an awaitable it returns is awaited first."""
     calls: list[Any] = []

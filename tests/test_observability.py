@@ -1040,8 +1040,11 @@ def test_listener_counts_survive_a_restart_and_add_up_across_listeners() -> None
             self.stats = ListenerStats(
                 received=received, dropped=dropped, reconnects=1, discarded=2
             )
-            # The first listener's client skipped 3 events that were not JSON.
-            self.client = SimpleNamespace(undecodable_events=3) if received == 10 else None
+            # The first listener's client skipped 3 events that were not JSON and 2 for
+            # subscriptions it did not hold.
+            self.client = (
+                SimpleNamespace(undecodable_events=3, unrouted_events=2) if received == 10 else None
+            )
 
     def fake(received: int, dropped: int) -> Any:
         return Fake(received, dropped)
@@ -1050,15 +1053,27 @@ def test_listener_counts_survive_a_restart_and_add_up_across_listeners() -> None
     first, second = fake(10, 1), fake(5, 0)
     store.start(first)
     store.start(second)
-    assert store.totals() == (15, 2, {"drop_oldest": 1, "shutdown": 4, "undecodable": 3})
+    assert store.totals() == (
+        15,
+        2,
+        {"drop_oldest": 1, "shutdown": 4, "undecodable": 3, "unrouted": 2},
+    )
     assert store.live is not None
     assert store.live() is second  # the gauges show the listener started last
     store.carry(first)
     first.stats.received = 1000  # changes after the stop no longer count
-    assert store.totals() == (15, 2, {"drop_oldest": 1, "shutdown": 4, "undecodable": 3})
+    assert store.totals() == (
+        15,
+        2,
+        {"drop_oldest": 1, "shutdown": 4, "undecodable": 3, "unrouted": 2},
+    )
     store.carry(second)
     assert store.live is None
-    assert store.totals() == (15, 2, {"drop_oldest": 1, "shutdown": 4, "undecodable": 3})
+    assert store.totals() == (
+        15,
+        2,
+        {"drop_oldest": 1, "shutdown": 4, "undecodable": 3, "unrouted": 2},
+    )
 
 
 @pytest.mark.parametrize(("step", "exact"), [(0.01, True), (1e-6, False)])

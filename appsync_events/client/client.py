@@ -53,6 +53,9 @@ from .connection import Connection, describe_errors, error_entries
 from .retry import RetryPolicy, is_auth_error, process_exception
 from .supervisor import ConnectionState, StateChange, Supervisor, SupervisorHooks
 
+#: Seconds between two INFO lines about events for subscription ids the client lacks.
+_UNROUTED_LOG_EVERY = 60.0
+
 __all__ = [
     "AppSyncEventsClient",
     "EventCallback",
@@ -243,6 +246,12 @@ class AppSyncEventsClient:
         self.loop = asyncio.get_running_loop()
         #: Data frames whose event was not valid JSON (logged and skipped).
         self.undecodable_events = 0
+        #: Data frames for a subscription id this client does not hold (skipped): one
+        #: unsubscribed or replaced a moment ago (expected, DEBUG) or one it never had
+        #: (logged at INFO, at most once a minute).
+        self.unrouted_events = 0
+        self._unrouted_logged_at = float("-inf")
+        self._unrouted_held = 0
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -756,8 +765,24 @@ class AppSyncEventsClient:
         """Decode one data message's event (once) and hand it on; see ``DataCallback``."""
         sub = connection.routes.get(sub_id)
         if sub is None or sub.state == "closed":
-            logger.debug(
-                "Dropped an event for inactive subscription %s (api=%s)", sub_id, self.alias
+            self.unrouted_events += 1
+            if sub is not None:  # in flight when it was unsubscribed
+                logger.debug(
+                    "Dropped an event for inactive subscription %s (api=%s)", sub_id, self.alias
+                )
+                return None
+            now = self.loop.time()
+            if now - self._unrouted_logged_at < _UNROUTED_LOG_EVERY:
+                self._unrouted_held += 1
+                return None
+            held, self._unrouted_held = self._unrouted_held, 0
+            self._unrouted_logged_at = now
+            logger.info(
+                "Dropped an event for subscription id %.80r, which this client does not "
+                "hold (api=%s; %d more such events in the last minute were not logged)",
+                sub_id,
+                self.alias,
+                held,
             )
             return None
         try:
