@@ -71,7 +71,8 @@ class TokenView(View):
         return tokens.granted(getattr(request, "user", None), operation, self.api)
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        """Mint and return the token, or 401/403 when the user is granted nothing."""
+        """Mint and return the token, 401/403 when the user is granted nothing, or 503
+        (logged at ERROR) when ``TOKENS`` cannot sign one."""
         subscribe = self.get_patterns(request, "subscribe")
         publish = self.get_patterns(request, "publish")
         if not subscribe and not publish:
@@ -83,13 +84,27 @@ class TokenView(View):
                 status, error = 401, "not_authenticated"
                 message = "Sign in first: GRANTS give anonymous visitors no channel."
             return _no_store(JsonResponse({"error": error, "message": message}, status=status))
-        issued = tokens.issue(
-            getattr(request, "user", None),
-            subscribe=subscribe,
-            publish=publish,
-            ttl=self.ttl,
-            api=self.api,
-        )
+        try:
+            issued = tokens.issue(
+                getattr(request, "user", None),
+                subscribe=subscribe,
+                publish=publish,
+                ttl=self.ttl,
+                api=self.api,
+            )
+        except ConfigurationError as exc:
+            # The fix is the project's (the message names the setting); the browser only
+            # hears that direct mode is unavailable, never how the server is configured.
+            logger.error("TokenView cannot mint a token: %s", exc)
+            return _no_store(
+                JsonResponse(
+                    {
+                        "error": "not_configured",
+                        "message": "Direct-mode tokens are not available on this server.",
+                    },
+                    status=503,
+                )
+            )
         config = conf.get_api_config(self.api)
         return _no_store(
             JsonResponse(

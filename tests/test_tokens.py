@@ -291,6 +291,26 @@ def test_view_serves_anonymous_visitors_only_what_is_declared(settings: Any) -> 
 
 
 @pytest.mark.django_db
+def test_view_without_signing_keys_is_a_logged_503(
+    settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No TOKENS['SIGNING_KEYS']: 503 in JSON for the browser (no configuration detail),
+    an ERROR line naming the setting for the project."""
+    configure(settings, GRANTS=GRANTS)
+    settings.APPSYNC_EVENTS = {
+        "default": {k: v for k, v in settings.APPSYNC_EVENTS["default"].items() if k != "TOKENS"}
+    }
+    response = Client().get(TOKEN_URL)
+    assert response.status_code == 503
+    assert response.json()["error"] == "not_configured"
+    assert "SIGNING_KEYS" not in response.content.decode()
+    assert "no-store" in response["Cache-Control"]
+    (record,) = [r for r in caplog.records if r.name == "appsync_events.views"]
+    assert record.levelname == "ERROR"
+    assert "TOKENS['SIGNING_KEYS']" in record.getMessage()
+
+
+@pytest.mark.django_db
 def test_view_answers_get_only(settings: Any) -> None:
     """The token view refuses other methods."""
     configure(settings, GRANTS=GRANTS)
