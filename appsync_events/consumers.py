@@ -128,6 +128,19 @@ def _valid_id(value: Any) -> str | int | None:
     return None
 
 
+def _json_type(value: Any) -> str:
+    """The JSON type name of a decoded value (for error messages)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
 @dataclass(slots=True)
 class _Subscription:
     """One channel this socket subscribed to.
@@ -414,7 +427,17 @@ class AppSyncEventsConsumer(AsyncJsonWebsocketConsumer):
                 raise _Reject("malformed", "the message must be a JSON object")
             request_id = _valid_id(content.get("id"))
             if request_id is None and content.get("id") is not None:
-                raise _Reject("malformed", f"'id' must be a string of at most {_MAX_ID_LENGTH}")
+                given = content["id"]
+                raise _Reject(
+                    "malformed",
+                    f"'id' must be a string of at most {_MAX_ID_LENGTH} characters or an "
+                    f"integer, not "
+                    + (
+                        f"a string of {len(given)} characters"
+                        if isinstance(given, str)
+                        else f"a JSON {_json_type(given)}"
+                    ),
+                )
             await self.receive_json(content)
         except _Reject as reject:
             await self._error(reject.code, reject.message, reject.channel, request_id)

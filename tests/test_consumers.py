@@ -197,6 +197,27 @@ async def test_refused_follow_reports_subscribe_failed(listener):
 
 
 @pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ({"x": 1}, "not a JSON object"),
+        (1.5, "not a JSON number"),
+        (True, "not a JSON boolean"),
+        ([1], "not a JSON array"),
+        ("x" * 65, "not a string of 65 characters"),
+    ],
+)
+async def test_a_bad_id_is_explained(listener, given, said):
+    """The malformed answer to a bad id says what an id may be and what was sent."""
+    ws = await connect()
+    reply = await request(ws, action="subscribe", channel="/chat/static", id=given)
+    assert reply["code"] == "malformed"
+    assert reply["message"] == (
+        f"'id' must be a string of at most 64 characters or an integer, {said}"
+    )
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize(
     ("frame", "code"),
     [
         ("{not json", "malformed"),
