@@ -26,7 +26,10 @@ No web framework: a small HTTP/1.1 server on :func:`asyncio.start_server` that a
     drainer's worker and the age of its last poll and batch).
 ``/metrics``
     The process's Prometheus metrics (501 without ``prometheus-client``), produced in a
-    worker thread since the outbox gauges query the database.
+    worker thread since the outbox gauges query the database. Only for loopback peers
+    and those in ``allowed_ips`` (the commands pass ``METRICS['ALLOWED_IPS']``); others
+    get 403: metric labels name channels, handlers and error codes.
+    ``/healthz`` and ``/readyz`` answer every peer (orchestrators probe from outside).
 
 Bounded: at most :data:`MAX_CONNECTIONS` connections at a time (more are closed at
 once), a request head of at most :data:`MAX_REQUEST_BYTES` bytes, read within
@@ -38,10 +41,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import ipaddress
 import json
 import logging
 import threading
-from typing import Any, Final, Protocol
+from collections.abc import Iterable
+from typing import Any, Final, Protocol, TypeAlias
 
 from . import metrics
 from .exceptions import ImproperlyInstalled
@@ -57,6 +62,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Connections served at once; more are closed without an answer.
 MAX_CONNECTIONS: Final = 8
@@ -123,12 +130,17 @@ class HealthServer:
             :class:`HealthTarget`).
         host: the interface to bind.
         port: the port to bind (0 picks a free one; :meth:`start` returns it).
+        allowed_ips: networks besides loopback whose peers may read ``/metrics``
+            (``METRICS['ALLOWED_IPS']``).
     """
 
-    def __init__(self, target: HealthTarget, host: str, port: int) -> None:
+    def __init__(
+        self, target: HealthTarget, host: str, port: int, allowed_ips: Iterable[Network] = ()
+    ) -> None:
         self.target = target
         self.host = host
         self.port = port
+        self.allowed_ips = tuple(allowed_ips)
         self._server: asyncio.Server | None = None
         self._active = 0
         self._open: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
@@ -175,7 +187,9 @@ class HealthServer:
         if task is not None:
             self._open[task] = writer
         try:
-            status, content_type, body, head = await self._answer(reader)
+            status, content_type, body, head = await self._answer(
+                reader, writer.get_extra_info("peername")
+            )
             await asyncio.wait_for(
                 self._write(writer, status, content_type, b"" if head else body, len(body)),
                 REQUEST_TIMEOUT,
@@ -192,7 +206,9 @@ class HealthServer:
             with contextlib.suppress(Exception):  # the client may be gone already
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
-    async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, str, bytes, bool]:
+    async def _answer(
+        self, reader: asyncio.StreamReader, peer: Any
+    ) -> tuple[int, str, bytes, bool]:
         """Read one request head; return status, content type, body and whether HEAD."""
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
@@ -216,12 +232,33 @@ class HealthServer:
         if path == "/readyz":
             return (*self._readiness(), is_head)
         if path == "/metrics":
+            if not self._may_scrape(peer):
+                return (
+                    *_json(
+                        403,
+                        {
+                            "error": "forbidden: /metrics answers loopback and the "
+                            "addresses in APPSYNC_EVENTS[...]['METRICS']['ALLOWED_IPS']"
+                        },
+                    ),
+                    is_head,
+                )
             try:
                 body, content_type = await asyncio.to_thread(_scrape)
             except ImproperlyInstalled as exc:
                 return (501, "text/plain; charset=utf-8", f"{exc}\n".encode(), is_head)
             return (200, content_type, body, is_head)
         return (*_json(404, {"error": "not found; try /healthz, /readyz or /metrics"}), is_head)
+
+    def _may_scrape(self, peer: Any) -> bool:
+        """Whether the peer (``peername``) is loopback or in :attr:`allowed_ips`."""
+        try:
+            ip = ipaddress.ip_address(peer[0])
+        except (TypeError, IndexError, ValueError):
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return ip.is_loopback or any(ip in network for network in self.allowed_ips)
 
     def _liveness(self) -> tuple[int, str, bytes]:
         health = self.target.health()
@@ -271,13 +308,16 @@ class ThreadedHealthServer:
             from the server's thread.
         host: the interface to bind.
         port: the port to bind (0 picks a free one; :meth:`start` returns it).
+        allowed_ips: networks besides loopback whose peers may read ``/metrics``.
     """
 
     #: Seconds :meth:`stop` waits for the server's thread to end.
     STOP_TIMEOUT: Final = 5.0
 
-    def __init__(self, target: HealthTarget, host: str, port: int) -> None:
-        self.server = HealthServer(target, host, port)
+    def __init__(
+        self, target: HealthTarget, host: str, port: int, allowed_ips: Iterable[Network] = ()
+    ) -> None:
+        self.server = HealthServer(target, host, port, allowed_ips)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None

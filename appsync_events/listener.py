@@ -403,7 +403,9 @@ class Listener:
             return None
         from .health import HealthServer
 
-        server = HealthServer(self, self.http_host, self.http_port)
+        server = HealthServer(
+            self, self.http_host, self.http_port, allowed_ips=self.config.metrics.allowed_ips
+        )
         try:
             self.http_port = await server.start()
         except OSError as exc:

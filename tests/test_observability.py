@@ -1134,3 +1134,53 @@ def test_followed_paths_share_one_counter_and_leave_no_state(settings: Any) -> N
     assert store.dispatched["/chat/*"].value == 1
     assert set(observer._dispatched) == {"/chat/*"}
     observer.close(listener)
+
+
+@pytest.mark.parametrize(
+    ("peer", "allowed", "status"),
+    [
+        (("127.0.0.1", 5000), (), 200),
+        (("::1", 5000, 0, 0), (), 200),
+        (("::ffff:127.0.0.1", 5000, 0, 0), (), 200),
+        (("10.1.2.3", 5000), (), 403),
+        (("10.1.2.3", 5000), ("10.1.0.0/16",), 200),
+        (("192.0.2.7", 5000), ("10.1.0.0/16",), 403),
+        (("fd00::5", 5000, 0, 0), ("fd00::/8",), 200),
+        (None, (), 403),
+    ],
+)
+async def test_health_server_metrics_answer_loopback_and_allowed_ips_only(
+    peer: Any, allowed: tuple[str, ...], status: int
+) -> None:
+    """/metrics on the health server answers loopback peers and METRICS['ALLOWED_IPS'];
+    others get a 403 naming the setting. The probes answer everyone."""
+    import ipaddress
+
+    class Report:
+        phase = "running"
+        alive = (True, "")
+        ready = (True, "")
+
+        def details(self) -> dict[str, Any]:
+            return {}
+
+    class Target:
+        def health(self) -> Report:
+            return Report()
+
+    server = health.HealthServer(
+        Target(), "127.0.0.1", 0, allowed_ips=[ipaddress.ip_network(n) for n in allowed]
+    )
+
+    async def answer(path: str) -> tuple[int, bytes]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(f"GET {path} HTTP/1.1\r\n\r\n".encode())
+        code, _, body, _ = await server._answer(reader, peer)
+        return code, body
+
+    code, body = await answer("/metrics")
+    assert code == status
+    if code == 403:
+        assert b"ALLOWED_IPS" in body
+    for probe in ("/healthz", "/readyz"):
+        assert (await answer(probe))[0] == 200

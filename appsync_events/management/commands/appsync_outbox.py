@@ -111,7 +111,8 @@ class Command(AppSyncCommand):
         self, drainer: OutboxDrainer, alias: str, host: str, port: int
     ) -> ThreadedHealthServer:
         """Start the health and metrics server in its thread; exit 2 if it cannot bind."""
-        server = ThreadedHealthServer(drainer, host, port)
+        metrics_settings = get_api_config(alias).metrics
+        server = ThreadedHealthServer(drainer, host, port, metrics_settings.allowed_ips)
         try:
             server.start()
         except OSError as exc:
