@@ -1,6 +1,7 @@
 """Benchmark what the Prometheus metrics (and traces) cost the listener's hot path.
 
-Run: ``.venv/bin/python bench/bench_metrics.py [--events 30000] [--rounds 9] [--no-write]``
+Run: ``python -m bench.bench_metrics [--events 30000] [--rounds 9] [--no-write]
+[--json PATH]`` from the repository root (``make bench`` runs it too)
 
 The set-up of ``bench/bench_listener.py``: a sender process (a plain ``websockets``
 server on loopback) writes ``--events`` pre-encoded ``data`` frames to each receiver,
@@ -150,7 +151,8 @@ def render(
     traced_runs: list[Run],
     events: int,
     dispatch: tuple[list[float], list[float]],
-) -> str:
+) -> tuple[str, float]:
+    """Return the section's Markdown and the overhead (a fraction of the listener's cost)."""
     ratios = [b[1] / a[1] for a, b in zip(off, on, strict=True)]
     wall = [a[0] / b[0] for a, b in zip(off, on, strict=True)]
     direct = statistics.median(ratios) - 1
@@ -169,12 +171,12 @@ def render(
     # share, so the conservative estimate).
     overhead = (d_on - d_off) / best_off
     verdict = "met" if overhead < GOAL else "NOT met"
-    return "\n".join(
+    text = "\n".join(
         [
             SECTION,
             "",
             _common.provenance(),
-            f"`bench/bench_metrics.py --events {events} --rounds {len(off)}`: the sender of "
+            f"`{_common.command_line()}`: the sender of "
             "`bench/bench_listener.py` (a plain `websockets` server on loopback writing "
             "pre-encoded `data` frames) and the `Listener` with one async handler, "
             "`METRICS['ENABLED']` off and on **interleaved** (each round runs both, in "
@@ -222,13 +224,14 @@ def render(
             "",
         ]
     )
+    return text, overhead
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--events", type=int, default=30000, help="events per run")
     parser.add_argument("--rounds", type=int, default=9, help="rounds of off and on")
-    parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    _common.add_output_args(parser)
     args = parser.parse_args()
     sender, port = start_sender(args.events)
     off: list[Run] = []
@@ -254,10 +257,25 @@ def main() -> None:
     for number in range(args.rounds):
         for enabled in (False, True) if number % 2 == 0 else (True, False):
             dispatch[enabled].append(dispatch_run(args.events, enabled=enabled))
-    text = render(off, on, traced_runs, args.events, dispatch)
-    print(text)
-    if not args.no_write:
-        _common.write_section(SECTION, text)
+    text, overhead = render(off, on, traced_runs, args.events, dispatch)
+    results = {
+        "events": args.events,
+        "off": off,
+        "on": on,
+        "traced": traced_runs,
+        "dispatch_us": {"off": dispatch[0], "on": dispatch[1]},
+        "overhead": overhead,
+    }
+    goals = [
+        _common.goal(
+            "listener metrics, cost in the dispatch loop over the listener's cost per event",
+            f"under {GOAL:.0%}",
+            f"{overhead:.1%}",
+            overhead < GOAL,
+            value=overhead,
+        )
+    ]
+    _common.emit(args, SECTION, text, results, goals)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,11 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
         ["--events", "600", "--rounds", "1", "--seconds", "1.5", "--rate", "1000"],
     ),
     "listener": ("bench.bench_listener", ["--events", "30000"], ["--events", "5000"]),
+    "metrics": (
+        "bench.bench_metrics",
+        ["--events", "30000", "--rounds", "9"],
+        ["--events", "3000", "--rounds", "2"],
+    ),
     "soak": (
         "bench.bench_soak",
         ["--events", "1000000", "--interval", "0.5"],
@@ -238,6 +243,14 @@ def render(report: dict[str, Any], plots: list[str], plot_dir: str) -> str:
         f"[{plot_dir}latest.json]({plot_dir}latest.json). Every figure is given with the "
         "baseline measured in the same run (a ratio) as well as its absolute value: on a "
         "shared machine the absolute numbers move with the load, the ratios much less.",
+    ]
+    for update in run.get("updates", []):
+        lines[-1] += (
+            f" Since then `{update['command']}` re-ran {', '.join(update['benchmarks_run'])} "
+            f"on {update['date']} (commit `{update['commit']}`); each section names its own "
+            "run."
+        )
+    lines += [
         "",
         "## Goals",
         "",
@@ -310,17 +323,23 @@ def main() -> None:
     command = "make bench-quick" if args.quick else "make bench"
     if args.only:
         command = f"python -m bench.run{' --quick' if args.quick else ''} --only {args.only}"
+    this_run = {
+        "command": command,
+        "mode": "quick" if args.quick else "full",
+        "date": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+        "commit": _common.commit(),
+        "machine": _common.machine(memory=True),
+        "load_before": load_before,
+        "load_after": _common.load_average(),
+        "benchmarks_run": names,
+    }
+    run_info = this_run
+    if args.only and "run" in previous:
+        # The report stays the earlier run's; this one is recorded as an update of it.
+        run_info = dict(previous["run"])
+        run_info["updates"] = [*previous["run"].get("updates", []), this_run]
     report = {
-        "run": {
-            "command": command,
-            "mode": "quick" if args.quick else "full",
-            "date": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
-            "commit": _common.commit(),
-            "machine": _common.machine(memory=True),
-            "load_before": load_before,
-            "load_after": _common.load_average(),
-            "benchmarks_run": names,
-        },
+        "run": run_info,
         # Report order, whatever was run this time.
         "benchmarks": {n: documents[n] for n in BENCHMARKS if n in documents},
     }
