@@ -57,7 +57,7 @@ from typing import Any, TypeAlias, TypeVar
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from .conf import get_api_config
 from .config import TasksConfig
@@ -384,6 +384,15 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
+#: The jobs of a :class:`HandlerThread`; ``None`` ends its thread.
+_Jobs: TypeAlias = queue.SimpleQueue[
+    tuple[
+        Handler, ReceivedEvent, asyncio.AbstractEventLoop, asyncio.Future[Any], contextvars.Context
+    ]
+    | None
+]
+
+
 class HandlerThread:
     """Runs sync handlers one at a time in one daemon thread: what the listener uses.
 
@@ -396,15 +405,7 @@ class HandlerThread:
 
     def __init__(self, name: str = "appsync-handlers") -> None:
         self.name = name
-        self._jobs: queue.SimpleQueue[
-            tuple[
-                Handler,
-                ReceivedEvent,
-                asyncio.AbstractEventLoop,
-                asyncio.Future[Any],
-                contextvars.Context,
-            ]
-        ] = queue.SimpleQueue()
+        self._jobs: _Jobs = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -412,20 +413,41 @@ class HandlerThread:
         """Run ``func(event)`` in the thread and return (or raise) its outcome."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._start()
         # The handler sees the caller's context variables (its trace span, for one).
-        self._jobs.put((func, event, loop, future, contextvars.copy_context()))
-        return await future
-
-    def _start(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
+                self._thread = threading.Thread(
+                    target=self._work, args=(self._jobs,), name=self.name, daemon=True
+                )
                 self._thread.start()
+            self._jobs.put((func, event, loop, future, contextvars.copy_context()))
+        return await future
 
-    def _work(self) -> None:
+    def close(self) -> None:
+        """Let the thread end once the jobs already queued are done (without waiting).
+
+        On its way out it closes its database connections. Calling the runner again
+        starts a new thread; a handler that never returns keeps the old one (a daemon).
+        """
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                self._jobs.put(None)  # the old thread's own queue: a new one gets a new one
+                self._jobs = queue.SimpleQueue()
+            self._thread = None
+
+    def _work(self, jobs: _Jobs) -> None:
+        try:
+            self._serve(jobs)
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    @staticmethod
+    def _serve(jobs: _Jobs) -> None:
         while True:
-            func, event, loop, future, context = self._jobs.get()
+            job = jobs.get()
+            if job is None:
+                return
+            func, event, loop, future, context = job
             result: Any = None
             error: BaseException | None = None
             try:

@@ -136,7 +136,8 @@ class JSONLinesSink:
         self.stream.flush()
 
     async def stop(self) -> None:
-        """Nothing to stop."""
+        """Let the writer thread end once the lines already queued are written."""
+        self._writer.close()
 
 
 @dataclass
@@ -290,8 +291,9 @@ class Listener:
         # Sync handlers run in a daemon thread, so a handler that never returns cannot
         # keep the process past the shutdown deadline. A failed enqueue is retried: the
         # queue below then fills and OVERFLOW applies.
+        self._handler_thread = HandlerThread()
         self.dispatcher = Dispatcher(
-            router, send_signal=send_signals, run_sync=HandlerThread(), retry_enqueue=True
+            router, send_signal=send_signals, run_sync=self._handler_thread, retry_enqueue=True
         )
         self.sinks: list[Any] = list(sinks) if sinks is not None else []
         if sinks is None:
@@ -390,6 +392,7 @@ class Listener:
             return await self._serve()
         finally:
             self._phase = "stopped"
+            self._handler_thread.close()  # ends once its jobs are done; closes its DB connections
             for sig in installed:
                 loop.remove_signal_handler(sig)
             if self.lease is not None and self.lease.held:

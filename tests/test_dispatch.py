@@ -122,6 +122,43 @@ async def test_sync_handlers_run_in_a_thread(router: Router) -> None:
     assert threads[0] != threading.get_ident()
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_a_closed_handler_thread_ends_after_its_jobs_and_closes_its_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """close() lets the thread finish what was queued, then end with its database
+    connection closed (a persistent one too); the next call starts a new thread."""
+    from django.db import connection, connections
+
+    # Persistent connections: the handler wrapper alone would leave this one open.
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", None)
+
+    runner = dispatch.HandlerThread("test-handlers")
+    seen: list[tuple[threading.Thread, Any]] = []
+
+    def handler(event: ReceivedEvent) -> str:
+        with connection.cursor() as cursor:  # opens this thread's connection
+            cursor.execute("SELECT 1")
+        seen.append((threading.current_thread(), connections["default"]))  # this thread's
+        return event.payload
+
+    event = ReceivedEvent("default", "/chat/a", "hi", '"hi"')
+    assert await runner(handler, event) == "hi"
+    first, first_connection = seen[0]
+    runner.close()
+    first.join(10)
+    assert not first.is_alive()
+    if first_connection.vendor != "sqlite":  # SQLite's in-memory test database never closes
+        assert first_connection.connection is None  # closed on the thread's way out
+    assert await runner(handler, event) == "hi"
+    second, _ = seen[1]
+    assert second is not first
+    assert second.is_alive()
+    runner.close()
+    second.join(10)
+    assert not second.is_alive()
+
+
 async def test_payload_round_trips_like_the_wire(router: Router) -> None:
     """simulate_event encodes then decodes the payload, as AppSync would deliver it."""
     import datetime

@@ -148,6 +148,38 @@ async def test_dispatch_signals_handlers_and_sinks(
     await until(lambda: not emulator.subscriptions)  # unsubscribed at shutdown
 
 
+async def test_the_handler_and_print_threads_end_with_the_listener(
+    settings: Any, emulator: AppSyncEventsEmulator, run: Any, receivers: Any
+) -> None:
+    """The threads running sync handlers and writing --print lines end when the listener
+    stops (a process that runs listeners one after another does not collect threads)."""
+    import threading
+
+    configure(settings)
+    router = Router()
+    threads: list[threading.Thread] = []
+
+    @router.on("/chat/*")
+    def handler(event: ReceivedEvent) -> None:
+        threads.append(threading.current_thread())
+
+    class Stream(io.StringIO):
+        def write(self, text: str) -> int:
+            threads.append(threading.current_thread())
+            return super().write(text)
+
+    established = receivers(signals.subscription_established)
+    running = run(router=router, sinks=[JSONLinesSink(Stream())], max_events=1)
+    await until(lambda: established.calls)
+    await publish(emulator, "/chat/rooms/7", {"n": 1})
+    assert await asyncio.wait_for(running.task, 20) == 0
+    names = sorted(t.name for t in threads)
+    assert names == ["appsync-handlers", "appsync-print"]
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive(), thread.name
+
+
 async def test_subscription_established_again_after_reconnect(
     settings: Any, emulator: AppSyncEventsEmulator, run: Any, receivers: Any
 ) -> None:

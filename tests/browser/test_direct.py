@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
+from django.db import connections
 from django.test import Client
 
 from appsync_events.emulator import AppSyncEventsEmulator, NamespaceSpec
@@ -112,6 +113,10 @@ def open_page(browser: Any, site: Any, user: User | None) -> tuple[Any, Any, lis
         client = Client()
         client.force_login(user)
         cookie = client.cookies[django_settings.SESSION_COOKIE_NAME].value
+        # The connection force_login opened is not closed by the test database's teardown
+        # (seen with Playwright's event loop in this thread), and an open session keeps
+        # PostgreSQL from dropping the test database: close it now.
+        connections.close_all()
         context.add_cookies(
             [{"name": django_settings.SESSION_COOKIE_NAME, "value": cookie, "url": site.url}]
         )
