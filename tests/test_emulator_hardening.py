@@ -251,16 +251,27 @@ async def _answer(ws: Any) -> str:
 
 
 @pytest.mark.parametrize(
-    "request_bytes",
+    ("request_bytes", "message"),
     [
-        b"GARBAGE\r\n\r\n",
-        b"POST /event HTTP/1.1\r\nHost: x\r\nX-Api-Key: a\x00b\r\nContent-Length: 2\r\n\r\n{}",
-        b"POST /event HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
-        b"POST /event HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+        (b"GARBAGE\r\n\r\n", "Not a valid HTTP/1.1 request."),
+        (
+            b"POST /event HTTP/1.1\r\nHost: x\r\nX-Api-Key: a\x00b\r\nContent-Length: 2\r\n\r\n{}",
+            "Not a valid HTTP/1.1 request.",
+        ),
+        (
+            b"POST /event HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
+            "Not a valid HTTP/1.1 request.",
+        ),
+        (
+            b"POST /event HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+            "HTTP/1.1 requests need a Host header.",
+        ),
     ],
     ids=["request-line", "nul-in-header", "content-length", "no-host"],
 )
-def test_bytes_that_are_no_http_request_get_the_json_400(request_bytes: bytes) -> None:
+def test_bytes_that_are_no_http_request_get_the_json_400(
+    request_bytes: bytes, message: str
+) -> None:
     """A request that is not valid HTTP/1.1 gets a 400 with the JSON error shape, then the
     connection closes (uvicorn answered plain text)."""
     with AppSyncEventsEmulator(port=0) as emulator:
@@ -272,7 +283,7 @@ def test_bytes_that_are_no_http_request_get_the_json_400(request_bytes: bytes) -
     head, _, body = received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ")
     assert b"content-type: application/json" in head.lower()
-    assert json.loads(body)["errors"][0]["errorType"] == "BadRequestException"
+    assert json.loads(body)["errors"][0] == {"errorType": "BadRequestException", "message": message}
 
 
 @pytest.mark.parametrize(
@@ -391,3 +402,40 @@ async def test_a_client_that_stops_reading_is_cut_off_at_the_frame_bound(
         assert close.reason == "too slow: frames not read"
         assert received < published  # what waited in the emulator was dropped
         await healthy.close()
+
+
+@pytest.mark.parametrize(
+    ("shutdown_waits_for", "warnings"),
+    [
+        ("force_exit", ["no longer waiting"]),  # open connections that never close
+        ("nothing", ["no longer waiting", "stopping its event loop"]),  # a stuck loop task
+    ],
+)
+def test_stop_always_ends_the_server_thread(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    shutdown_waits_for: str,
+    warnings: list[str],
+) -> None:
+    """A graceful shutdown that does not finish is cut short in stages, each with a
+    WARNING; stop() returns with the server thread ended either way."""
+    from appsync_events.emulator import server as server_module
+
+    monkeypatch.setattr(server_module, "STOP_GRACE", 0.3)
+
+    async def stuck_shutdown(self: Any, sockets: Any = None) -> None:
+        while shutdown_waits_for == "nothing" or not self.force_exit:  # noqa: ASYNC110 - as uvicorn polls
+            await asyncio.sleep(0.01)
+
+    monkeypatch.setattr(server_module._Server, "shutdown", stuck_shutdown)
+    emulator = AppSyncEventsEmulator(port=0).start()
+    thread = emulator._thread
+    assert thread is not None
+    with caplog.at_level(logging.WARNING, logger="appsync_events.emulator.server"):
+        emulator.stop()
+    assert not thread.is_alive()
+    said = [r.getMessage() for r in caplog.records if r.name == "appsync_events.emulator.server"]
+    assert len(said) == len(warnings)
+    for text, expected in zip(said, warnings, strict=True):
+        assert expected in text
+    assert not emulator.running

@@ -50,6 +50,11 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 MAX_PENDING_FRAMES: Final = 10_000
 
 _KA: Final = encode(KeepAlive())
+_NO_HOST: Final = {
+    "errors": [
+        {"errorType": "BadRequestException", "message": "HTTP/1.1 requests need a Host header."}
+    ]
+}
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 _INTERNAL_ERROR: Final = {
     "errors": [
@@ -170,6 +175,10 @@ class EmulatorApp:
         path = scope["path"].rstrip("/") or "/"
         method = scope["method"]
         headers = _headers(scope)
+        if "host" not in headers and scope.get("http_version") == "1.1":
+            # RFC 9112 §3.2: a server answers an HTTP/1.1 request without Host with 400.
+            await _respond(send, 400, _NO_HOST, extra=[(b"connection", b"close")])
+            return
         cors = _cors_headers(headers.get("origin"), self.state.settings.cors_origins)
         if path == "/event" and method == "POST":
             limit = self.state.settings.max_request_bytes

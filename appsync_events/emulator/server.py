@@ -16,6 +16,7 @@ re-raises whatever made startup fail.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import secrets
@@ -46,7 +47,7 @@ from .registry import (
     SubscriptionInfo,
 )
 
-__all__ = ["SERVICE_OPTIONS", "AppSyncEventsEmulator"]
+__all__ = ["SERVICE_OPTIONS", "STOP_GRACE", "AppSyncEventsEmulator"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ _CHOICES: Final = {
     "ws_signing_escape": ("html", "none", "both"),
 }
 _STARTUP_TIMEOUT: Final = 30.0
+#: Seconds :meth:`AppSyncEventsEmulator.stop` gives each stage of stopping: the graceful
+#: shutdown, then the shutdown without waiting for open connections, then the event loop.
+STOP_GRACE: Final = 5.0
 
 
 def _generate_api_key() -> str:
@@ -312,6 +316,7 @@ class AppSyncEventsEmulator:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: _Server | None = None
+        self._forced_stop = False
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._port: int | None = None
@@ -419,10 +424,13 @@ class AppSyncEventsEmulator:
     def _run(self, sock: socket.socket) -> None:
         loop = asyncio.new_event_loop()
         self._loop = loop
+        self._forced_stop = False
         try:
             loop.run_until_complete(self._serve(sock))
         except BaseException as exc:  # reported to start(), which re-raises it
-            if not self._ready.is_set():
+            if self._forced_stop:
+                pass  # stop() stopped the loop and said so
+            elif not self._ready.is_set():
                 self._error = exc
                 self._ready.set()
             else:
@@ -475,17 +483,44 @@ class AppSyncEventsEmulator:
             raise RuntimeError("uvicorn did not start (see the uvicorn.error log)")
 
     def stop(self) -> None:
-        """Stop serving and close every connection (idempotent)."""
-        if self._server is not None:
-            self._server.should_exit = True
-        self._join()
+        """Stop serving and close every connection (idempotent).
 
-    def _join(self) -> None:
+        uvicorn's graceful shutdown gets ``STOP_GRACE`` (5) seconds; connections or
+        requests still open then are abandoned (a WARNING says how many), and a loop
+        that still runs after another ``STOP_GRACE`` is stopped where it is.
+        """
+        server = self._server
+        if server is not None:
+            server.should_exit = True
+        self._join(server)
+
+    def _join(self, server: _Server | None = None) -> None:
         thread = self._thread
         if thread is not None:
-            thread.join(timeout=15)
+            thread.join(timeout=STOP_GRACE)
+            if thread.is_alive() and server is not None:
+                state = server.server_state
+                logger.warning(
+                    "The AppSync Events emulator is still stopping after %g s (%d connections "
+                    "and %d requests open): no longer waiting for them",
+                    STOP_GRACE,
+                    len(state.connections),
+                    len(state.tasks),
+                )
+                server.force_exit = True
+                thread.join(timeout=STOP_GRACE)
+            loop = self._loop
+            if thread.is_alive() and loop is not None:
+                logger.warning(
+                    "The AppSync Events emulator did not stop within %g s: stopping its event loop",
+                    2 * STOP_GRACE,
+                )
+                self._forced_stop = True
+                with contextlib.suppress(RuntimeError):  # closed in the meantime
+                    loop.call_soon_threadsafe(loop.stop)
+                thread.join(timeout=STOP_GRACE)
             if thread.is_alive():
-                logger.warning("The AppSync Events emulator thread did not stop within 15 s")
+                logger.error("The AppSync Events emulator thread %s did not end", thread.name)
         self._thread = None
         self._server = None
         self._loop = None
