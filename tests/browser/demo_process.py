@@ -17,11 +17,39 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-__all__ = ["FOREIGN", "REPO", "ChildProcess", "DemoProcess", "demo_env"]
+__all__ = [
+    "ARTIFACTS",
+    "FOREIGN",
+    "REPO",
+    "ChildProcess",
+    "DemoProcess",
+    "demo_env",
+    "screenshot_pages",
+]
 
 REPO = Path(__file__).resolve().parents[2]
+
+#: Where a failing browser test leaves its screenshots.
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def screenshot_pages(prefix: str, pages: Mapping[str, Any]) -> None:
+    """Save a full-page screenshot of each page to ``test-artifacts/<prefix>-<name>.png``.
+
+    For a test that failed: a page that cannot be captured (it crashed) is named in a
+    line and skipped, so the real failure is not hidden.
+    """
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name, page in pages.items():
+        try:
+            page.screenshot(path=str(ARTIFACTS / f"{prefix}-{name}.png"), full_page=True)
+        except Exception as exc:  # a crashed page must not hide the real failure
+            print(f"could not screenshot {name}: {exc}")
+
 
 #: Variables that would point a project somewhere else than the emulator and the memory layer.
 FOREIGN = (

@@ -17,11 +17,9 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import TIMEOUT_MS
-from tests.browser.demo_process import REPO, DemoProcess, demo_env
+from tests.browser.demo_process import REPO, DemoProcess, demo_env, screenshot_pages
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-ARTIFACTS = REPO / "test-artifacts"
 
 
 @pytest.fixture
@@ -113,13 +111,7 @@ def test_two_tabs_chat_live_and_rooms_stay_apart(
         )
         assert panel.inner_text("#status-last-event") != "none yet"
     except BaseException:
-        ARTIFACTS.mkdir(exist_ok=True)
-        for name, page in pages.items():
-            path = ARTIFACTS / f"{request.node.name}-{name}.png"
-            try:
-                page.screenshot(path=str(path), full_page=True)
-            except Exception as exc:  # a crashed page must not hide the real failure
-                print(f"could not screenshot {name}: {exc}")
+        screenshot_pages(request.node.name, pages)
         print("demo output:\n" + "\n".join(demo.lines))
         raise
     finally:
@@ -210,13 +202,7 @@ def test_pages_guide_the_visitor_and_keep_one_time_format(
         )
         assert "/chat/rooms/*" in watcher.inner_text("#status-subscriptions")
     except BaseException:
-        ARTIFACTS.mkdir(exist_ok=True)
-        for name, page in pages.items():
-            path = ARTIFACTS / f"{request.node.name}-{name}.png"
-            try:
-                page.screenshot(path=str(path), full_page=True)
-            except Exception as exc:  # a crashed page must not hide the real failure
-                print(f"could not screenshot {name}: {exc}")
+        screenshot_pages(request.node.name, pages)
         print("demo output:\n" + "\n".join(demo.lines))
         raise
     finally:

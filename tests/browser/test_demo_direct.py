@@ -14,11 +14,9 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import TIMEOUT_MS
-from tests.browser.demo_process import REPO, DemoProcess
+from tests.browser.demo_process import DemoProcess, screenshot_pages
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-ARTIFACTS = REPO / "test-artifacts"
 
 
 @pytest.fixture
@@ -73,12 +71,7 @@ def test_pages_talk_to_the_emulator_directly_with_tokens(
             "() => document.getElementById('status-state').textContent === 'connected'"
         )
     except BaseException:
-        ARTIFACTS.mkdir(exist_ok=True)
-        for name, page in pages.items():
-            try:
-                page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{name}.png"))
-            except Exception as exc:  # a crashed page must not hide the real failure
-                print(f"could not screenshot {name}: {exc}")
+        screenshot_pages(request.node.name, pages)
         print("demo output:\n" + "\n".join(demo.lines))
         raise
     finally:

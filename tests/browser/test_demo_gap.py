@@ -17,12 +17,11 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import TIMEOUT_MS
-from tests.browser.demo_process import REPO, DemoProcess
+from tests.browser.demo_process import DemoProcess, screenshot_pages
 from tests.browser.lossy_layer import LOST
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ARTIFACTS = REPO / "test-artifacts"
 ROOM = "gamma"
 GROUP = "appsync.chat.rooms.gamma"
 
@@ -108,11 +107,7 @@ def test_a_page_that_missed_events_is_told_which_and_reloads_them(
             gaps[0],
         ), gaps
     except BaseException:
-        ARTIFACTS.mkdir(exist_ok=True)
-        try:
-            page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-        except Exception as exc:  # a crashed page must not hide the real failure
-            print(f"could not screenshot the page: {exc}")
+        screenshot_pages(request.node.name, {"page": page})
         print("demo output:\n" + "\n".join(lossy_demo.lines))
         raise
     finally:

@@ -42,12 +42,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.browser.conftest import TIMEOUT_MS
-from tests.browser.demo_process import FOREIGN, REPO, ChildProcess
+from tests.browser.demo_process import FOREIGN, REPO, ChildProcess, screenshot_pages
 from tests.readme_steps import Step, read_steps
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 
-ARTIFACTS = REPO / "test-artifacts"
 #: The virtualenv running the tests: its python, django-admin and uvicorn stand in for the
 #: ones ``pip install`` would have put on PATH.
 BIN = Path(sys.executable).parent
@@ -188,13 +187,8 @@ class Quickstart:
 
     def screenshot(self, name: str) -> None:
         """Save a screenshot of the page, if one is open, to ``test-artifacts/``."""
-        if self.page is None:
-            return
-        ARTIFACTS.mkdir(exist_ok=True)
-        try:
-            self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-        except Exception as exc:  # a crashed page must not hide the real failure
-            print(f"could not screenshot the page: {exc}")
+        if self.page is not None:
+            screenshot_pages(name, {"page": self.page})
 
     def print_outputs(self) -> None:
         """Print what every command and server said (servers: once stopped, so all of it)."""
